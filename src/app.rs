@@ -1,0 +1,190 @@
+//! Wiring: binds the listeners, starts the simulator when there are no credentials,
+//! builds the log, webhook, upstream client and gRPC service, and runs them all until
+//! one shared [`CancellationToken`] is cancelled. `main` and the tests both start the
+//! service through [`start`], so tests run exactly what users run.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use tokio::{net::TcpListener, task::JoinSet};
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use url::Url;
+
+use crate::{
+    config::Settings,
+    events::{EventLog, MemoryLog},
+    grpc::QrService,
+    pb::{self, qr_service_server::QrServiceServer},
+    simulator::Simulator,
+    webhook::{self, Webhook},
+    wechat::{WeChatClient, WeChatError},
+};
+
+/// Gap between HTTP/2 keepalive pings, so streams kept open for days survive idle
+/// timeouts of proxies and NATs in between.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A listener could not bind.
+    #[error("cannot listen for {what} on {addr}: {source}")]
+    Bind {
+        /// Which listener.
+        what: &'static str,
+        /// The address asked for.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The upstream client could not be built.
+    #[error("cannot build the WeChat client: {0}")]
+    Client(#[from] WeChatError),
+    /// The reflection service could not read the descriptor set.
+    #[error("cannot build gRPC reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+}
+
+/// The embedded simulator of a running service.
+#[derive(Debug, Clone)]
+pub struct RunningSimulator {
+    /// Where its fake API and admin endpoints listen.
+    pub addr: SocketAddr,
+    /// Its state and knobs.
+    pub simulator: Arc<Simulator>,
+}
+
+/// A started service.
+#[derive(Debug)]
+pub struct Running {
+    /// The bound gRPC address.
+    pub grpc_addr: SocketAddr,
+    /// The bound webhook address.
+    pub http_addr: SocketAddr,
+    /// The simulator, when no credentials are configured.
+    pub simulator: Option<RunningSimulator>,
+    /// The upstream client (its token cache counts fetches).
+    pub client: Arc<WeChatClient>,
+    /// The webhook (its counters say what happened to pushes).
+    pub webhook: Arc<Webhook>,
+    /// The event log.
+    pub log: Arc<MemoryLog>,
+    tasks: JoinSet<()>,
+}
+
+impl Running {
+    /// The webhook's URL.
+    pub fn webhook_url(&self) -> String {
+        format!("http://{}{}", self.http_addr, webhook::PATH)
+    }
+
+    /// Waits until every listener has stopped (after the shutdown token is cancelled).
+    pub async fn wait(mut self) {
+        while let Some(result) = self.tasks.join_next().await {
+            if let Err(e) = result {
+                tracing::error!(error = %e, "a server task failed");
+            }
+        }
+    }
+}
+
+async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { what, addr, source })
+}
+
+fn local_addr(listener: &TcpListener) -> SocketAddr {
+    listener
+        .local_addr()
+        .expect("a bound TCP listener has an address")
+}
+
+/// Binds every listener and starts serving; returns once all are accepting.
+pub async fn start(
+    mut settings: Settings,
+    shutdown: CancellationToken,
+) -> Result<Running, StartError> {
+    let mut tasks = JoinSet::new();
+
+    let simulator = match settings.simulator.clone() {
+        Some(sim_settings) => {
+            let listener = bind("the WeChat simulator", sim_settings.addr).await?;
+            let addr = local_addr(&listener);
+            let base = Url::parse(&format!("http://{addr}")).expect("socket address URL");
+            settings.upstream.api_base = base.clone();
+            settings.upstream.mp_base = base;
+            let simulator = Simulator::new(sim_settings);
+            tasks.spawn(simulator.clone().serve(listener, shutdown.clone()));
+            Some(RunningSimulator { addr, simulator })
+        }
+        None => None,
+    };
+
+    let http_listener = bind("WeChat pushes", settings.http_addr).await?;
+    let http_addr = local_addr(&http_listener);
+    let grpc_listener = bind("gRPC", settings.grpc_addr).await?;
+    let grpc_addr = local_addr(&grpc_listener);
+
+    let log = MemoryLog::new(settings.retention);
+    let webhook = Webhook::new(settings.webhook.clone(), log.clone() as Arc<dyn EventLog>);
+    let client = Arc::new(WeChatClient::new(settings.upstream.clone())?);
+    if let Some(sim) = &simulator {
+        sim.simulator
+            .set_webhook_url(format!("http://{http_addr}{}", webhook::PATH));
+    }
+
+    {
+        let webhook = webhook.clone();
+        tasks.spawn(crate::http_server::serve(
+            "webhook",
+            http_listener,
+            move |request| webhook.clone().handle(request),
+            shutdown.clone(),
+        ));
+    }
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<QrServiceServer<QrService>>().await;
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    // grpcurl releases before 1.8.8 only speak the v1alpha reflection protocol.
+    let reflection_v1 = reflection().build_v1()?;
+    let reflection_v1alpha = reflection().build_v1alpha()?;
+    let service = QrService::new(
+        client.clone(),
+        log.clone() as Arc<dyn EventLog>,
+        shutdown.clone(),
+    );
+    let grpc = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(QrServiceServer::new(service))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(grpc_listener), {
+            let shutdown = shutdown.clone();
+            async move {
+                shutdown.cancelled().await;
+                health.set_not_serving::<QrServiceServer<QrService>>().await;
+            }
+        });
+    tasks.spawn(async move {
+        if let Err(e) = grpc.await {
+            tracing::error!(error = %e, "gRPC server failed");
+        }
+    });
+
+    Ok(Running {
+        grpc_addr,
+        http_addr,
+        simulator,
+        client,
+        webhook,
+        log,
+        tasks,
+    })
+}

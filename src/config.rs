@@ -1,0 +1,303 @@
+//! Every setting of the service in one place: each is an environment variable with a
+//! matching command-line flag, and [`ServeConfig::resolve`] turns them into the
+//! [`Settings`] the rest of the crate uses, deciding whether the embedded simulator runs.
+
+use std::{net::SocketAddr, time::Duration};
+
+use url::Url;
+
+use crate::{secret::Secret, webhook::crypto::AesKey};
+
+/// WeChat's production API host (token, qrcode/create).
+pub const WECHAT_API_BASE: &str = "https://api.weixin.qq.com";
+/// WeChat's host for `showqrcode`.
+pub const WECHAT_MP_BASE: &str = "https://mp.weixin.qq.com";
+
+/// Documented development defaults, used by the simulator when no credentials are set.
+pub mod dev {
+    /// The simulator's AppID (override with `WECHAT_APP_ID`).
+    pub const APP_ID: &str = "wx0000000000devsim";
+    /// The simulator's AppSecret; only ever sent to the simulator on loopback.
+    pub const APP_SECRET: &str = "wechat-qr-simulator-secret";
+    /// The webhook token pushes are signed with (override with `WECHAT_TOKEN`).
+    pub const TOKEN: &str = "wechat-qr-dev-token";
+    /// The account's original ID, WeChat's `ToUserName` in pushes.
+    pub const ACCOUNT: &str = "gh_wechatqr0dev";
+}
+
+/// How the webhook accepts pushes (WeChat's "message encryption mode").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EncryptMode {
+    /// Only plaintext pushes, checked by `signature`.
+    Plaintext,
+    /// Plaintext and encrypted pushes.
+    Compatible,
+    /// Only encrypted pushes, checked by `msg_signature`.
+    Safe,
+}
+
+/// `wechat-qr serve` (the default): settings from flags and environment.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeConfig {
+    /// Address of the gRPC listener.
+    #[arg(long, env = "WECHAT_QR_GRPC_ADDR", default_value = "127.0.0.1:50051")]
+    pub grpc_addr: SocketAddr,
+    /// Address of the HTTP listener that receives WeChat's pushes at `/wechat`.
+    #[arg(long, env = "WECHAT_QR_HTTP_ADDR", default_value = "127.0.0.1:8080")]
+    pub http_addr: SocketAddr,
+    /// Address of the embedded simulator (only when no credentials are configured).
+    #[arg(long, env = "WECHAT_QR_SIMULATOR_ADDR", default_value = "127.0.0.1:8081")]
+    pub simulator_addr: SocketAddr,
+    /// The Official Account's AppID.
+    #[arg(long, env = "WECHAT_APP_ID")]
+    pub app_id: Option<String>,
+    /// The Official Account's AppSecret. With `WECHAT_APP_ID` it switches the simulator off.
+    #[arg(long, env = "WECHAT_APP_SECRET", hide_env_values = true)]
+    pub app_secret: Option<Secret>,
+    /// The webhook token (3-32 characters) WeChat signs pushes with.
+    #[arg(long, env = "WECHAT_TOKEN", hide_env_values = true)]
+    pub token: Option<Secret>,
+    /// The previous webhook token, still accepted during a rotation.
+    #[arg(long, env = "WECHAT_PREVIOUS_TOKEN", hide_env_values = true)]
+    pub previous_token: Option<Secret>,
+    /// The 43-character EncodingAESKey for safe (encrypted) mode.
+    #[arg(long, env = "WECHAT_ENCODING_AES_KEY", hide_env_values = true)]
+    pub encoding_aes_key: Option<Secret>,
+    /// The previous EncodingAESKey, still accepted during a rotation.
+    #[arg(long, env = "WECHAT_PREVIOUS_ENCODING_AES_KEY", hide_env_values = true)]
+    pub previous_encoding_aes_key: Option<Secret>,
+    /// Which pushes are accepted. Default: `safe` with an EncodingAESKey, else `plaintext`.
+    #[arg(long, env = "WECHAT_ENCRYPT_MODE", value_enum)]
+    pub encrypt_mode: Option<EncryptMode>,
+    /// The account's original ID (`gh_...`); the simulator uses it as `ToUserName`.
+    #[arg(long, env = "WECHAT_ACCOUNT_ID")]
+    pub account_id: Option<String>,
+    /// Base URL of WeChat's API (token, qrcode/create).
+    #[arg(long, env = "WECHAT_API_BASE")]
+    pub api_base: Option<Url>,
+    /// Base URL of WeChat's `showqrcode`.
+    #[arg(long, env = "WECHAT_MP_BASE")]
+    pub mp_base: Option<Url>,
+    /// Pushes whose `timestamp` is further than this from now are rejected (0 = no check).
+    #[arg(long, env = "WECHAT_QR_REPLAY_WINDOW_SECONDS", default_value_t = 300)]
+    pub replay_window_seconds: u64,
+    /// Largest push body accepted, in bytes.
+    #[arg(long, env = "WECHAT_QR_MAX_PUSH_BYTES", default_value_t = 64 * 1024)]
+    pub max_push_bytes: usize,
+    /// How long a push body may take to arrive, in milliseconds.
+    #[arg(long, env = "WECHAT_QR_PUSH_READ_TIMEOUT_MS", default_value_t = 2_000)]
+    pub push_read_timeout_ms: u64,
+    /// How many events the event log retains for resuming streams.
+    #[arg(long, env = "WECHAT_QR_RETAIN_EVENTS", default_value_t = 100_000)]
+    pub retain_events: usize,
+    /// How long the event log retains events, in seconds.
+    #[arg(long, env = "WECHAT_QR_RETAIN_SECONDS", default_value_t = 24 * 3600)]
+    pub retain_seconds: u64,
+}
+
+/// A configuration that cannot work.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Credentials are set but the webhook would have nothing to check signatures with.
+    #[error("WECHAT_TOKEN is required when WECHAT_APP_ID and WECHAT_APP_SECRET are set")]
+    MissingToken,
+    /// A token outside WeChat's 3..=32 characters.
+    #[error("{0} must be 3 to 32 characters")]
+    BadToken(&'static str),
+    /// An EncodingAESKey that is not 43 base64 characters.
+    #[error("{0} is not a valid EncodingAESKey: {1}")]
+    BadAesKey(&'static str, crate::webhook::crypto::CryptoError),
+    /// Safe or compatible mode without a key.
+    #[error("WECHAT_ENCRYPT_MODE={0:?} needs WECHAT_ENCODING_AES_KEY")]
+    ModeNeedsKey(EncryptMode),
+}
+
+/// The upstream WeChat account the service talks to.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    /// Base of `cgi-bin/stable_token` and `cgi-bin/qrcode/create`.
+    pub api_base: Url,
+    /// Base of `cgi-bin/showqrcode`.
+    pub mp_base: Url,
+    /// The account's AppID.
+    pub app_id: String,
+    /// The account's AppSecret.
+    pub app_secret: Secret,
+}
+
+/// What the webhook needs to verify and decode pushes.
+#[derive(Debug, Clone)]
+pub struct WebhookSettings {
+    /// The account's AppID, checked inside decrypted pushes.
+    pub app_id: String,
+    /// Accepted webhook tokens: the current one first, then the previous one.
+    pub tokens: Vec<Secret>,
+    /// Accepted EncodingAESKeys: the current one first, then the previous one.
+    pub aes_keys: Vec<AesKey>,
+    /// Which pushes are accepted.
+    pub mode: EncryptMode,
+    /// Maximum distance between a push's `timestamp` and now; `None` disables the check.
+    pub replay_window: Option<Duration>,
+    /// Largest body accepted.
+    pub max_body_bytes: usize,
+    /// Deadline for receiving a whole body.
+    pub body_read_timeout: Duration,
+}
+
+/// The simulator's account, when it runs.
+#[derive(Debug, Clone)]
+pub struct SimulatorSettings {
+    /// Where the simulator listens.
+    pub addr: SocketAddr,
+    /// AppID the simulator accepts and puts in encrypted pushes.
+    pub app_id: String,
+    /// AppSecret the simulator accepts.
+    pub app_secret: Secret,
+    /// `ToUserName` of simulated pushes.
+    pub account: String,
+    /// The webhook token simulated pushes are signed with.
+    pub token: Secret,
+    /// When set, simulated pushes are encrypted with it.
+    pub aes_key: Option<AesKey>,
+    /// Which form simulated pushes take.
+    pub mode: EncryptMode,
+}
+
+/// Retention of the event log.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    /// Most events kept.
+    pub max_events: usize,
+    /// Oldest event kept.
+    pub max_age: Duration,
+}
+
+/// Everything [`crate::app::start`] needs, resolved and validated.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// gRPC listener address.
+    pub grpc_addr: SocketAddr,
+    /// Webhook listener address.
+    pub http_addr: SocketAddr,
+    /// The upstream account. When the simulator runs, its bases are filled in at start.
+    pub upstream: Upstream,
+    /// Webhook verification.
+    pub webhook: WebhookSettings,
+    /// `Some` when the embedded simulator runs instead of WeChat.
+    pub simulator: Option<SimulatorSettings>,
+    /// Event log retention.
+    pub retention: Retention,
+}
+
+impl ServeConfig {
+    /// The configuration the binary would get with no flags: defaults plus whatever the
+    /// environment sets. Tests start from it and override fields.
+    pub fn from_env() -> Self {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Only {
+            #[command(flatten)]
+            serve: ServeConfig,
+        }
+        Only::parse_from(["wechat-qr"]).serve
+    }
+
+    /// Validates the settings and decides whether the simulator runs.
+    pub fn resolve(&self) -> Result<Settings, ConfigError> {
+        let real_credentials = self.app_id.is_some() && self.app_secret.is_some();
+        let token = match (&self.token, real_credentials) {
+            (Some(token), _) => token.clone(),
+            (None, true) => return Err(ConfigError::MissingToken),
+            (None, false) => Secret::new(dev::TOKEN),
+        };
+        check_token("WECHAT_TOKEN", &token)?;
+        let mut tokens = vec![token.clone()];
+        if let Some(previous) = &self.previous_token {
+            check_token("WECHAT_PREVIOUS_TOKEN", previous)?;
+            tokens.push(previous.clone());
+        }
+
+        let mut aes_keys = Vec::new();
+        if let Some(key) = &self.encoding_aes_key {
+            aes_keys.push(
+                key.expose()
+                    .parse()
+                    .map_err(|e| ConfigError::BadAesKey("WECHAT_ENCODING_AES_KEY", e))?,
+            );
+        }
+        if let Some(key) = &self.previous_encoding_aes_key {
+            aes_keys.push(
+                key.expose()
+                    .parse()
+                    .map_err(|e| ConfigError::BadAesKey("WECHAT_PREVIOUS_ENCODING_AES_KEY", e))?,
+            );
+        }
+        let mode = self.encrypt_mode.unwrap_or(if aes_keys.is_empty() {
+            EncryptMode::Plaintext
+        } else {
+            EncryptMode::Safe
+        });
+        if mode != EncryptMode::Plaintext && aes_keys.is_empty() {
+            return Err(ConfigError::ModeNeedsKey(mode));
+        }
+
+        let app_id = self.app_id.clone().unwrap_or_else(|| dev::APP_ID.to_owned());
+        let app_secret = match (&self.app_secret, real_credentials) {
+            (Some(secret), true) => secret.clone(),
+            _ => Secret::new(dev::APP_SECRET),
+        };
+        let simulator = (!real_credentials).then(|| SimulatorSettings {
+            addr: self.simulator_addr,
+            app_id: app_id.clone(),
+            app_secret: app_secret.clone(),
+            account: self
+                .account_id
+                .clone()
+                .unwrap_or_else(|| dev::ACCOUNT.to_owned()),
+            token: token.clone(),
+            aes_key: aes_keys.first().cloned(),
+            mode,
+        });
+        let default_url = |s: &str| Url::parse(s).expect("constant URL parses");
+        Ok(Settings {
+            grpc_addr: self.grpc_addr,
+            http_addr: self.http_addr,
+            upstream: Upstream {
+                api_base: self
+                    .api_base
+                    .clone()
+                    .unwrap_or_else(|| default_url(WECHAT_API_BASE)),
+                mp_base: self
+                    .mp_base
+                    .clone()
+                    .unwrap_or_else(|| default_url(WECHAT_MP_BASE)),
+                app_id: app_id.clone(),
+                app_secret,
+            },
+            webhook: WebhookSettings {
+                app_id,
+                tokens,
+                aes_keys,
+                mode,
+                replay_window: (self.replay_window_seconds > 0)
+                    .then(|| Duration::from_secs(self.replay_window_seconds)),
+                max_body_bytes: self.max_push_bytes,
+                body_read_timeout: Duration::from_millis(self.push_read_timeout_ms),
+            },
+            simulator,
+            retention: Retention {
+                max_events: self.retain_events.max(1),
+                max_age: Duration::from_secs(self.retain_seconds.max(1)),
+            },
+        })
+    }
+}
+
+fn check_token(name: &'static str, token: &Secret) -> Result<(), ConfigError> {
+    let len = token.expose().chars().count();
+    if (3..=32).contains(&len) {
+        Ok(())
+    } else {
+        Err(ConfigError::BadToken(name))
+    }
+}

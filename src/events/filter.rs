@@ -1,0 +1,36 @@
+//! A subscriber's filter: which tickets, scenes and kinds it wants. Values within one
+//! dimension are alternatives; non-empty dimensions must all match; empty means all.
+
+use std::collections::HashSet;
+
+use super::{Event, EventKind};
+
+/// Which events a subscriber receives.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    tickets: HashSet<String>,
+    scenes: HashSet<String>,
+    kinds: HashSet<EventKind>,
+}
+
+impl Filter {
+    /// A filter; empty collections match everything in that dimension.
+    pub fn new(
+        tickets: impl IntoIterator<Item = String>,
+        scenes: impl IntoIterator<Item = String>,
+        kinds: impl IntoIterator<Item = EventKind>,
+    ) -> Self {
+        Self {
+            tickets: tickets.into_iter().collect(),
+            scenes: scenes.into_iter().collect(),
+            kinds: kinds.into_iter().collect(),
+        }
+    }
+
+    /// Whether the subscriber wants this event.
+    pub fn matches(&self, event: &Event) -> bool {
+        (self.tickets.is_empty() || self.tickets.contains(&event.ticket))
+            && (self.scenes.is_empty() || self.scenes.contains(&event.scene))
+            && (self.kinds.is_empty() || self.kinds.contains(&event.kind))
+    }
+}

@@ -1,0 +1,154 @@
+//! The `wechat.qr.v1.QrService` implementation: validates requests, calls the upstream
+//! client for tickets and images, and turns event-log subscriptions into gRPC streams.
+//! Every failure goes through [`ApiError`] and becomes a `Status` in `error.rs`.
+
+mod error;
+mod validate;
+
+use std::{pin::Pin, sync::Arc, time::SystemTime};
+
+use tokio_stream::{Stream, StreamExt, wrappers::ReceiverStream};
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status};
+
+pub use error::ApiError;
+
+use crate::{
+    events::{Delivery, Event, EventKind, EventLog, Subscription},
+    pb,
+    wechat::WeChatClient,
+};
+
+/// The gRPC service.
+#[derive(Debug, Clone)]
+pub struct QrService {
+    client: Arc<WeChatClient>,
+    log: Arc<dyn EventLog>,
+    /// Ends every stream with UNAVAILABLE (and its resume cursor) at shutdown.
+    shutdown: CancellationToken,
+}
+
+impl std::fmt::Debug for dyn EventLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EventLog")
+    }
+}
+
+impl QrService {
+    /// A service over `client` and `log`.
+    pub fn new(
+        client: Arc<WeChatClient>,
+        log: Arc<dyn EventLog>,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Self {
+            client,
+            log,
+            shutdown,
+        }
+    }
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<pb::StreamEventsResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl pb::qr_service_server::QrService for QrService {
+    #[tracing::instrument(skip_all, fields(rpc = "CreateTicket"))]
+    async fn create_ticket(
+        &self,
+        request: Request<pb::CreateTicketRequest>,
+    ) -> Result<Response<pb::CreateTicketResponse>, Status> {
+        let qr = validate::create_ticket(request.get_ref(), self.client.app_id())?;
+        let minted = self
+            .client
+            .create_qrcode(&qr)
+            .await
+            .map_err(ApiError::from)?;
+        tracing::debug!(action = qr.action_name(), "ticket created");
+        let expire_time = match (qr.expire_seconds, minted.expire_seconds) {
+            (None, _) => None,
+            // WeChat answers with the lifetime it applied (60 s when none was asked for).
+            (Some(_), Some(seconds)) => Some(seconds),
+            (Some(0), None) => Some(60),
+            (Some(asked), None) => Some(u64::from(asked)),
+        }
+        .map(|seconds| {
+            prost_types::Timestamp::from(SystemTime::now() + std::time::Duration::from_secs(seconds))
+        });
+        Ok(Response::new(pb::CreateTicketResponse {
+            image_url: self.client.image_url(&minted.ticket),
+            ticket: minted.ticket,
+            url: minted.url,
+            expire_time,
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc = "GetImage"))]
+    async fn get_image(
+        &self,
+        request: Request<pb::GetImageRequest>,
+    ) -> Result<Response<pb::GetImageResponse>, Status> {
+        let ticket = validate::ticket(&request.get_ref().ticket)?;
+        let image = self
+            .client
+            .show_qrcode(ticket)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(pb::GetImageResponse {
+            image: image.bytes,
+            content_type: image.content_type,
+        }))
+    }
+
+    type StreamEventsStream = EventStream;
+
+    #[tracing::instrument(skip_all, fields(rpc = "StreamEvents"))]
+    async fn stream_events(
+        &self,
+        request: Request<pb::StreamEventsRequest>,
+    ) -> Result<Response<Self::StreamEventsStream>, Status> {
+        let (filter, resume_after) = validate::stream_events(request.into_inner())?;
+        let subscription = Subscription::start(
+            self.log.clone(),
+            filter,
+            resume_after,
+            self.shutdown.clone(),
+        )
+        .await
+        .map_err(ApiError::from)?;
+        let stream = ReceiverStream::new(subscription.events).map(|item| match item {
+            Ok(delivery) => Ok(to_response(delivery)),
+            Err(end) => Err(ApiError::StreamEnded(end).into()),
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+fn to_response(delivery: Delivery) -> pb::StreamEventsResponse {
+    pb::StreamEventsResponse {
+        event: Some(to_pb_event(&delivery.event)),
+        cursor: delivery.cursor.to_string(),
+    }
+}
+
+/// The wire form of an event.
+pub fn to_pb_event(event: &Event) -> pb::Event {
+    let kind = match event.kind {
+        EventKind::Subscribe => pb::EventType::Subscribe,
+        EventKind::Scan => pb::EventType::Scan,
+        EventKind::Unsubscribe => pb::EventType::Unsubscribe,
+    };
+    pb::Event {
+        r#type: kind.into(),
+        openid: event.openid.clone(),
+        scene: event.scene.clone(),
+        ticket: event.ticket.clone(),
+        account: event.account.clone(),
+        create_time: Some(prost_types::Timestamp {
+            seconds: i64::try_from(event.create_time).unwrap_or(i64::MAX),
+            nanos: 0,
+        }),
+        received_time: Some(event.received_time.into()),
+        new_follower: event.new_follower,
+    }
+}

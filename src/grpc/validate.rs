@@ -1,0 +1,148 @@
+//! Request validation: everything WeChat would reject, rejected first, naming the field,
+//! so a bad request never spends an upstream call (or a scarce permanent code).
+
+use super::ApiError;
+use crate::{
+    events::{Cursor, EventKind, Filter},
+    pb,
+    wechat::{
+        MAX_EXPIRE_SECONDS, MAX_PERMANENT_SCENE_ID, MAX_SCENE_STR_CHARS, QrCodeRequest, Scene,
+    },
+};
+
+/// Most values one filter field may list.
+const MAX_FILTER_VALUES: usize = 10_000;
+/// Longest ticket accepted; WeChat's are about 100 characters.
+const MAX_TICKET_CHARS: usize = 1024;
+
+/// Checks a CreateTicket request against WeChat's rules for its kind.
+pub(crate) fn create_ticket(
+    request: &pb::CreateTicketRequest,
+    app_id: &str,
+) -> Result<QrCodeRequest, ApiError> {
+    use pb::create_ticket_request::Scene as PbScene;
+    if !request.account.is_empty() && request.account != app_id {
+        return Err(ApiError::invalid(
+            "account",
+            format!(
+                "unknown account {:?}; leave empty or use the configured AppID",
+                request.account
+            ),
+        ));
+    }
+    let scene = match &request.scene {
+        None => {
+            return Err(ApiError::invalid(
+                "scene",
+                "one of scene_id or scene_str is required",
+            ));
+        }
+        Some(PbScene::SceneId(0)) if !request.permanent => {
+            return Err(ApiError::invalid(
+                "scene_id",
+                "must be non-zero for a temporary code",
+            ));
+        }
+        Some(PbScene::SceneId(id))
+            if request.permanent && !(1..=MAX_PERMANENT_SCENE_ID).contains(id) =>
+        {
+            return Err(ApiError::invalid(
+                "scene_id",
+                format!("must be 1..={MAX_PERMANENT_SCENE_ID} for a permanent code, got {id}"),
+            ));
+        }
+        Some(PbScene::SceneId(id)) => Scene::Id(*id),
+        Some(PbScene::SceneStr(s)) if s.is_empty() => {
+            return Err(ApiError::invalid("scene_str", "must not be empty"));
+        }
+        Some(PbScene::SceneStr(s)) if s.chars().count() > MAX_SCENE_STR_CHARS => {
+            return Err(ApiError::invalid(
+                "scene_str",
+                format!(
+                    "at most {MAX_SCENE_STR_CHARS} characters, got {}",
+                    s.chars().count()
+                ),
+            ));
+        }
+        Some(PbScene::SceneStr(s)) => Scene::Str(s.clone()),
+    };
+    if request.permanent && request.expire_seconds != 0 {
+        return Err(ApiError::invalid(
+            "expire_seconds",
+            "must be 0 for a permanent code",
+        ));
+    }
+    if request.expire_seconds > MAX_EXPIRE_SECONDS {
+        return Err(ApiError::invalid(
+            "expire_seconds",
+            format!(
+                "at most {MAX_EXPIRE_SECONDS} (30 days), got {}",
+                request.expire_seconds
+            ),
+        ));
+    }
+    Ok(QrCodeRequest {
+        scene,
+        expire_seconds: (!request.permanent).then_some(request.expire_seconds),
+    })
+}
+
+/// Checks a GetImage request's ticket.
+pub(crate) fn ticket(ticket: &str) -> Result<&str, ApiError> {
+    if ticket.trim().is_empty() {
+        return Err(ApiError::invalid("ticket", "is required"));
+    }
+    if ticket.chars().count() > MAX_TICKET_CHARS {
+        return Err(ApiError::invalid(
+            "ticket",
+            format!("at most {MAX_TICKET_CHARS} characters"),
+        ));
+    }
+    Ok(ticket)
+}
+
+/// Turns a StreamEvents request into a filter and a start cursor.
+pub(crate) fn stream_events(
+    request: pb::StreamEventsRequest,
+) -> Result<(Filter, Option<Cursor>), ApiError> {
+    for (field, len) in [
+        ("tickets", request.tickets.len()),
+        ("scenes", request.scenes.len()),
+        ("types", request.types.len()),
+    ] {
+        if len > MAX_FILTER_VALUES {
+            return Err(ApiError::invalid(
+                field,
+                format!("at most {MAX_FILTER_VALUES} values, got {len}"),
+            ));
+        }
+    }
+    let kinds = request
+        .types
+        .iter()
+        .map(|&raw| match pb::EventType::try_from(raw) {
+            Ok(pb::EventType::Subscribe) => Ok(EventKind::Subscribe),
+            Ok(pb::EventType::Scan) => Ok(EventKind::Scan),
+            Ok(pb::EventType::Unsubscribe) => Ok(EventKind::Unsubscribe),
+            Ok(pb::EventType::Unspecified) => Err(ApiError::invalid(
+                "types",
+                "EVENT_TYPE_UNSPECIFIED is not a filter; omit types for all events",
+            )),
+            Err(_) => Err(ApiError::invalid("types", format!("unknown event type {raw}"))),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let resume_after = if request.resume_after.is_empty() {
+        None
+    } else {
+        Some(
+            request
+                .resume_after
+                .parse::<Cursor>()
+                .map_err(|e| ApiError::invalid("resume_after", e.to_string()))?,
+        )
+    };
+    Ok((
+        Filter::new(request.tickets, request.scenes, kinds),
+        resume_after,
+    ))
+}

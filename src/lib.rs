@@ -1,0 +1,42 @@
+//! wechat-qr: one typed gRPC door to WeChat Official Account parametric QR codes.
+//!
+//! One scan, followed through the crate:
+//!
+//! ```text
+//!  WeChat (or the embedded simulator)
+//!     │  POST /wechat  signed (optionally AES-encrypted) XML push
+//!     ▼
+//!  webhook ── verify signature ─ decrypt ─ decode XML ─▶ events::EventLog (append, de-duplicate)
+//!                                                              │ cursor-ordered log + wake-up
+//!                                                              ▼
+//!  grpc::QrService::stream_events ◀── events::subscription (one task per subscriber,
+//!     │                                 reads the log from its own cursor, filters)
+//!     ▼
+//!  gRPC clients (Python, Go, TypeScript, grpcurl)
+//!
+//!  grpc::QrService::{create_ticket, get_image} ──▶ wechat::WeChatClient ──▶ qrcode/create, showqrcode
+//!                                                    └─ wechat::token (moka cache, single flight)
+//! ```
+//!
+//! [`app::start`] wires it together: it binds the gRPC and webhook listeners (and, when no
+//! WeChat credentials are configured, the [`simulator`]), and stops everything on one
+//! [`tokio_util::sync::CancellationToken`].
+
+pub mod app;
+pub mod config;
+pub mod events;
+pub mod grpc;
+mod http_server;
+pub mod secret;
+pub mod simulator;
+pub mod webhook;
+pub mod wechat;
+
+/// Code generated from `proto/wechat/qr/v1/qr_service.proto`.
+pub mod pb {
+    #![allow(missing_docs, unreachable_pub, clippy::all)]
+    tonic::include_proto!("wechat.qr.v1");
+
+    /// The encoded descriptor set, served by gRPC reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("wechat_qr_descriptor");
+}

@@ -1,0 +1,312 @@
+//! The webhook: WeChat's server URL, `/wechat` on the HTTP listener. `GET` answers the
+//! handshake; `POST` takes a push, verifies its signature (and in safe mode its
+//! `msg_signature`, then decrypts it), decodes it, appends the event to the log, and only
+//! then answers `success` — so an acknowledged push is never lost, and a re-sent push is
+//! acknowledged again without a second event. Bad input gets a 4xx and changes nothing.
+
+pub mod crypto;
+pub mod push;
+pub mod signature;
+
+use std::{
+    borrow::Cow,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use hyper::{Method, Request, body::Incoming};
+
+use crate::{
+    config::{EncryptMode, WebhookSettings},
+    events::{Appended, EventLog, LogError},
+    http_server::{HttpResponse, text},
+};
+use push::{DecodeError, Push};
+
+/// The path WeChat pushes to.
+pub const PATH: &str = "/wechat";
+
+/// Why a request was refused. Each maps to one HTTP status in [`PushError::status`].
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    /// A required query parameter is absent.
+    #[error("missing query parameter {0}")]
+    MissingParam(&'static str),
+    /// A query parameter appears more than once.
+    #[error("query parameter {0} given more than once")]
+    RepeatedParam(&'static str),
+    /// `timestamp` is not a number.
+    #[error("timestamp is not a number")]
+    BadTimestamp,
+    /// `timestamp` is outside the replay window.
+    #[error("timestamp outside the replay window")]
+    StaleTimestamp,
+    /// `signature` or `msg_signature` does not match any accepted token.
+    #[error("signature mismatch")]
+    BadSignature,
+    /// A plaintext push while only safe mode is accepted.
+    #[error("plaintext push refused: the webhook is in safe mode")]
+    PlaintextRefused,
+    /// An encrypted push while no EncodingAESKey is configured.
+    #[error("encrypted push refused: no EncodingAESKey configured")]
+    EncryptedRefused,
+    /// An `encrypt_type` other than `aes` or `raw`.
+    #[error("unknown encrypt_type")]
+    UnknownEncryptType,
+    /// The body exceeds the configured limit.
+    #[error("body larger than {0} bytes")]
+    TooLarge(usize),
+    /// The body did not arrive within the read timeout.
+    #[error("body not received in time")]
+    BodyTimeout,
+    /// The connection failed while reading the body.
+    #[error("body could not be read")]
+    BodyRead,
+    /// The XML is not a push.
+    #[error("bad push: {0}")]
+    Decode(#[from] DecodeError),
+    /// The encrypted body could not be decrypted.
+    #[error("cannot decrypt: {0}")]
+    Decrypt(#[from] crypto::CryptoError),
+    /// The event log could not take the event; WeChat will retry.
+    #[error("event log unavailable")]
+    Log(#[from] LogError),
+}
+
+impl PushError {
+    /// The HTTP status answered.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::BadSignature | Self::StaleTimestamp | Self::PlaintextRefused => 403,
+            Self::Decrypt(crypto::CryptoError::AppId) => 403,
+            Self::TooLarge(_) => 413,
+            Self::BodyTimeout => 408,
+            Self::Log(_) => 503,
+            Self::MissingParam(_)
+            | Self::RepeatedParam(_)
+            | Self::BadTimestamp
+            | Self::EncryptedRefused
+            | Self::UnknownEncryptType
+            | Self::BodyRead
+            | Self::Decode(_)
+            | Self::Decrypt(_) => 400,
+        }
+    }
+}
+
+/// What happened to accepted pushes, for logs, tests and (later) metrics.
+#[derive(Debug, Default)]
+pub struct WebhookStats {
+    /// Pushes that became a new event.
+    pub accepted: AtomicU64,
+    /// Re-sent pushes acknowledged without a new event.
+    pub duplicates: AtomicU64,
+    /// Valid messages that are not QR events (text, menu clicks, ...).
+    pub ignored: AtomicU64,
+    /// Requests refused with a 4xx or 5xx.
+    pub rejected: AtomicU64,
+}
+
+/// The webhook's state, shared by every connection.
+#[derive(Debug)]
+pub struct Webhook {
+    settings: WebhookSettings,
+    log: Arc<dyn EventLog>,
+    stats: WebhookStats,
+}
+
+impl Webhook {
+    /// A webhook appending to `log`.
+    pub fn new(settings: WebhookSettings, log: Arc<dyn EventLog>) -> Arc<Self> {
+        Arc::new(Self {
+            settings,
+            log,
+            stats: WebhookStats::default(),
+        })
+    }
+
+    /// Outcome counters.
+    pub fn stats(&self) -> &WebhookStats {
+        &self.stats
+    }
+
+    /// Routes one HTTP request.
+    pub async fn handle(self: Arc<Self>, request: Request<Incoming>) -> HttpResponse {
+        if request.uri().path() == "/healthz" {
+            return text(200, "ok");
+        }
+        if request.uri().path() != PATH {
+            return text(404, "not found");
+        }
+        let result = match *request.method() {
+            Method::GET => self.handshake(request.uri().query()),
+            Method::POST => self.push(request).await,
+            _ => return text(405, "method not allowed"),
+        };
+        match result {
+            Ok(body) => text(200, body),
+            Err(error) => {
+                self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(%error, "webhook request refused");
+                text(error.status(), error.to_string())
+            }
+        }
+    }
+
+    /// WeChat's server-URL check: answer `echostr` verbatim if the signature holds.
+    fn handshake(&self, query: Option<&str>) -> Result<Bytes, PushError> {
+        let query = Query::parse(query);
+        let signature = query.required("signature")?;
+        let timestamp = query.required("timestamp")?;
+        let nonce = query.required("nonce")?;
+        let echostr = query.required("echostr")?;
+        self.check_timestamp(&timestamp)?;
+        if !signature::verify(&self.settings.tokens, &[&timestamp, &nonce], &signature) {
+            return Err(PushError::BadSignature);
+        }
+        Ok(Bytes::from(echostr.into_owned()))
+    }
+
+    async fn push(&self, request: Request<Incoming>) -> Result<Bytes, PushError> {
+        let received_time = SystemTime::now();
+        let query = Query::parse(request.uri().query());
+        let timestamp = query.required("timestamp")?.into_owned();
+        let nonce = query.required("nonce")?.into_owned();
+        self.check_timestamp(&timestamp)?;
+        let encrypted = match query.optional("encrypt_type")?.as_deref() {
+            None | Some("raw") => false,
+            Some("aes") => true,
+            Some(_) => return Err(PushError::UnknownEncryptType),
+        };
+        let xml = if encrypted {
+            if self.settings.mode == EncryptMode::Plaintext {
+                return Err(PushError::EncryptedRefused);
+            }
+            let msg_signature = query.required("msg_signature")?.into_owned();
+            let body = self.read_body(request).await?;
+            let encrypt = push::decode_envelope(&body)?
+                .encrypt
+                .ok_or(DecodeError::MissingField("Encrypt"))?;
+            if !signature::verify(
+                &self.settings.tokens,
+                &[&timestamp, &nonce, &encrypt],
+                &msg_signature,
+            ) {
+                return Err(PushError::BadSignature);
+            }
+            self.decrypt(&encrypt)?
+        } else {
+            if self.settings.mode == EncryptMode::Safe {
+                return Err(PushError::PlaintextRefused);
+            }
+            // Checked before the body is read: a forged push costs us no body.
+            let signature = query.required("signature")?;
+            if !signature::verify(&self.settings.tokens, &[&timestamp, &nonce], &signature) {
+                return Err(PushError::BadSignature);
+            }
+            self.read_body(request).await?.to_vec()
+        };
+        match push::decode_push(&xml, received_time)? {
+            Push::Event(event, key) => match self.log.append(event, key).await? {
+                Appended::New(cursor) => {
+                    self.stats.accepted.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(%cursor, "push accepted");
+                }
+                Appended::Duplicate(cursor) => {
+                    self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(%cursor, "re-sent push acknowledged again");
+                }
+            },
+            Push::Ignored { msg_type } => {
+                self.stats.ignored.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(%msg_type, "push is not a QR event; acknowledged");
+            }
+        }
+        Ok(Bytes::from_static(b"success"))
+    }
+
+    /// Tries the current key, then the previous one (a rotation in progress).
+    fn decrypt(&self, encrypt: &str) -> Result<Vec<u8>, PushError> {
+        let mut first_error = None;
+        for key in &self.settings.aes_keys {
+            match key.decrypt(encrypt, &self.settings.app_id) {
+                Ok(xml) => return Ok(xml),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        Err(first_error
+            .unwrap_or(crypto::CryptoError::BadKey)
+            .into())
+    }
+
+    fn check_timestamp(&self, timestamp: &str) -> Result<(), PushError> {
+        let sent: u64 = timestamp.parse().map_err(|_| PushError::BadTimestamp)?;
+        if let Some(window) = self.settings.replay_window {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs();
+            if now.abs_diff(sent) > window.as_secs() {
+                return Err(PushError::StaleTimestamp);
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the whole body within the size limit and the read timeout.
+    async fn read_body(&self, request: Request<Incoming>) -> Result<Bytes, PushError> {
+        let limit = self.settings.max_body_bytes;
+        let declared = request
+            .headers()
+            .get(hyper::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|len| len > limit as u64) {
+            return Err(PushError::TooLarge(limit));
+        }
+        let body = Limited::new(request.into_body(), limit);
+        match tokio::time::timeout(self.settings.body_read_timeout, body.collect()).await {
+            Err(_elapsed) => Err(PushError::BodyTimeout),
+            Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
+                Err(PushError::TooLarge(limit))
+            }
+            Ok(Err(_)) => Err(PushError::BodyRead),
+            Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        }
+    }
+}
+
+/// The query string, with each parameter allowed at most once.
+struct Query<'a> {
+    pairs: Vec<(Cow<'a, str>, Cow<'a, str>)>,
+}
+
+impl<'a> Query<'a> {
+    fn parse(query: Option<&'a str>) -> Self {
+        Self {
+            pairs: url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()).collect(),
+        }
+    }
+
+    fn optional(&self, name: &'static str) -> Result<Option<Cow<'a, str>>, PushError> {
+        let mut found = self.pairs.iter().filter(|(k, _)| k == name);
+        let first = found.next().map(|(_, v)| v.clone());
+        if found.next().is_some() {
+            return Err(PushError::RepeatedParam(name));
+        }
+        Ok(first)
+    }
+
+    fn required(&self, name: &'static str) -> Result<Cow<'a, str>, PushError> {
+        self.optional(name)?
+            .filter(|v| !v.is_empty())
+            .ok_or(PushError::MissingParam(name))
+    }
+}
