@@ -46,7 +46,11 @@ pub struct ServeConfig {
     #[arg(long, env = "WECHAT_QR_HTTP_ADDR", default_value = "127.0.0.1:8080")]
     pub http_addr: SocketAddr,
     /// Address of the embedded simulator (only when no credentials are configured).
-    #[arg(long, env = "WECHAT_QR_SIMULATOR_ADDR", default_value = "127.0.0.1:8081")]
+    #[arg(
+        long,
+        env = "WECHAT_QR_SIMULATOR_ADDR",
+        default_value = "127.0.0.1:8081"
+    )]
     pub simulator_addr: SocketAddr,
     /// The Official Account's AppID.
     #[arg(long, env = "WECHAT_APP_ID")]
@@ -241,7 +245,10 @@ impl ServeConfig {
             return Err(ConfigError::ModeNeedsKey(mode));
         }
 
-        let app_id = self.app_id.clone().unwrap_or_else(|| dev::APP_ID.to_owned());
+        let app_id = self
+            .app_id
+            .clone()
+            .unwrap_or_else(|| dev::APP_ID.to_owned());
         let app_secret = match (&self.app_secret, real_credentials) {
             (Some(secret), true) => secret.clone(),
             _ => Secret::new(dev::APP_SECRET),

@@ -38,5 +38,6 @@ pub mod pb {
     tonic::include_proto!("wechat.qr.v1");
 
     /// The encoded descriptor set, served by gRPC reflection.
-    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("wechat_qr_descriptor");
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        tonic::include_file_descriptor_set!("wechat_qr_descriptor");
 }

@@ -41,13 +41,19 @@ struct SimulateScan {
     #[arg(long, default_value_t = 1)]
     deliveries: usize,
     /// The simulator's address, as the service logged it.
-    #[arg(long, env = "WECHAT_QR_SIMULATOR_URL", default_value = "http://127.0.0.1:8081")]
+    #[arg(
+        long,
+        env = "WECHAT_QR_SIMULATOR_URL",
+        default_value = "http://127.0.0.1:8081"
+    )]
     simulator: url::Url,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
+        // Colour codes only for a terminal; log files and collectors get plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
@@ -135,7 +141,11 @@ async fn simulate_scan(args: SimulateScan) -> Result<(), String> {
         let body = delivery["body"].as_str().unwrap_or_default();
         println!(
             "pushed {} for ticket {}: webhook answered {status} {body}",
-            if args.new_follower { "subscribe" } else { "SCAN" },
+            if args.new_follower {
+                "subscribe"
+            } else {
+                "SCAN"
+            },
             args.ticket
         );
         all_ok &= status == 200 && body == "success";

@@ -156,8 +156,7 @@ impl EventLog for MemoryLog {
         let next_seq = inner.next_seq();
         // `after.seq + 1` is the first event the reader has not seen; it must still be held
         // (or be the next to come), and the cursor must come from this log.
-        if after.epoch != self.epoch || after.seq + 1 < inner.first_seq || after.seq >= next_seq
-        {
+        if after.epoch != self.epoch || after.seq + 1 < inner.first_seq || after.seq >= next_seq {
             return Err(LogError::OutOfRange {
                 requested: after,
                 oldest: inner.entries.front().map(|s| s.entry.cursor),

@@ -69,11 +69,9 @@ impl From<ApiError> for Status {
             ApiError::Upstream(e) => Status::new(upstream_code(e), e.to_string()),
             ApiError::Log(e @ LogError::OutOfRange { .. }) => Status::out_of_range(e.to_string()),
             ApiError::Log(e @ LogError::Unavailable(_)) => Status::unavailable(e.to_string()),
-            ApiError::StreamEnded(StreamEnd::ShuttingDown { resume_after }) => {
-                Status::unavailable(format!(
-                    "server shutting down; reconnect with resume_after={resume_after}"
-                ))
-            }
+            ApiError::StreamEnded(StreamEnd::ShuttingDown { resume_after }) => Status::unavailable(
+                format!("server shutting down; reconnect with resume_after={resume_after}"),
+            ),
             ApiError::StreamEnded(StreamEnd::FellBehind {
                 resume_after,
                 error,

@@ -73,7 +73,9 @@ impl pb::qr_service_server::QrService for QrService {
             (Some(asked), None) => Some(u64::from(asked)),
         }
         .map(|seconds| {
-            prost_types::Timestamp::from(SystemTime::now() + std::time::Duration::from_secs(seconds))
+            prost_types::Timestamp::from(
+                SystemTime::now() + std::time::Duration::from_secs(seconds),
+            )
         });
         Ok(Response::new(pb::CreateTicketResponse {
             image_url: self.client.image_url(&minted.ticket),

@@ -128,7 +128,10 @@ pub(crate) fn stream_events(
                 "types",
                 "EVENT_TYPE_UNSPECIFIED is not a filter; omit types for all events",
             )),
-            Err(_) => Err(ApiError::invalid("types", format!("unknown event type {raw}"))),
+            Err(_) => Err(ApiError::invalid(
+                "types",
+                format!("unknown event type {raw}"),
+            )),
         })
         .collect::<Result<Vec<_>, _>>()?;
     let resume_after = if request.resume_after.is_empty() {

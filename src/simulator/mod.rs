@@ -250,12 +250,12 @@ impl Simulator {
         }
     }
 
-    fn check_credentials(&self, appid: &str, secret: &str) -> Result<(), HttpResponse> {
+    fn check_credentials(&self, appid: &str, secret: &str) -> Result<(), ApiFailure> {
         if appid != self.settings.app_id {
-            return Err(wechat_error(40013, "invalid appid"));
+            return Err(ApiFailure(40013, "invalid appid".into()));
         }
         if secret != self.settings.app_secret.expose() {
-            return Err(wechat_error(40125, "invalid appsecret"));
+            return Err(ApiFailure(40125, "invalid appsecret".into()));
         }
         Ok(())
     }
@@ -275,8 +275,8 @@ impl Simulator {
         if request.grant_type != "client_credential" {
             return wechat_error(40002, "invalid grant_type");
         }
-        if let Err(response) = self.check_credentials(&request.appid, &request.secret) {
-            return response;
+        if let Err(failure) = self.check_credentials(&request.appid, &request.secret) {
+            return failure.response();
         }
         let now = Instant::now();
         let mut state = self.state.lock().expect("lock poisoned");
@@ -308,8 +308,8 @@ impl Simulator {
         if get("grant_type") != "client_credential" {
             return wechat_error(40002, "invalid grant_type");
         }
-        if let Err(response) = self.check_credentials(get("appid"), get("secret")) {
-            return response;
+        if let Err(failure) = self.check_credentials(get("appid"), get("secret")) {
+            return failure.response();
         }
         // Every call mints a new token; the others keep working for five minutes.
         let now = Instant::now();
@@ -336,13 +336,7 @@ impl Simulator {
             return wechat_error(41001, "access_token missing");
         };
         let now = Instant::now();
-        match self
-            .state
-            .lock()
-            .expect("lock poisoned")
-            .tokens
-            .get(token)
-        {
+        match self.state.lock().expect("lock poisoned").tokens.get(token) {
             None => {
                 return wechat_error(
                     40001,
@@ -354,7 +348,7 @@ impl Simulator {
         }
         let request = match parse_create(body) {
             Ok(request) => request,
-            Err(response) => return response,
+            Err(failure) => return failure.response(),
         };
         let id: String = (0..22)
             .map(|_| {
@@ -425,7 +419,7 @@ struct CreateRequest {
 }
 
 /// Applies WeChat's rules to a `qrcode/create` body.
-fn parse_create(body: &[u8]) -> Result<CreateRequest, HttpResponse> {
+fn parse_create(body: &[u8]) -> Result<CreateRequest, ApiFailure> {
     #[derive(Deserialize)]
     struct Body {
         expire_seconds: Option<u64>,
@@ -441,13 +435,13 @@ fn parse_create(body: &[u8]) -> Result<CreateRequest, HttpResponse> {
         scene_id: Option<u64>,
         scene_str: Option<String>,
     }
-    let invalid = |what: &str| wechat_error(40097, &format!("invalid args: {what}"));
+    let invalid = |what: &str| ApiFailure(40097, format!("invalid args: {what}"));
     let body: Body =
-        serde_json::from_slice(body).map_err(|_| wechat_error(47001, "data format error"))?;
+        serde_json::from_slice(body).map_err(|_| ApiFailure(47001, "data format error".into()))?;
     let temporary = match body.action_name.as_str() {
         "QR_SCENE" | "QR_STR_SCENE" => true,
         "QR_LIMIT_SCENE" | "QR_LIMIT_STR_SCENE" => false,
-        _ => return Err(wechat_error(40053, "invalid action info")),
+        _ => return Err(ApiFailure(40053, "invalid action info".into())),
     };
     let scene = if body.action_name.ends_with("STR_SCENE") {
         let s = body.action_info.scene.scene_str.unwrap_or_default();
@@ -469,8 +463,9 @@ fn parse_create(body: &[u8]) -> Result<CreateRequest, HttpResponse> {
     };
     let expire_seconds = temporary.then(|| {
         // WeChat caps the lifetime at 30 days and defaults it to 60 seconds.
-        body.expire_seconds
-            .map_or(DEFAULT_EXPIRE_SECONDS, |s| s.min(u64::from(MAX_EXPIRE_SECONDS)) as u32)
+        body.expire_seconds.map_or(DEFAULT_EXPIRE_SECONDS, |s| {
+            s.min(u64::from(MAX_EXPIRE_SECONDS)) as u32
+        })
     });
     Ok(CreateRequest {
         scene,
@@ -496,9 +491,22 @@ fn new_ticket(url: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
+/// An API error as WeChat answers it: HTTP 200, `{"errcode": N, "errmsg": "..."}`.
+struct ApiFailure(i64, String);
+
+impl ApiFailure {
+    fn response(&self) -> HttpResponse {
+        wechat_error(self.0, &self.1)
+    }
+}
+
 fn wechat_error(errcode: i64, errmsg: &str) -> HttpResponse {
     // WeChat appends a request id to every error message.
-    let rid = format!("{:08x}-{:08x}", rand::random::<u32>(), rand::random::<u32>());
+    let rid = format!(
+        "{:08x}-{:08x}",
+        rand::random::<u32>(),
+        rand::random::<u32>()
+    );
     json_response(
         200,
         &json!({ "errcode": errcode, "errmsg": format!("{errmsg} rid: {rid}") }),

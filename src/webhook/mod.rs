@@ -241,9 +241,7 @@ impl Webhook {
                 }
             }
         }
-        Err(first_error
-            .unwrap_or(crypto::CryptoError::BadKey)
-            .into())
+        Err(first_error.unwrap_or(crypto::CryptoError::BadKey).into())
     }
 
     fn check_timestamp(&self, timestamp: &str) -> Result<(), PushError> {

@@ -193,7 +193,10 @@ mod tests {
         let Push::Event(event, _) = decode(xml).unwrap() else {
             panic!("not an event")
         };
-        assert_eq!((event.kind, event.scene.as_str()), (EventKind::Subscribe, "42"));
+        assert_eq!(
+            (event.kind, event.scene.as_str()),
+            (EventKind::Subscribe, "42")
+        );
         assert!(event.new_follower);
     }
 
@@ -207,6 +210,9 @@ mod tests {
             decode_push(b"<xml>\xff</xml>", SystemTime::UNIX_EPOCH),
             Err(DecodeError::NotUtf8)
         );
-        assert!(matches!(decode("<xml><a></b></xml>"), Err(DecodeError::Malformed(_))));
+        assert!(matches!(
+            decode("<xml><a></b></xml>"),
+            Err(DecodeError::Malformed(_))
+        ));
     }
 }

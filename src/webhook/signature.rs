@@ -8,6 +8,16 @@ use subtle::ConstantTimeEq;
 use crate::secret::Secret;
 
 /// The signature WeChat would send for these parts (order does not matter).
+///
+/// ```
+/// use wechat_qr::webhook::signature::sign;
+/// // sha1("1409304348" + "TOKEN" + "nonce"): the parts sorted, then concatenated.
+/// assert_eq!(
+///     sign(&["TOKEN", "1409304348", "nonce"]),
+///     sign(&["nonce", "TOKEN", "1409304348"]),
+/// );
+/// assert_eq!(sign(&["a"]), "86f7e437faa5a7fce15d1ddcb9eaeaea377667b8");
+/// ```
 pub fn sign(parts: &[&str]) -> String {
     let mut sorted = parts.to_vec();
     sorted.sort_unstable();
@@ -47,7 +57,11 @@ mod tests {
         let expected = hex::encode(hasher.finalize());
         assert_eq!(sign(&["TOKEN_VALUE", "1409304348", "xxxxxx"]), expected);
         let tokens = [Secret::new("old-token"), Secret::new("TOKEN_VALUE")];
-        assert!(verify(&tokens, &["1409304348", "xxxxxx"], &expected.to_uppercase()));
+        assert!(verify(
+            &tokens,
+            &["1409304348", "xxxxxx"],
+            &expected.to_uppercase()
+        ));
         assert!(!verify(&tokens[..1], &["1409304348", "xxxxxx"], &expected));
     }
 }
