@@ -1,7 +1,11 @@
 //! Wiring: binds the listeners, starts the simulator when there are no credentials,
-//! builds the log, webhook, upstream client and gRPC service, and runs them all until
-//! one shared [`CancellationToken`] is cancelled. `main` and the tests both start the
-//! service through [`start`], so tests run exactly what users run.
+//! builds the log, webhook, upstream client and gRPC service, and runs them until the
+//! shutdown token is cancelled. `main` and the tests both start the service through
+//! [`start`], so tests run exactly what users run.
+//!
+//! Shutdown runs in order, so no acknowledged push is lost to a subscriber: the webhook
+//! stops accepting and answers its in-flight pushes first; only then do streams end
+//! (UNAVAILABLE, with the cursor to resume after) and the gRPC server stop.
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -12,7 +16,7 @@ use url::Url;
 
 use crate::{
     config::Settings,
-    events::{EventLog, MemoryLog},
+    events::{EventLog, LiveSubscribers, MemoryLog},
     grpc::QrService,
     pb::{self, qr_service_server::QrServiceServer},
     simulator::Simulator,
@@ -69,6 +73,8 @@ pub struct Running {
     pub webhook: Arc<Webhook>,
     /// The event log.
     pub log: Arc<MemoryLog>,
+    /// How many StreamEvents subscriptions are running.
+    pub subscribers: LiveSubscribers,
     tasks: JoinSet<()>,
 }
 
@@ -134,14 +140,21 @@ pub async fn start(
             .set_webhook_url(format!("http://{http_addr}{}", webhook::PATH));
     }
 
+    // Streams and the gRPC server stop only after the webhook has drained.
+    let streams_shutdown = CancellationToken::new();
     {
         let webhook = webhook.clone();
-        tasks.spawn(crate::http_server::serve(
+        let serve_webhook = crate::http_server::serve(
             "webhook",
             http_listener,
             move |request| webhook.clone().handle(request),
             shutdown.clone(),
-        ));
+        );
+        let streams_shutdown = streams_shutdown.clone();
+        tasks.spawn(async move {
+            serve_webhook.await;
+            streams_shutdown.cancel();
+        });
     }
 
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -154,10 +167,12 @@ pub async fn start(
     // grpcurl releases before 1.8.8 only speak the v1alpha reflection protocol.
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
+    let subscribers = LiveSubscribers::default();
     let service = QrService::new(
         client.clone(),
         log.clone() as Arc<dyn EventLog>,
-        shutdown.clone(),
+        streams_shutdown.clone(),
+        subscribers.clone(),
     );
     let grpc = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
@@ -170,6 +185,7 @@ pub async fn start(
             async move {
                 shutdown.cancelled().await;
                 health.set_not_serving::<QrServiceServer<QrService>>().await;
+                streams_shutdown.cancelled().await;
             }
         });
     tasks.spawn(async move {
@@ -185,6 +201,7 @@ pub async fn start(
         client,
         webhook,
         log,
+        subscribers,
         tasks,
     })
 }

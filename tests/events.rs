@@ -5,59 +5,12 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TOKEN, TestService, now, scan_xml, signed_query, wechat_signature};
-use tonic::{Code, Streaming};
+use common::{
+    TOKEN, TestService, exactly, next, now, push, scan_xml, signed_query, subscribe,
+    wechat_signature,
+};
+use tonic::Code;
 use wechat_qr::pb::{self, EventType};
-
-async fn subscribe(
-    service: &TestService,
-    request: pb::StreamEventsRequest,
-) -> Streaming<pb::StreamEventsResponse> {
-    service
-        .client()
-        .await
-        .stream_events(request)
-        .await
-        .expect("stream opens")
-        .into_inner()
-}
-
-/// The next event within a second, or `None` if the stream stays quiet.
-async fn next(
-    stream: &mut Streaming<pb::StreamEventsResponse>,
-) -> Option<pb::StreamEventsResponse> {
-    match tokio::time::timeout(Duration::from_secs(1), stream.message()).await {
-        Ok(Ok(Some(response))) => Some(response),
-        Ok(Ok(None)) => panic!("stream ended"),
-        Ok(Err(status)) => panic!("stream failed: {status:?}"),
-        Err(_) => None,
-    }
-}
-
-/// Exactly `n` events, then a quiet stream.
-async fn exactly(stream: &mut Streaming<pb::StreamEventsResponse>, n: usize) -> Vec<pb::Event> {
-    let mut events = Vec::new();
-    for i in 0..n {
-        let response = next(stream)
-            .await
-            .unwrap_or_else(|| panic!("event {i} of {n} missing"));
-        assert!(!response.cursor.is_empty());
-        events.push(response.event.unwrap());
-    }
-    if let Some(extra) = tokio::time::timeout(Duration::from_millis(300), stream.message())
-        .await
-        .ok()
-        .and_then(|r| r.ok().flatten())
-    {
-        panic!("unexpected extra event {extra:?}");
-    }
-    events
-}
-
-async fn push(service: &TestService, xml: &str) {
-    let (status, body) = service.push_signed(TOKEN, xml).await;
-    assert_eq!((status, body.as_str()), (200, "success"), "push of {xml}");
-}
 
 #[tokio::test]
 async fn subscribers_get_exactly_what_their_filters_ask_for() {

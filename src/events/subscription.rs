@@ -7,7 +7,13 @@
 //! from the log — or, if retention has passed it by, its stream ends with its cursor.
 //! Replay and live delivery are the same loop, so there is no seam to lose events at.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -54,6 +60,31 @@ pub enum StreamEnd {
     },
 }
 
+/// How many subscriptions are running. Each reader task holds a guard that decrements
+/// the count when the task ends, however it ends, so the number stays true.
+#[derive(Debug, Clone, Default)]
+pub struct LiveSubscribers(Arc<AtomicUsize>);
+
+impl LiveSubscribers {
+    /// Subscriptions whose reader task is still running.
+    pub fn count(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    fn enter(&self) -> LiveGuard {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        LiveGuard(self.0.clone())
+    }
+}
+
+struct LiveGuard(Arc<AtomicUsize>);
+
+impl Drop for LiveGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// A running subscription; dropping it (the client went away) stops its task.
 #[derive(Debug)]
 pub struct Subscription {
@@ -71,6 +102,7 @@ impl Subscription {
         filter: Filter,
         resume_after: Option<Cursor>,
         shutdown: CancellationToken,
+        live: &LiveSubscribers,
     ) -> Result<Self, LogError> {
         // Watch before reading the start position, so an append in between still wakes us.
         let appended = log.watch();
@@ -82,7 +114,11 @@ impl Subscription {
             None => log.head().await?,
         };
         let (tx, rx) = mpsc::channel(CHANNEL);
-        tokio::spawn(run(log, filter, start, appended, tx, shutdown));
+        let guard = live.enter();
+        tokio::spawn(async move {
+            run(log, filter, start, appended, tx, shutdown).await;
+            drop(guard);
+        });
         Ok(Self { events: rx })
     }
 }

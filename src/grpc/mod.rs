@@ -14,7 +14,7 @@ use tonic::{Request, Response, Status};
 pub use error::ApiError;
 
 use crate::{
-    events::{Delivery, Event, EventKind, EventLog, Subscription},
+    events::{Delivery, Event, EventKind, EventLog, LiveSubscribers, Subscription},
     pb,
     wechat::WeChatClient,
 };
@@ -26,6 +26,7 @@ pub struct QrService {
     log: Arc<dyn EventLog>,
     /// Ends every stream with UNAVAILABLE (and its resume cursor) at shutdown.
     shutdown: CancellationToken,
+    live: LiveSubscribers,
 }
 
 impl std::fmt::Debug for dyn EventLog {
@@ -40,11 +41,13 @@ impl QrService {
         client: Arc<WeChatClient>,
         log: Arc<dyn EventLog>,
         shutdown: CancellationToken,
+        live: LiveSubscribers,
     ) -> Self {
         Self {
             client,
             log,
             shutdown,
+            live,
         }
     }
 }
@@ -115,6 +118,7 @@ impl pb::qr_service_server::QrService for QrService {
             filter,
             resume_after,
             self.shutdown.clone(),
+            &self.live,
         )
         .await
         .map_err(ApiError::from)?;

@@ -34,7 +34,21 @@ pub enum DecodeError {
     /// `CreateTime` is not a number of seconds.
     #[error("CreateTime is not a Unix timestamp")]
     BadCreateTime,
+    /// A field far longer than WeChat ever sends (a huge CDATA, say).
+    #[error("field {0} longer than {1} characters")]
+    FieldTooLong(&'static str, usize),
 }
+
+/// Longest value accepted per field: generous multiples of what WeChat sends, so an
+/// absurd value is refused instead of being stored and streamed to every subscriber.
+const FIELD_LIMITS: [(&str, usize); 6] = [
+    ("ToUserName", 64),
+    ("FromUserName", 128),
+    ("MsgType", 32),
+    ("Event", 64),
+    ("EventKey", 256),
+    ("Ticket", 1024),
+];
 
 /// The fields of a push we read; everything else is ignored.
 #[derive(Debug, Default, Deserialize)]
@@ -88,6 +102,7 @@ pub fn decode_envelope(body: &[u8]) -> Result<Envelope, DecodeError> {
 /// Decodes a plaintext push body.
 pub fn decode_push(body: &[u8], received_time: SystemTime) -> Result<Push, DecodeError> {
     let xml = parse(body)?;
+    check_lengths(&xml)?;
     let msg_type = required(xml.msg_type, "MsgType")?;
     let account = required(xml.to_user_name, "ToUserName")?;
     let openid = required(xml.from_user_name, "FromUserName")?;
@@ -137,6 +152,23 @@ fn required(value: Option<String>, name: &'static str) -> Result<String, DecodeE
     value
         .filter(|v| !v.trim().is_empty())
         .ok_or(DecodeError::MissingField(name))
+}
+
+fn check_lengths(xml: &PushXml) -> Result<(), DecodeError> {
+    let values = [
+        &xml.to_user_name,
+        &xml.from_user_name,
+        &xml.msg_type,
+        &xml.event,
+        &xml.event_key,
+        &xml.ticket,
+    ];
+    for ((name, limit), value) in FIELD_LIMITS.iter().zip(values) {
+        if value.as_ref().is_some_and(|v| v.chars().count() > *limit) {
+            return Err(DecodeError::FieldTooLong(name, *limit));
+        }
+    }
+    Ok(())
 }
 
 fn parse(body: &[u8]) -> Result<PushXml, DecodeError> {

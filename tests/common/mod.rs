@@ -8,11 +8,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sha1::{Digest, Sha1};
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Channel;
+use tonic::{Streaming, transport::Channel};
 use wechat_qr::{
     app::{self, Running},
     config::ServeConfig,
-    pb::qr_service_client::QrServiceClient,
+    pb::{self, qr_service_client::QrServiceClient},
     simulator::Simulator,
 };
 
@@ -166,4 +166,54 @@ pub fn scan_xml(
          <CreateTime>{create_time}</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[{event}]]></Event>\
          <EventKey><![CDATA[{event_key}]]></EventKey><Ticket><![CDATA[{ticket}]]></Ticket></xml>"
     )
+}
+
+pub async fn subscribe(
+    service: &TestService,
+    request: pb::StreamEventsRequest,
+) -> Streaming<pb::StreamEventsResponse> {
+    service
+        .client()
+        .await
+        .stream_events(request)
+        .await
+        .expect("stream opens")
+        .into_inner()
+}
+
+/// The next event within a second, or `None` if the stream stays quiet.
+pub async fn next(
+    stream: &mut Streaming<pb::StreamEventsResponse>,
+) -> Option<pb::StreamEventsResponse> {
+    match tokio::time::timeout(Duration::from_secs(1), stream.message()).await {
+        Ok(Ok(Some(response))) => Some(response),
+        Ok(Ok(None)) => panic!("stream ended"),
+        Ok(Err(status)) => panic!("stream failed: {status:?}"),
+        Err(_) => None,
+    }
+}
+
+/// Exactly `n` events, then a quiet stream.
+pub async fn exactly(stream: &mut Streaming<pb::StreamEventsResponse>, n: usize) -> Vec<pb::Event> {
+    let mut events = Vec::new();
+    for i in 0..n {
+        let response = next(stream)
+            .await
+            .unwrap_or_else(|| panic!("event {i} of {n} missing"));
+        assert!(!response.cursor.is_empty());
+        events.push(response.event.unwrap());
+    }
+    if let Some(extra) = tokio::time::timeout(Duration::from_millis(300), stream.message())
+        .await
+        .ok()
+        .and_then(|r| r.ok().flatten())
+    {
+        panic!("unexpected extra event {extra:?}");
+    }
+    events
+}
+
+pub async fn push(service: &TestService, xml: &str) {
+    let (status, body) = service.push_signed(TOKEN, xml).await;
+    assert_eq!((status, body.as_str()), (200, "success"), "push of {xml}");
 }
