@@ -21,7 +21,7 @@ use crate::{
     pb::{self, qr_service_server::QrServiceServer},
     simulator::Simulator,
     webhook::{self, Webhook},
-    wechat::{WeChatClient, WeChatError},
+    wechat::{PermanentTickets, StoreError, WeChatClient, WeChatError},
 };
 
 /// Gap between HTTP/2 keepalive pings, so streams kept open for days survive idle
@@ -44,6 +44,9 @@ pub enum StartError {
     /// The upstream client could not be built.
     #[error("cannot build the WeChat client: {0}")]
     Client(#[from] WeChatError),
+    /// The permanent ticket store could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
     /// The reflection service could not read the descriptor set.
     #[error("cannot build gRPC reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
@@ -134,7 +137,8 @@ pub async fn start(
 
     let log = MemoryLog::new(settings.retention);
     let webhook = Webhook::new(settings.webhook.clone(), log.clone() as Arc<dyn EventLog>);
-    let client = Arc::new(WeChatClient::new(settings.upstream.clone())?);
+    let permanent = PermanentTickets::open(settings.upstream.permanent_store.as_deref())?;
+    let client = Arc::new(WeChatClient::new(settings.upstream.clone(), permanent)?);
     if let Some(sim) = &simulator {
         sim.simulator
             .set_webhook_url(format!("http://{http_addr}{}", webhook::PATH));
@@ -147,7 +151,10 @@ pub async fn start(
         let serve_webhook = crate::http_server::serve(
             "webhook",
             http_listener,
-            move |request| webhook.clone().handle(request),
+            move |request| {
+                let webhook = webhook.clone();
+                async move { Ok(webhook.handle(request).await) }
+            },
             shutdown.clone(),
         );
         let streams_shutdown = streams_shutdown.clone();

@@ -2,7 +2,7 @@
 //! matching command-line flag, and [`ServeConfig::resolve`] turns them into the
 //! [`Settings`] the rest of the crate uses, deciding whether the embedded simulator runs.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use url::Url;
 
@@ -97,6 +97,60 @@ pub struct ServeConfig {
     /// How long the event log retains events, in seconds.
     #[arg(long, env = "WECHAT_QR_RETAIN_SECONDS", default_value_t = 24 * 3600)]
     pub retain_seconds: u64,
+    /// Where access_tokens come from: `stable` (cgi-bin/stable_token), `token`
+    /// (cgi-bin/token) or `url` (GET `WECHAT_TOKEN_URL`, a central token service).
+    #[arg(long, env = "WECHAT_TOKEN_SOURCE", value_enum, default_value_t = TokenSourceKind::Stable)]
+    pub token_source: TokenSourceKind,
+    /// The central token service for `WECHAT_TOKEN_SOURCE=url`; answers
+    /// `{"access_token": "...", "expires_in": N}`.
+    #[arg(long, env = "WECHAT_TOKEN_URL")]
+    pub token_url: Option<Url>,
+    /// Share of a token's life after which the next caller triggers a background refresh.
+    #[arg(long, env = "WECHAT_QR_TOKEN_REFRESH_AT", default_value_t = 0.8)]
+    pub token_refresh_at: f64,
+    /// Ceiling on the time one upstream call (with its retries) may take, in milliseconds;
+    /// a caller's shorter gRPC deadline wins.
+    #[arg(long, env = "WECHAT_QR_UPSTREAM_TIMEOUT_MS", default_value_t = 10_000)]
+    pub upstream_timeout_ms: u64,
+    /// Most tries of one upstream call when WeChat is busy or unreachable.
+    #[arg(long, env = "WECHAT_QR_UPSTREAM_ATTEMPTS", default_value_t = 3)]
+    pub upstream_attempts: u32,
+    /// Bytes of QR images kept in memory.
+    #[arg(long, env = "WECHAT_QR_IMAGE_CACHE_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub image_cache_bytes: u64,
+    /// How long images of permanent (or unknown) tickets stay cached, in seconds.
+    #[arg(long, env = "WECHAT_QR_IMAGE_TTL_SECONDS", default_value_t = 7 * 24 * 3600)]
+    pub image_ttl_seconds: u64,
+    /// File remembering permanent tickets, so a scene is never spent twice (JSON lines).
+    /// Default: `wechat-qr-permanent.jsonl` with real credentials; memory only on the
+    /// simulator, which forgets its tickets when it stops.
+    #[arg(long, env = "WECHAT_QR_PERMANENT_STORE")]
+    pub permanent_store: Option<PathBuf>,
+    /// Faults the simulator injects from the start, as the JSON `POST /sim/faults` takes.
+    #[arg(long, env = "WECHAT_QR_SIM_FAULTS")]
+    pub simulator_faults: Option<String>,
+}
+
+/// Where access_tokens come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TokenSourceKind {
+    /// `cgi-bin/stable_token`: the same token for every holder until it expires.
+    Stable,
+    /// `cgi-bin/token`: every fetch mints a new token (older accounts' integrations).
+    Token,
+    /// A central token service at `WECHAT_TOKEN_URL`.
+    Url,
+}
+
+/// Where access_tokens come from, resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenSource {
+    /// `cgi-bin/stable_token`.
+    Stable,
+    /// `cgi-bin/token`.
+    Token,
+    /// GET this URL.
+    Url(Url),
 }
 
 /// A configuration that cannot work.
@@ -114,6 +168,15 @@ pub enum ConfigError {
     /// Safe or compatible mode without a key.
     #[error("WECHAT_ENCRYPT_MODE={0:?} needs WECHAT_ENCODING_AES_KEY")]
     ModeNeedsKey(EncryptMode),
+    /// `WECHAT_TOKEN_SOURCE=url` without a URL.
+    #[error("WECHAT_TOKEN_SOURCE=url needs WECHAT_TOKEN_URL")]
+    TokenUrlMissing,
+    /// A refresh share outside (0, 1].
+    #[error("WECHAT_QR_TOKEN_REFRESH_AT must be in (0, 1]")]
+    BadRefreshShare,
+    /// Simulator faults that do not parse.
+    #[error("WECHAT_QR_SIM_FAULTS is not valid: {0}")]
+    BadFaults(String),
 }
 
 /// The upstream WeChat account the service talks to.
@@ -127,6 +190,20 @@ pub struct Upstream {
     pub app_id: String,
     /// The account's AppSecret.
     pub app_secret: Secret,
+    /// Where access_tokens come from.
+    pub token_source: TokenSource,
+    /// Share of a token's life after which it is refreshed in the background.
+    pub refresh_at: f64,
+    /// Ceiling on one upstream call, retries included.
+    pub timeout: Duration,
+    /// Most tries of one upstream call.
+    pub attempts: u32,
+    /// Bytes of images cached.
+    pub image_cache_bytes: u64,
+    /// Cache lifetime of images of permanent or unknown tickets.
+    pub image_ttl: Duration,
+    /// Where permanent tickets are remembered; `None` keeps them in memory.
+    pub permanent_store: Option<PathBuf>,
 }
 
 /// What the webhook needs to verify and decode pushes.
@@ -165,6 +242,8 @@ pub struct SimulatorSettings {
     pub aes_key: Option<AesKey>,
     /// Which form simulated pushes take.
     pub mode: EncryptMode,
+    /// Faults injected from the start.
+    pub faults: crate::simulator::Faults,
 }
 
 /// Retention of the event log.
@@ -209,6 +288,25 @@ impl ServeConfig {
     /// Validates the settings and decides whether the simulator runs.
     pub fn resolve(&self) -> Result<Settings, ConfigError> {
         let real_credentials = self.app_id.is_some() && self.app_secret.is_some();
+        let token_source = match (self.token_source, &self.token_url) {
+            (TokenSourceKind::Stable, _) => TokenSource::Stable,
+            (TokenSourceKind::Token, _) => TokenSource::Token,
+            (TokenSourceKind::Url, Some(url)) => TokenSource::Url(url.clone()),
+            (TokenSourceKind::Url, None) => return Err(ConfigError::TokenUrlMissing),
+        };
+        if !(self.token_refresh_at > 0.0 && self.token_refresh_at <= 1.0) {
+            return Err(ConfigError::BadRefreshShare);
+        }
+        let faults = match &self.simulator_faults {
+            Some(json) => {
+                serde_json::from_str(json).map_err(|e| ConfigError::BadFaults(e.to_string()))?
+            }
+            None => crate::simulator::Faults::default(),
+        };
+        let permanent_store = self
+            .permanent_store
+            .clone()
+            .or_else(|| real_credentials.then(|| PathBuf::from("wechat-qr-permanent.jsonl")));
         let token = match (&self.token, real_credentials) {
             (Some(token), _) => token.clone(),
             (None, true) => return Err(ConfigError::MissingToken),
@@ -264,6 +362,7 @@ impl ServeConfig {
             token: token.clone(),
             aes_key: aes_keys.first().cloned(),
             mode,
+            faults,
         });
         let default_url = |s: &str| Url::parse(s).expect("constant URL parses");
         Ok(Settings {
@@ -280,6 +379,13 @@ impl ServeConfig {
                     .unwrap_or_else(|| default_url(WECHAT_MP_BASE)),
                 app_id: app_id.clone(),
                 app_secret,
+                token_source,
+                refresh_at: self.token_refresh_at,
+                timeout: Duration::from_millis(self.upstream_timeout_ms.max(1)),
+                attempts: self.upstream_attempts.max(1),
+                image_cache_bytes: self.image_cache_bytes,
+                image_ttl: Duration::from_secs(self.image_ttl_seconds.max(1)),
+                permanent_store,
             },
             webhook: WebhookSettings {
                 app_id,

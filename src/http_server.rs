@@ -2,7 +2,7 @@
 //! read timeout against idle or slow clients, and graceful shutdown that stops accepting
 //! and lets in-flight requests finish.
 
-use std::{convert::Infallible, future::Future, time::Duration};
+use std::{future::Future, time::Duration};
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -18,6 +18,15 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A response with a fully buffered body: every answer here is small.
 pub(crate) type HttpResponse = Response<Full<Bytes>>;
+
+/// Tells the accept loop to drop the connection without answering (the simulator's
+/// "connection reset" fault).
+#[derive(Debug, thiserror::Error)]
+#[error("connection aborted on purpose")]
+pub(crate) struct AbortConnection;
+
+/// What a handler returns.
+pub(crate) type HandlerResult = Result<HttpResponse, AbortConnection>;
 
 /// A plain-text response.
 pub(crate) fn text(status: u16, body: impl Into<Bytes>) -> HttpResponse {
@@ -36,7 +45,7 @@ pub(crate) async fn serve<H, F>(
     shutdown: CancellationToken,
 ) where
     H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
-    F: Future<Output = HttpResponse> + Send + 'static,
+    F: Future<Output = HandlerResult> + Send + 'static,
 {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     loop {
@@ -55,7 +64,7 @@ pub(crate) async fn serve<H, F>(
         let handler = handler.clone();
         let service = service_fn(move |request| {
             let handler = handler.clone();
-            async move { Ok::<_, Infallible>(handler(request).await) }
+            handler(request)
         });
         let connection = http1::Builder::new()
             .timer(TokioTimer::new())

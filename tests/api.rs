@@ -179,6 +179,7 @@ async fn invalid_requests_name_the_field_and_never_reach_wechat() {
     let status = client
         .get_image(pb::GetImageRequest {
             ticket: "  ".into(),
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -211,6 +212,7 @@ async fn images_are_real_qr_codes_of_the_ticket_url() {
         let image = client
             .get_image(pb::GetImageRequest {
                 ticket: ticket.ticket.clone(),
+                ..Default::default()
             })
             .await
             .unwrap()
@@ -233,6 +235,7 @@ async fn unknown_ticket_is_not_found() {
     let status = client
         .get_image(pb::GetImageRequest {
             ticket: "gQ+no/such==".into(),
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -255,7 +258,7 @@ async fn concurrent_calls_on_a_cold_cache_fetch_one_token() {
         call.unwrap().expect("every call succeeds");
     }
     assert_eq!(service.simulator().stats().token_fetches, 1);
-    assert_eq!(service.running().client.tokens().fetches(), 1);
+    assert_eq!(service.running().client.token_fetches(), 1);
     assert_eq!(service.simulator().stats().qrcode_creates, 200);
 }
 
@@ -314,6 +317,7 @@ async fn upstream_errors_keep_the_errcode_and_hide_secrets() {
         cfg.token = Some(wechat_qr::secret::Secret::new("b-webhook-token"));
         cfg.api_base = Some(sim_url.clone());
         cfg.mp_base = Some(sim_url.clone());
+        cfg.permanent_store = Some(common::scratch_file("permanent.jsonl"));
         cfg
     };
     let b = TestService::start_with(wrong_secret()).await;

@@ -1,14 +1,23 @@
 //! The gRPC boundary's one error type and the one place it becomes a `tonic::Status`.
-//! Upstream errcodes map to codes a caller can act on, and the errcode stays in the
-//! message: quota → RESOURCE_EXHAUSTED, account configuration or permission →
-//! FAILED_PRECONDITION, busy or unreachable → UNAVAILABLE.
+//! Upstream errcodes map to codes a caller can act on — quota → RESOURCE_EXHAUSTED,
+//! account configuration or permission → FAILED_PRECONDITION, busy or unreachable →
+//! UNAVAILABLE, the caller's deadline → DEADLINE_EXCEEDED — and every status carries a
+//! `google.rpc.ErrorInfo` (a stable `reason`, plus WeChat's errcode and errmsg) so
+//! generated clients in any language can branch on it without parsing messages.
+//! Invalid requests also carry a `google.rpc.BadRequest` naming the field.
+
+use std::collections::HashMap;
 
 use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::{
     events::{LogError, StreamEnd},
     wechat::WeChatError,
 };
+
+/// The `domain` of every ErrorInfo this service sends.
+pub const ERROR_DOMAIN: &str = "wechat-qr";
 
 /// Everything a QrService call can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -42,48 +51,119 @@ impl ApiError {
     }
 }
 
-fn upstream_code(error: &WeChatError) -> Code {
+/// The code and ErrorInfo reason of an upstream failure.
+fn upstream_code(error: &WeChatError) -> (Code, &'static str) {
     match error {
         WeChatError::Api { errcode, .. } => match errcode {
-            -1 => Code::Unavailable,
-            // Token rejected even after a fresh one: WeChat-side trouble, try later.
-            40001 | 40014 | 42001 => Code::Unavailable,
-            45009 | 45011 => Code::ResourceExhausted,
-            40002 | 40013 | 40125 | 40164 | 41001 | 41002 | 41004 | 48001 | 50001 | 50002 => {
-                Code::FailedPrecondition
+            -1 => (Code::Unavailable, "WECHAT_BUSY"),
+            // Rejected even after a fresh token: WeChat-side trouble, try later.
+            40001 | 40014 | 42001 => (Code::Unavailable, "WECHAT_TOKEN_REJECTED"),
+            45009 | 45011 => (Code::ResourceExhausted, "WECHAT_QUOTA_EXCEEDED"),
+            48001 => (Code::FailedPrecondition, "WECHAT_API_NOT_AUTHORIZED"),
+            40002 | 40013 | 40125 | 40164 | 41001 | 41002 | 41004 | 50001 | 50002 => {
+                (Code::FailedPrecondition, "WECHAT_ACCOUNT_MISCONFIGURED")
             }
-            40097 | 40053 => Code::InvalidArgument,
-            _ => Code::Unknown,
+            40097 | 40053 | 47001 => (Code::InvalidArgument, "WECHAT_REJECTED_ARGUMENT"),
+            _ => (Code::Unknown, "WECHAT_API_ERROR"),
         },
-        WeChatError::Unreachable { .. } => Code::Unavailable,
-        WeChatError::HttpStatus { status, .. } if *status >= 500 => Code::Unavailable,
-        WeChatError::HttpStatus { .. } | WeChatError::BadResponse { .. } => Code::Internal,
-        WeChatError::TicketNotFound => Code::NotFound,
+        WeChatError::Unreachable { .. } => (Code::Unavailable, "WECHAT_UNREACHABLE"),
+        WeChatError::HttpStatus { status, .. } if *status >= 500 => {
+            (Code::Unavailable, "WECHAT_HTTP_ERROR")
+        }
+        WeChatError::HttpStatus { .. } => (Code::Internal, "WECHAT_HTTP_ERROR"),
+        WeChatError::BadResponse { .. } => (Code::Internal, "WECHAT_BAD_RESPONSE"),
+        WeChatError::DeadlineExceeded { .. } => (Code::DeadlineExceeded, "DEADLINE_EXCEEDED"),
+        WeChatError::TicketNotFound => (Code::NotFound, "TICKET_NOT_FOUND"),
     }
+}
+
+fn upstream_metadata(error: &WeChatError) -> HashMap<String, String> {
+    let mut metadata = HashMap::new();
+    match error {
+        WeChatError::Api {
+            endpoint,
+            errcode,
+            errmsg,
+        } => {
+            metadata.insert("endpoint".into(), (*endpoint).into());
+            metadata.insert("errcode".into(), errcode.to_string());
+            metadata.insert("errmsg".into(), errmsg.clone());
+        }
+        WeChatError::Unreachable { endpoint, .. }
+        | WeChatError::BadResponse { endpoint, .. }
+        | WeChatError::DeadlineExceeded { endpoint } => {
+            metadata.insert("endpoint".into(), (*endpoint).into());
+        }
+        WeChatError::HttpStatus { endpoint, status } => {
+            metadata.insert("endpoint".into(), (*endpoint).into());
+            metadata.insert("http_status".into(), status.to_string());
+        }
+        WeChatError::TicketNotFound => {}
+    }
+    metadata
+}
+
+fn resume_metadata(resume_after: impl ToString) -> HashMap<String, String> {
+    HashMap::from([("resume_after".to_owned(), resume_after.to_string())])
 }
 
 impl From<ApiError> for Status {
     fn from(error: ApiError) -> Self {
-        match &error {
-            ApiError::InvalidArgument { .. } => Status::invalid_argument(error.to_string()),
-            ApiError::Upstream(e) => Status::new(upstream_code(e), e.to_string()),
-            ApiError::Log(e @ LogError::OutOfRange { .. }) => Status::out_of_range(e.to_string()),
-            ApiError::Log(e @ LogError::Unavailable(_)) => Status::unavailable(e.to_string()),
-            ApiError::StreamEnded(StreamEnd::ShuttingDown { resume_after }) => Status::unavailable(
+        let message = error.to_string();
+        let (code, reason, metadata, message) = match &error {
+            ApiError::InvalidArgument { field, .. } => (
+                Code::InvalidArgument,
+                "INVALID_ARGUMENT",
+                HashMap::from([("field".to_owned(), (*field).to_owned())]),
+                message,
+            ),
+            ApiError::Upstream(e) => {
+                let (code, reason) = upstream_code(e);
+                (code, reason, upstream_metadata(e), message)
+            }
+            ApiError::Log(LogError::OutOfRange { resume_from, .. }) => (
+                Code::OutOfRange,
+                "CURSOR_OUT_OF_RANGE",
+                resume_metadata(resume_from),
+                message,
+            ),
+            ApiError::Log(LogError::Unavailable(_)) => (
+                Code::Unavailable,
+                "EVENT_LOG_UNAVAILABLE",
+                HashMap::new(),
+                message,
+            ),
+            ApiError::StreamEnded(StreamEnd::ShuttingDown { resume_after }) => (
+                Code::Unavailable,
+                "SHUTTING_DOWN",
+                resume_metadata(resume_after),
                 format!("server shutting down; reconnect with resume_after={resume_after}"),
             ),
             ApiError::StreamEnded(StreamEnd::FellBehind {
                 resume_after,
                 error,
-            }) => Status::out_of_range(format!(
-                "subscriber fell behind the retained event log after cursor {resume_after}: {error}"
-            )),
+            }) => (
+                Code::OutOfRange,
+                "SUBSCRIBER_FELL_BEHIND",
+                resume_metadata(resume_after),
+                format!(
+                    "subscriber fell behind the retained event log after cursor {resume_after}: {error}"
+                ),
+            ),
             ApiError::StreamEnded(StreamEnd::LogFailed {
                 resume_after,
                 error,
-            }) => Status::unavailable(format!(
-                "{error}; reconnect with resume_after={resume_after}"
-            )),
+            }) => (
+                Code::Unavailable,
+                "EVENT_LOG_UNAVAILABLE",
+                resume_metadata(resume_after),
+                format!("{error}; reconnect with resume_after={resume_after}"),
+            ),
+        };
+        let mut details = ErrorDetails::with_error_info(reason, ERROR_DOMAIN, metadata);
+        if let ApiError::InvalidArgument { field, reason } = &error {
+            details.add_bad_request_violation(*field, reason.clone());
         }
+        Status::with_error_details(code, message, details)
     }
 }

@@ -5,13 +5,17 @@
 mod error;
 mod validate;
 
-use std::{pin::Pin, sync::Arc, time::SystemTime};
+use std::{
+    pin::Pin,
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
 
 use tokio_stream::{Stream, StreamExt, wrappers::ReceiverStream};
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
-pub use error::ApiError;
+pub use error::{ApiError, ERROR_DOMAIN};
 
 use crate::{
     events::{Delivery, Event, EventKind, EventLog, LiveSubscribers, Subscription},
@@ -62,9 +66,10 @@ impl pb::qr_service_server::QrService for QrService {
         request: Request<pb::CreateTicketRequest>,
     ) -> Result<Response<pb::CreateTicketResponse>, Status> {
         let qr = validate::create_ticket(request.get_ref(), self.client.app_id())?;
+        let deadline = self.client.deadline(caller_timeout(&request));
         let minted = self
             .client
-            .create_qrcode(&qr)
+            .create_ticket(&qr, deadline)
             .await
             .map_err(ApiError::from)?;
         tracing::debug!(action = qr.action_name(), "ticket created");
@@ -94,14 +99,23 @@ impl pb::qr_service_server::QrService for QrService {
         request: Request<pb::GetImageRequest>,
     ) -> Result<Response<pb::GetImageResponse>, Status> {
         let ticket = validate::ticket(&request.get_ref().ticket)?;
+        let image_url = self.client.image_url(ticket);
+        if request.get_ref().url_only {
+            return Ok(Response::new(pb::GetImageResponse {
+                image_url,
+                ..Default::default()
+            }));
+        }
+        let deadline = self.client.deadline(caller_timeout(&request));
         let image = self
             .client
-            .show_qrcode(ticket)
+            .image(ticket, deadline)
             .await
             .map_err(ApiError::from)?;
         Ok(Response::new(pb::GetImageResponse {
             image: image.bytes,
             content_type: image.content_type,
+            image_url,
         }))
     }
 
@@ -128,6 +142,25 @@ impl pb::qr_service_server::QrService for QrService {
         });
         Ok(Response::new(Box::pin(stream)))
     }
+}
+
+/// The caller's time budget from its `grpc-timeout` header, less a small margin so our
+/// DEADLINE_EXCEEDED (with its details) reaches the caller before tonic's own timer ends
+/// the call with a bare CANCELLED.
+fn caller_timeout<T>(request: &Request<T>) -> Option<Duration> {
+    let value = request.metadata().get("grpc-timeout")?.to_str().ok()?;
+    let split = value.len().checked_sub(1)?;
+    let amount: u64 = value[..split].parse().ok()?;
+    let timeout = match &value[split..] {
+        "H" => Duration::from_secs(amount.saturating_mul(3600)),
+        "M" => Duration::from_secs(amount.saturating_mul(60)),
+        "S" => Duration::from_secs(amount),
+        "m" => Duration::from_millis(amount),
+        "u" => Duration::from_micros(amount),
+        "n" => Duration::from_nanos(amount),
+        _ => return None,
+    };
+    Some(timeout.saturating_sub((timeout / 10).min(Duration::from_millis(50))))
 }
 
 fn to_response(delivery: Delivery) -> pb::StreamEventsResponse {

@@ -10,6 +10,8 @@
 //! - `POST /sim/invalidate-token`: every issued access_token stops working (as when
 //!   another process force-refreshes it); the next API call answers errcode 40001.
 //! - `GET /sim/stats`: counters of token fetches, tickets created, images served, pushes.
+//! - `POST /sim/faults` (a [`Faults`] as JSON) / `GET` / `DELETE`: inject WeChat's bad
+//!   days — busy, quota, HTTP 500, connection resets, latency, token failures.
 
 pub mod push;
 pub mod qr_image;
@@ -34,7 +36,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     config::SimulatorSettings,
-    http_server::{self, HttpResponse, text},
+    http_server::{self, AbortConnection, HandlerResult, HttpResponse, text},
     wechat::{MAX_EXPIRE_SECONDS, MAX_PERMANENT_SCENE_ID, MAX_SCENE_STR_CHARS},
 };
 use push::{DeliveryReport, Scan, Signer};
@@ -46,14 +48,51 @@ const TOKEN_OVERLAP: Duration = Duration::from_secs(300);
 /// WeChat's default lifetime of a temporary code.
 const DEFAULT_EXPIRE_SECONDS: u32 = 60;
 
+/// Faults the simulator injects, from configuration (`WECHAT_QR_SIM_FAULTS`) or
+/// `POST /sim/faults`. Counts are consumed one per matching request.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Faults {
+    /// The next N `qrcode/create` calls answer errcode -1 (system busy).
+    pub busy: u32,
+    /// The next N `qrcode/create` calls answer errcode 45009 (daily quota reached).
+    pub quota: u32,
+    /// The next N token fetches answer errcode 40164 (IP not allow-listed).
+    pub token_failures: u32,
+    /// The next N `cgi-bin` requests answer HTTP 500.
+    pub http_500: u32,
+    /// The next N `cgi-bin` requests have their connection dropped without an answer.
+    pub reset: u32,
+    /// Delay added to every `cgi-bin` request, in milliseconds.
+    pub latency_ms: u64,
+    /// Further delay on `showqrcode`, in milliseconds.
+    pub showqrcode_latency_ms: u64,
+    /// Lifetime of tokens minted from now on, in seconds (WeChat's is 7,200).
+    pub token_ttl_seconds: Option<u64>,
+}
+
+/// Takes one from a fault counter, saying whether the fault applies now.
+fn take(count: &mut u32) -> bool {
+    if *count > 0 {
+        *count -= 1;
+        true
+    } else {
+        false
+    }
+}
+
 /// Counters of what the simulator served.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SimStats {
     /// `stable_token` and `token` calls that returned a token.
     pub token_fetches: u64,
-    /// `qrcode/create` calls (all outcomes).
+    /// `stable_token` calls with `force_refresh: true` that minted a token.
+    pub force_refreshes: u64,
+    /// Token requests of any outcome.
+    pub token_requests: u64,
+    /// `qrcode/create` requests that arrived (all outcomes, injected faults included).
     pub qrcode_creates: u64,
-    /// `showqrcode` calls (all outcomes).
+    /// `showqrcode` requests that arrived (all outcomes, injected faults included).
     pub image_requests: u64,
     /// Pushes sent to the webhook (each try counts).
     pub pushes: u64,
@@ -62,6 +101,8 @@ pub struct SimStats {
 #[derive(Debug, Default)]
 struct Counters {
     token_fetches: AtomicU64,
+    force_refreshes: AtomicU64,
+    token_requests: AtomicU64,
     qrcode_creates: AtomicU64,
     image_requests: AtomicU64,
     pushes: AtomicU64,
@@ -83,6 +124,7 @@ struct State {
     /// The token `stable_token` hands out in normal mode.
     stable: Option<String>,
     tickets: HashMap<String, Ticket>,
+    faults: Faults,
 }
 
 /// A request to push a scan.
@@ -128,9 +170,13 @@ impl Simulator {
             .no_proxy()
             .build()
             .expect("a plain HTTP client builds");
+        let state = State {
+            faults: settings.faults.clone(),
+            ..State::default()
+        };
         Arc::new(Self {
             settings,
-            state: Mutex::new(State::default()),
+            state: Mutex::new(state),
             counters: Counters::default(),
             webhook_url: RwLock::new(None),
             http,
@@ -157,10 +203,22 @@ impl Simulator {
     pub fn stats(&self) -> SimStats {
         SimStats {
             token_fetches: self.counters.token_fetches.load(Ordering::Relaxed),
+            force_refreshes: self.counters.force_refreshes.load(Ordering::Relaxed),
+            token_requests: self.counters.token_requests.load(Ordering::Relaxed),
             qrcode_creates: self.counters.qrcode_creates.load(Ordering::Relaxed),
             image_requests: self.counters.image_requests.load(Ordering::Relaxed),
             pushes: self.counters.pushes.load(Ordering::Relaxed),
         }
+    }
+
+    /// Replaces the injected faults.
+    pub fn set_faults(&self, faults: Faults) {
+        self.state.lock().expect("lock poisoned").faults = faults;
+    }
+
+    /// The faults still pending.
+    pub fn faults(&self) -> Faults {
+        self.state.lock().expect("lock poisoned").faults.clone()
     }
 
     /// Makes every issued access_token invalid, as a force refresh elsewhere would.
@@ -217,7 +275,42 @@ impl Simulator {
         }
     }
 
-    async fn handle(self: Arc<Self>, request: Request<Incoming>) -> HttpResponse {
+    async fn handle(self: Arc<Self>, request: Request<Incoming>) -> HandlerResult {
+        let path = request.uri().path().to_owned();
+        // Every request that arrives counts, faulted or not: tests assert calls made.
+        let counter = match path.as_str() {
+            "/cgi-bin/qrcode/create" => Some(&self.counters.qrcode_creates),
+            "/cgi-bin/showqrcode" => Some(&self.counters.image_requests),
+            "/cgi-bin/stable_token" | "/cgi-bin/token" => Some(&self.counters.token_requests),
+            _ => None,
+        };
+        if let Some(counter) = counter {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+        if path.starts_with("/cgi-bin/") {
+            let (delay, reset, http_500) = {
+                let mut state = self.state.lock().expect("lock poisoned");
+                let faults = &mut state.faults;
+                let mut delay = faults.latency_ms;
+                if path == "/cgi-bin/showqrcode" {
+                    delay += faults.showqrcode_latency_ms;
+                }
+                (delay, take(&mut faults.reset), take(&mut faults.http_500))
+            };
+            if delay > 0 {
+                tokio::time::sleep(Duration::from_millis(delay)).await;
+            }
+            if reset {
+                return Err(AbortConnection);
+            }
+            if http_500 {
+                return Ok(text(500, "internal server error"));
+            }
+        }
+        Ok(self.route(request).await)
+    }
+
+    async fn route(&self, request: Request<Incoming>) -> HttpResponse {
         let method = request.method().clone();
         let path = request.uri().path().to_owned();
         let query: HashMap<String, String> =
@@ -246,6 +339,18 @@ impl Simulator {
                 text(200, "ok")
             }
             (Method::GET, "/sim/stats") => json_response(200, &self.stats()),
+            (Method::GET, "/sim/faults") => json_response(200, &self.faults()),
+            (Method::POST, "/sim/faults") => match serde_json::from_slice::<Faults>(&body) {
+                Ok(faults) => {
+                    self.set_faults(faults);
+                    json_response(200, &self.faults())
+                }
+                Err(e) => text(400, format!("bad faults: {e}")),
+            },
+            (Method::DELETE, "/sim/faults") => {
+                self.set_faults(Faults::default());
+                text(200, "ok")
+            }
             _ => text(404, "not found"),
         }
     }
@@ -280,6 +385,10 @@ impl Simulator {
         }
         let now = Instant::now();
         let mut state = self.state.lock().expect("lock poisoned");
+        if take(&mut state.faults.token_failures) {
+            return ApiFailure(40164, "invalid ip, not in whitelist".into()).response();
+        }
+        let lifetime = token_lifetime(&state.faults);
         let current = state
             .stable
             .clone()
@@ -288,8 +397,13 @@ impl Simulator {
         let (token, until) = match current {
             Some(current) if !request.force_refresh => current,
             _ => {
+                if request.force_refresh {
+                    self.counters
+                        .force_refreshes
+                        .fetch_add(1, Ordering::Relaxed);
+                }
                 let token = new_token();
-                let until = now + TOKEN_LIFETIME;
+                let until = now + lifetime;
                 state.tokens.insert(token.clone(), until);
                 state.stable = Some(token.clone());
                 (token, until)
@@ -315,36 +429,50 @@ impl Simulator {
         let now = Instant::now();
         let token = new_token();
         let mut state = self.state.lock().expect("lock poisoned");
+        if take(&mut state.faults.token_failures) {
+            return ApiFailure(40164, "invalid ip, not in whitelist".into()).response();
+        }
+        let lifetime = token_lifetime(&state.faults);
         let stable = state.stable.clone();
         for (t, until) in state.tokens.iter_mut() {
             if Some(t) != stable.as_ref() {
                 *until = (*until).min(now + TOKEN_OVERLAP);
             }
         }
-        state.tokens.insert(token.clone(), now + TOKEN_LIFETIME);
+        state.tokens.insert(token.clone(), now + lifetime);
         drop(state);
         self.counters.token_fetches.fetch_add(1, Ordering::Relaxed);
         json_response(
             200,
-            &json!({ "access_token": token, "expires_in": TOKEN_LIFETIME.as_secs() }),
+            &json!({ "access_token": token, "expires_in": lifetime.as_secs() }),
         )
     }
 
     fn qrcode_create(&self, query: &HashMap<String, String>, body: &[u8]) -> HttpResponse {
-        self.counters.qrcode_creates.fetch_add(1, Ordering::Relaxed);
         let Some(token) = query.get("access_token").filter(|t| !t.is_empty()) else {
             return wechat_error(41001, "access_token missing");
         };
         let now = Instant::now();
-        match self.state.lock().expect("lock poisoned").tokens.get(token) {
-            None => {
-                return wechat_error(
-                    40001,
-                    "invalid credential, access_token is invalid or not latest",
-                );
+        {
+            let mut state = self.state.lock().expect("lock poisoned");
+            match state.tokens.get(token) {
+                None => {
+                    return wechat_error(
+                        40001,
+                        "invalid credential, access_token is invalid or not latest",
+                    );
+                }
+                Some(&until) if until <= now => {
+                    return wechat_error(42001, "access_token expired");
+                }
+                Some(_) => {}
             }
-            Some(&until) if until <= now => return wechat_error(42001, "access_token expired"),
-            Some(_) => {}
+            if take(&mut state.faults.busy) {
+                return wechat_error(-1, "system error");
+            }
+            if take(&mut state.faults.quota) {
+                return wechat_error(45009, "reach max api daily quota limit");
+            }
         }
         let request = match parse_create(body) {
             Ok(request) => request,
@@ -377,7 +505,6 @@ impl Simulator {
     }
 
     fn showqrcode(&self, query: &HashMap<String, String>) -> HttpResponse {
-        self.counters.image_requests.fetch_add(1, Ordering::Relaxed);
         let Some(ticket) = query.get("ticket") else {
             return text(404, "not found");
         };
@@ -471,6 +598,12 @@ fn parse_create(body: &[u8]) -> Result<CreateRequest, ApiFailure> {
         scene,
         expire_seconds,
     })
+}
+
+fn token_lifetime(faults: &Faults) -> Duration {
+    faults
+        .token_ttl_seconds
+        .map_or(TOKEN_LIFETIME, Duration::from_secs)
 }
 
 fn new_token() -> String {

@@ -23,8 +23,16 @@ pub enum WeChatError {
     Unreachable {
         /// Which API was called.
         endpoint: &'static str,
+        /// Whether the request can have reached WeChat.
+        kind: TransportKind,
         /// The transport error, without the URL.
         detail: String,
+    },
+    /// The caller's deadline (or the configured ceiling) passed first.
+    #[error("WeChat {endpoint} did not answer before the deadline")]
+    DeadlineExceeded {
+        /// Which API was being called.
+        endpoint: &'static str,
     },
     /// An HTTP status WeChat does not use for API errors (5xx from its edge, ...).
     #[error("WeChat {endpoint} answered HTTP {status}")]
@@ -47,7 +55,33 @@ pub enum WeChatError {
     TicketNotFound,
 }
 
+/// How a transport failure happened, which decides whether a retry is safe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransportKind {
+    /// The connection was never made: nothing reached WeChat.
+    Connect,
+    /// No answer in time: WeChat may have acted on the request.
+    Timeout,
+    /// The connection broke mid-request (reset, closed): WeChat may have acted.
+    Broken,
+}
+
 impl WeChatError {
+    /// Whether trying the same call again is safe and may help: WeChat busy (-1), no
+    /// connection, 5xx; timeouts and broken connections only for idempotent calls.
+    pub fn is_retryable(&self, idempotent: bool) -> bool {
+        match self {
+            Self::Api { errcode: -1, .. } => true,
+            Self::Unreachable {
+                kind: TransportKind::Connect,
+                ..
+            } => true,
+            Self::Unreachable { .. } => idempotent,
+            Self::HttpStatus { status, .. } => *status >= 500,
+            _ => false,
+        }
+    }
+
     /// WeChat's errcode, when WeChat gave one.
     pub fn errcode(&self) -> Option<i64> {
         match self {
@@ -64,6 +98,13 @@ impl WeChatError {
     pub(crate) fn transport(endpoint: &'static str, err: reqwest::Error) -> Self {
         // `without_url`: the URL of qrcode/create carries the access_token.
         let err = err.without_url();
+        let kind = if err.is_connect() {
+            TransportKind::Connect
+        } else if err.is_timeout() {
+            TransportKind::Timeout
+        } else {
+            TransportKind::Broken
+        };
         let mut detail = err.to_string();
         let mut source = std::error::Error::source(&err);
         while let Some(cause) = source {
@@ -71,6 +112,10 @@ impl WeChatError {
             detail.push_str(&cause.to_string());
             source = cause.source();
         }
-        Self::Unreachable { endpoint, detail }
+        Self::Unreachable {
+            endpoint,
+            kind,
+            detail,
+        }
     }
 }

@@ -1,20 +1,34 @@
-//! The upstream WeChat client: `cgi-bin/stable_token` for the access_token (cached in
-//! [`token::TokenCache`]), `cgi-bin/qrcode/create` to mint tickets, `cgi-bin/showqrcode`
-//! for images. It speaks to the real hosts or, with the same code, to the simulator.
+//! The upstream WeChat client: access_tokens ([`token::TokenCache`], from
+//! `cgi-bin/stable_token`, `cgi-bin/token` or a central token service),
+//! `cgi-bin/qrcode/create` to mint tickets (permanent ones remembered in
+//! [`PermanentTickets`]), `cgi-bin/showqrcode` for images ([`ImageCache`]). Every call is
+//! bounded by a deadline and retried only where that is safe ([`retry`]). It speaks to the
+//! real hosts or, with the same code, to the simulator.
 
 mod error;
+mod images;
+mod permanent;
+mod retry;
 pub mod token;
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
 use url::Url;
 
-pub use error::{TOKEN_ERRCODES, WeChatError};
-use token::{AccessToken, TokenCache};
+pub use error::{TOKEN_ERRCODES, TransportKind, WeChatError};
+pub use images::{ImageCache, NOT_FOUND_TTL};
+pub use permanent::{PermanentTickets, StoreError};
+pub use retry::RetryPolicy;
+use retry::with_retries;
+use token::{AccessToken, FetchMode, TokenCache, TokenFetcher};
 
-use crate::config::Upstream;
+use crate::{
+    config::{TokenSource, Upstream},
+    secret::Secret,
+};
 
 /// Longest WeChat allows a temporary code to live: 30 days.
 pub const MAX_EXPIRE_SECONDS: u32 = 2_592_000;
@@ -120,48 +134,88 @@ struct TokenReply {
     expires_in: u64,
 }
 
-/// The client for one account.
+/// The HTTP side shared by the client and its token fetcher.
 #[derive(Debug)]
-pub struct WeChatClient {
+struct Api {
     http: reqwest::Client,
     upstream: Upstream,
-    tokens: TokenCache,
+    policy: RetryPolicy,
 }
 
-impl WeChatClient {
-    /// A client for `upstream`.
-    pub fn new(upstream: Upstream) -> Result<Self, WeChatError> {
-        let mut http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(3))
-            .timeout(Duration::from_secs(10))
-            .user_agent(concat!("wechat-qr/", env!("CARGO_PKG_VERSION")));
-        if is_loopback(&upstream.api_base) && is_loopback(&upstream.mp_base) {
-            // The simulator (or a test double) on loopback must not go through a proxy
-            // configured for the real WeChat.
-            http = http.no_proxy();
-        }
-        let http = http
-            .build()
-            .map_err(|e| WeChatError::transport("client", e))?;
-        Ok(Self {
-            http,
-            upstream,
-            tokens: TokenCache::default(),
-        })
+impl Api {
+    /// A deadline for work nobody waits on directly (background token refresh).
+    fn own_deadline(&self) -> Instant {
+        Instant::now() + self.upstream.timeout
     }
 
-    /// The AppID this client acts for.
-    pub fn app_id(&self) -> &str {
-        &self.upstream.app_id
+    async fn fetch_token(&self, mode: FetchMode) -> Result<AccessToken, WeChatError> {
+        let (endpoint, request) = match &self.upstream.token_source {
+            TokenSource::Stable => (
+                "stable_token",
+                self.http
+                    .post(endpoint(&self.upstream.api_base, "cgi-bin/stable_token"))
+                    .json(&serde_json::json!({
+                        "grant_type": "client_credential",
+                        "appid": self.upstream.app_id,
+                        "secret": self.upstream.app_secret.expose(),
+                        "force_refresh": mode.force_refresh,
+                    })),
+            ),
+            TokenSource::Token => {
+                let mut url = parse_url(&self.upstream.api_base, "cgi-bin/token", "token")?;
+                url.query_pairs_mut()
+                    .append_pair("grant_type", "client_credential")
+                    .append_pair("appid", &self.upstream.app_id)
+                    .append_pair("secret", self.upstream.app_secret.expose());
+                ("token", self.http.get(url))
+            }
+            TokenSource::Url(url) => ("token service", self.http.get(url.clone())),
+        };
+        // Fetching a token changes nothing at WeChat (stable_token in normal mode, a
+        // central service) or only mints one more (cgi-bin/token): safe to repeat.
+        let reply: TokenReply =
+            with_retries(endpoint, self.policy, self.own_deadline(), true, |left| {
+                let request = request
+                    .try_clone()
+                    .expect("token requests have plain bodies");
+                async move {
+                    let response = request
+                        .timeout(left)
+                        .send()
+                        .await
+                        .map_err(|e| WeChatError::transport(endpoint, e))?;
+                    read_json(endpoint, response).await
+                }
+            })
+            .await?;
+        Ok(AccessToken::new(
+            Secret::new(reply.access_token),
+            reply.expires_in,
+        ))
     }
 
-    /// The token cache (its fetch count is useful to tests and logs).
-    pub fn tokens(&self) -> &TokenCache {
-        &self.tokens
+    async fn qrcode_create(
+        &self,
+        request: &QrCodeRequest,
+        token: &AccessToken,
+        left: Duration,
+    ) -> Result<QrTicket, WeChatError> {
+        const ENDPOINT: &str = "qrcode/create";
+        let mut url = parse_url(&self.upstream.api_base, "cgi-bin/qrcode/create", ENDPOINT)?;
+        url.query_pairs_mut()
+            .append_pair("access_token", token.value.expose());
+        let response = self
+            .http
+            .post(url)
+            .json(&request.body())
+            .timeout(left)
+            .send()
+            .await
+            .map_err(|e| WeChatError::transport(ENDPOINT, e))?;
+        read_json(ENDPOINT, response).await
     }
 
-    /// WeChat's `showqrcode` URL for a ticket, the ticket URL-encoded.
-    pub fn image_url(&self, ticket: &str) -> String {
+    fn image_url(&self, ticket: &str) -> String {
         let encoded: String = url::form_urlencoded::byte_serialize(ticket.as_bytes()).collect();
         format!(
             "{}?ticket={encoded}",
@@ -169,81 +223,12 @@ impl WeChatClient {
         )
     }
 
-    /// The cached access_token, fetched (once for all concurrent callers) when missing.
-    pub async fn access_token(&self) -> Result<std::sync::Arc<AccessToken>, WeChatError> {
-        self.tokens
-            .get_or_fetch(&self.upstream.app_id, self.fetch_stable_token())
-            .await
-    }
-
-    async fn fetch_stable_token(&self) -> Result<AccessToken, WeChatError> {
-        const ENDPOINT: &str = "stable_token";
-        let body = serde_json::json!({
-            "grant_type": "client_credential",
-            "appid": self.upstream.app_id,
-            "secret": self.upstream.app_secret.expose(),
-            "force_refresh": false,
-        });
-        let response = self
-            .http
-            .post(endpoint(&self.upstream.api_base, "cgi-bin/stable_token"))
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| WeChatError::transport(ENDPOINT, e))?;
-        let reply: TokenReply = read_json(ENDPOINT, response).await?;
-        tracing::info!(expires_in = reply.expires_in, "fetched access_token");
-        Ok(AccessToken::new(
-            crate::secret::Secret::new(reply.access_token),
-            reply.expires_in,
-        ))
-    }
-
-    /// Mints a ticket. A rejected token is dropped, refetched and the call retried once.
-    pub async fn create_qrcode(&self, request: &QrCodeRequest) -> Result<QrTicket, WeChatError> {
-        let token = self.access_token().await?;
-        match self.create_qrcode_with(request, &token).await {
-            Err(e) if e.is_token_rejected() => {
-                tracing::warn!(error = %e, "access_token rejected; refetching once");
-                self.tokens
-                    .invalidate_if_current(&self.upstream.app_id, &token)
-                    .await;
-                let token = self.access_token().await?;
-                self.create_qrcode_with(request, &token).await
-            }
-            result => result,
-        }
-    }
-
-    async fn create_qrcode_with(
-        &self,
-        request: &QrCodeRequest,
-        token: &AccessToken,
-    ) -> Result<QrTicket, WeChatError> {
-        const ENDPOINT: &str = "qrcode/create";
-        let mut url = Url::parse(&endpoint(&self.upstream.api_base, "cgi-bin/qrcode/create"))
-            .map_err(|e| WeChatError::BadResponse {
-                endpoint: ENDPOINT,
-                detail: format!("bad API base URL: {e}"),
-            })?;
-        url.query_pairs_mut()
-            .append_pair("access_token", token.value.expose());
-        let response = self
-            .http
-            .post(url)
-            .json(&request.body())
-            .send()
-            .await
-            .map_err(|e| WeChatError::transport(ENDPOINT, e))?;
-        read_json(ENDPOINT, response).await
-    }
-
-    /// Downloads a ticket's image.
-    pub async fn show_qrcode(&self, ticket: &str) -> Result<QrImage, WeChatError> {
+    async fn showqrcode(&self, ticket: &str, left: Duration) -> Result<QrImage, WeChatError> {
         const ENDPOINT: &str = "showqrcode";
         let response = self
             .http
             .get(self.image_url(ticket))
+            .timeout(left)
             .send()
             .await
             .map_err(|e| WeChatError::transport(ENDPOINT, e))?;
@@ -282,6 +267,189 @@ impl WeChatClient {
             },
         })
     }
+}
+
+/// Fetches tokens for the [`TokenCache`].
+#[derive(Debug)]
+struct Fetcher(Arc<Api>);
+
+impl TokenFetcher for Fetcher {
+    fn fetch(
+        &self,
+        mode: FetchMode,
+    ) -> impl Future<Output = Result<AccessToken, WeChatError>> + Send {
+        let api = self.0.clone();
+        async move { api.fetch_token(mode).await }
+    }
+}
+
+/// The client for one account: tokens, tickets, images.
+#[derive(Debug)]
+pub struct WeChatClient {
+    api: Arc<Api>,
+    tokens: Arc<TokenCache<Fetcher>>,
+    images: ImageCache,
+    permanent: PermanentTickets,
+    /// When the temporary tickets minted here expire, so their images are cached
+    /// exactly as long as they live.
+    expiries: moka::sync::Cache<String, Instant>,
+}
+
+impl WeChatClient {
+    /// A client for `upstream`, remembering permanent tickets in `permanent`.
+    pub fn new(upstream: Upstream, permanent: PermanentTickets) -> Result<Self, WeChatError> {
+        let mut http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(3))
+            .user_agent(concat!("wechat-qr/", env!("CARGO_PKG_VERSION")));
+        if is_loopback(&upstream.api_base) && is_loopback(&upstream.mp_base) {
+            // The simulator (or a test double) on loopback must not go through a proxy
+            // configured for the real WeChat.
+            http = http.no_proxy();
+        }
+        let http = http
+            .build()
+            .map_err(|e| WeChatError::transport("client", e))?;
+        let images = ImageCache::new(upstream.image_cache_bytes);
+        let policy = RetryPolicy::new(upstream.attempts);
+        let refresh_at = upstream.refresh_at;
+        let api = Arc::new(Api {
+            http,
+            upstream,
+            policy,
+        });
+        Ok(Self {
+            tokens: TokenCache::new(
+                api.upstream.app_id.clone(),
+                Fetcher(api.clone()),
+                refresh_at,
+            ),
+            api,
+            images,
+            permanent,
+            expiries: moka::sync::Cache::builder()
+                .max_capacity(1_000_000)
+                .time_to_live(Duration::from_secs(u64::from(MAX_EXPIRE_SECONDS)))
+                .build(),
+        })
+    }
+
+    /// The AppID this client acts for.
+    pub fn app_id(&self) -> &str {
+        &self.api.upstream.app_id
+    }
+
+    /// How many token fetches this client started.
+    pub fn token_fetches(&self) -> u64 {
+        self.tokens.fetches()
+    }
+
+    /// WeChat's `showqrcode` URL for a ticket, the ticket URL-encoded.
+    pub fn image_url(&self, ticket: &str) -> String {
+        self.api.image_url(ticket)
+    }
+
+    /// The deadline of a call: the caller's own, if any, capped by the configured ceiling.
+    pub fn deadline(&self, caller_timeout: Option<Duration>) -> Instant {
+        let ceiling = self.api.upstream.timeout;
+        Instant::now() + caller_timeout.map_or(ceiling, |t| t.min(ceiling))
+    }
+
+    /// Mints a ticket. A permanent scene minted before is answered from the store; a
+    /// rejected token is dropped, refetched and the call retried once.
+    pub async fn create_ticket(
+        &self,
+        request: &QrCodeRequest,
+        deadline: Instant,
+    ) -> Result<QrTicket, WeChatError> {
+        if request.expire_seconds.is_none() {
+            let (ticket, minted) = self
+                .permanent
+                .get_or_create(
+                    &self.api.upstream.app_id,
+                    &request.scene,
+                    self.create_qrcode(request, deadline),
+                )
+                .await?;
+            if !minted {
+                tracing::debug!("permanent scene already minted; answered from the store");
+            }
+            return Ok(ticket);
+        }
+        let ticket = self.create_qrcode(request, deadline).await?;
+        if let Some(seconds) = ticket.expire_seconds {
+            self.expiries.insert(
+                ticket.ticket.clone(),
+                Instant::now() + Duration::from_secs(seconds),
+            );
+        }
+        Ok(ticket)
+    }
+
+    async fn create_qrcode(
+        &self,
+        request: &QrCodeRequest,
+        deadline: Instant,
+    ) -> Result<QrTicket, WeChatError> {
+        let token = self.token(deadline).await?;
+        match self.create_qrcode_with(request, &token, deadline).await {
+            Err(e) if e.is_token_rejected() => {
+                tracing::warn!(error = %e, "access_token rejected; refetching once");
+                self.tokens.reject(&token).await;
+                let token = self.token(deadline).await?;
+                self.create_qrcode_with(request, &token, deadline).await
+            }
+            result => result,
+        }
+    }
+
+    async fn create_qrcode_with(
+        &self,
+        request: &QrCodeRequest,
+        token: &AccessToken,
+        deadline: Instant,
+    ) -> Result<QrTicket, WeChatError> {
+        // Not idempotent: a request that timed out may have minted a code already.
+        with_retries("qrcode/create", self.api.policy, deadline, false, |left| {
+            self.api.qrcode_create(request, token, left)
+        })
+        .await
+    }
+
+    async fn token(&self, deadline: Instant) -> Result<Arc<AccessToken>, WeChatError> {
+        tokio::time::timeout_at(deadline, self.tokens.get())
+            .await
+            .map_err(|_| WeChatError::DeadlineExceeded {
+                endpoint: "access_token",
+            })?
+    }
+
+    /// A ticket's image, from the cache or downloaded once for all concurrent callers.
+    pub async fn image(&self, ticket: &str, deadline: Instant) -> Result<QrImage, WeChatError> {
+        let ceiling = self.api.upstream.image_ttl;
+        let ttl = self.expiries.get(ticket).map_or(ceiling, |expires| {
+            expires
+                .saturating_duration_since(Instant::now())
+                .min(ceiling)
+        });
+        if ttl.is_zero() {
+            return Err(WeChatError::TicketNotFound);
+        }
+        let download = with_retries("showqrcode", self.api.policy, deadline, true, |left| {
+            self.api.showqrcode(ticket, left)
+        });
+        tokio::time::timeout_at(deadline, self.images.get_or_download(ticket, ttl, download))
+            .await
+            .map_err(|_| WeChatError::DeadlineExceeded {
+                endpoint: "showqrcode",
+            })?
+    }
+}
+
+fn parse_url(base: &Url, path: &str, endpoint_name: &'static str) -> Result<Url, WeChatError> {
+    Url::parse(&endpoint(base, path)).map_err(|e| WeChatError::BadResponse {
+        endpoint: endpoint_name,
+        detail: format!("bad base URL: {e}"),
+    })
 }
 
 /// Reads a WeChat JSON answer: an `errcode` other than 0 is an error, anything else must

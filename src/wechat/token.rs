@@ -1,12 +1,20 @@
-//! The access_token cache. moka gives the two properties that matter: one fetch at a time
-//! per account however many callers miss together (`try_get_with` coalesces them, and a
-//! failed fetch is not cached), and per-entry expiry a safety margin before WeChat's
-//! `expires_in`, so a cached token is never used in its last minutes.
+//! The access_token lifecycle for one deployment. What it guarantees:
+//!
+//! - **One fetch at a time** per account, however many callers miss together: moka's
+//!   `try_get_with` runs one fetch and hands its result to every waiter; a failed fetch
+//!   is not cached, so the next call tries again (no stampede, no poisoned cache).
+//! - **Refresh ahead**: once a token is past `refresh_at` of its life, the next caller
+//!   starts one background refresh and keeps using the still-valid token; nobody waits
+//!   on a refresh unless there is no valid token at all.
+//! - **Rejection**: when WeChat rejects a token (40001/40014/42001) it is dropped only if
+//!   it is still the cached one — a concurrent caller may already have replaced it — and
+//!   the refetch asks for `force_refresh` at most once every 30 s, WeChat's rate limit.
+//! - **Expiry**: a token is never used in the last tenth of its life (at most 5 minutes).
 
 use std::{
     sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -16,26 +24,55 @@ use moka::{Expiry, future::Cache, ops::compute::Op};
 use super::WeChatError;
 use crate::secret::Secret;
 
-/// A token and how long it may be used.
+/// WeChat allows a `force_refresh` of the stable token at most this often.
+pub const FORCE_REFRESH_INTERVAL: Duration = Duration::from_secs(30);
+
+/// A token and when it was fetched.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccessToken {
     /// The token itself.
     pub value: Secret,
-    /// How long to keep using it: `expires_in` less the safety margin.
-    pub usable_for: Duration,
+    /// When it was fetched.
+    pub fetched_at: Instant,
+    /// `expires_in` as WeChat gave it.
+    pub lifetime: Duration,
 }
 
 impl AccessToken {
-    /// A token WeChat said lives `expires_in` seconds. The margin is a tenth of its life,
-    /// at most five minutes: 7,200 s → used for 6,900 s; 300 s → 270 s.
+    /// A token WeChat just said lives `expires_in` seconds.
     pub fn new(value: Secret, expires_in: u64) -> Self {
-        let life = Duration::from_secs(expires_in);
-        let margin = (life / 10).min(Duration::from_secs(300));
         Self {
             value,
-            usable_for: life - margin,
+            fetched_at: Instant::now(),
+            lifetime: Duration::from_secs(expires_in),
         }
     }
+
+    /// How long after fetching it stops being used: its life less a tenth, at most
+    /// five minutes (7,200 s → 6,900 s; 300 s → 270 s).
+    pub fn usable_for(&self) -> Duration {
+        self.lifetime - (self.lifetime / 10).min(Duration::from_secs(300))
+    }
+
+    fn due_for_refresh(&self, refresh_at: f64) -> bool {
+        self.fetched_at.elapsed() >= self.lifetime.mul_f64(refresh_at)
+    }
+}
+
+/// How a fetch is asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FetchMode {
+    /// Ask WeChat for a new token even if the current one is valid.
+    pub force_refresh: bool,
+}
+
+/// What fetches a token (stable_token, token, or a central service).
+pub trait TokenFetcher: Send + Sync + 'static {
+    /// Fetches a token for the account.
+    fn fetch(
+        &self,
+        mode: FetchMode,
+    ) -> impl Future<Output = Result<AccessToken, WeChatError>> + Send;
 }
 
 struct UntilUnusable;
@@ -47,61 +84,76 @@ impl Expiry<String, Arc<AccessToken>> for UntilUnusable {
         token: &Arc<AccessToken>,
         _created_at: Instant,
     ) -> Option<Duration> {
-        Some(token.usable_for)
+        Some(
+            token
+                .usable_for()
+                .saturating_sub(token.fetched_at.elapsed()),
+        )
     }
 }
 
-/// Cached tokens, one per account (AppID).
-pub struct TokenCache {
+/// Cached tokens of one account, and the fetcher that renews them.
+pub struct TokenCache<F> {
+    account: String,
+    fetcher: Arc<F>,
     tokens: Cache<String, Arc<AccessToken>>,
+    refresh_at: f64,
+    /// Set while a background refresh runs, so only one does.
+    refreshing: Arc<AtomicBool>,
+    /// Set when a rejected token was dropped: the next fetch asks for `force_refresh`.
+    force_next: AtomicBool,
+    last_force: Mutex<Option<Instant>>,
     fetches: AtomicU64,
 }
 
-impl std::fmt::Debug for TokenCache {
+impl<F> std::fmt::Debug for TokenCache<F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TokenCache")
+            .field("account", &self.account)
             .field("fetches", &self.fetches)
             .finish_non_exhaustive()
     }
 }
 
-impl Default for TokenCache {
-    fn default() -> Self {
-        Self {
+impl<F: TokenFetcher> TokenCache<F> {
+    /// A cache for `account` that refreshes once a token is `refresh_at` (0..=1) old.
+    pub fn new(account: String, fetcher: F, refresh_at: f64) -> Arc<Self> {
+        Arc::new(Self {
+            account,
+            fetcher: Arc::new(fetcher),
             tokens: Cache::builder()
-                .max_capacity(1024)
+                .max_capacity(16)
                 .expire_after(UntilUnusable)
                 .build(),
+            refresh_at,
+            refreshing: Arc::new(AtomicBool::new(false)),
+            force_next: AtomicBool::new(false),
+            last_force: Mutex::new(None),
             fetches: AtomicU64::new(0),
-        }
+        })
     }
-}
 
-impl TokenCache {
-    /// The cached token for `account`, or the result of `fetch` run once for all callers
-    /// waiting on it.
-    pub async fn get_or_fetch<F>(
-        &self,
-        account: &str,
-        fetch: F,
-    ) -> Result<Arc<AccessToken>, WeChatError>
-    where
-        F: Future<Output = Result<AccessToken, WeChatError>>,
-    {
+    /// A usable token: the cached one (starting a background refresh when it is due), or
+    /// one fetch shared by every caller waiting for it.
+    pub async fn get(self: &Arc<Self>) -> Result<Arc<AccessToken>, WeChatError> {
+        if let Some(token) = self.tokens.get(&self.account).await {
+            if token.due_for_refresh(self.refresh_at) {
+                self.refresh_in_background();
+            }
+            return Ok(token);
+        }
         self.tokens
-            .try_get_with_by_ref(account, async {
-                self.fetches.fetch_add(1, Ordering::Relaxed);
-                fetch.await.map(Arc::new)
-            })
+            .try_get_with_by_ref(&self.account, self.fetch_counted())
             .await
             .map_err(|shared| (*shared).clone())
     }
 
-    /// Drops `account`'s token if it is still `rejected`: a concurrent caller may already
-    /// have replaced it with a good one, which must survive.
-    pub async fn invalidate_if_current(&self, account: &str, rejected: &AccessToken) {
-        self.tokens
-            .entry_by_ref(account)
+    /// Drops `rejected` if it is still the cached token, and marks the next fetch as a
+    /// forced refresh.
+    pub async fn reject(&self, rejected: &AccessToken) {
+        let dropped = self
+            .tokens
+            .entry_by_ref(&self.account)
             .and_compute_with(|current| async move {
                 match current {
                     Some(entry) if **entry.value() == *rejected => Op::Remove,
@@ -109,10 +161,52 @@ impl TokenCache {
                 }
             })
             .await;
+        if matches!(dropped, moka::ops::compute::CompResult::Removed(_)) {
+            self.force_next.store(true, Ordering::Relaxed);
+        }
     }
 
-    /// How many fetches this cache started (for logs and tests).
+    /// Fetches started (for logs and tests).
     pub fn fetches(&self) -> u64 {
         self.fetches.load(Ordering::Relaxed)
+    }
+
+    fn refresh_in_background(self: &Arc<Self>) {
+        if self.refreshing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            match this.fetch_counted().await {
+                Ok(token) => this.tokens.insert(this.account.clone(), token).await,
+                // The current token is still valid; the next caller past the mark retries.
+                Err(e) => tracing::warn!(error = %e, "background access_token refresh failed"),
+            }
+            this.refreshing.store(false, Ordering::Release);
+        });
+    }
+
+    async fn fetch_counted(&self) -> Result<Arc<AccessToken>, WeChatError> {
+        self.fetches.fetch_add(1, Ordering::Relaxed);
+        let mode = FetchMode {
+            force_refresh: self.force_next.swap(false, Ordering::Relaxed) && self.may_force(),
+        };
+        let token = self.fetcher.fetch(mode).await?;
+        tracing::info!(
+            expires_in = token.lifetime.as_secs(),
+            force_refresh = mode.force_refresh,
+            "fetched access_token"
+        );
+        Ok(Arc::new(token))
+    }
+
+    /// Whether WeChat's rate limit allows a forced refresh now (and records it if so).
+    fn may_force(&self) -> bool {
+        let mut last = self.last_force.lock().expect("lock poisoned");
+        if last.is_some_and(|at| at.elapsed() < FORCE_REFRESH_INTERVAL) {
+            return false;
+        }
+        *last = Some(Instant::now());
+        true
     }
 }

@@ -40,6 +40,15 @@ pub fn config() -> ServeConfig {
         push_read_timeout_ms: 2_000,
         retain_events: 100_000,
         retain_seconds: 24 * 3600,
+        token_source: wechat_qr::config::TokenSourceKind::Stable,
+        token_url: None,
+        token_refresh_at: 0.8,
+        upstream_timeout_ms: 10_000,
+        upstream_attempts: 3,
+        image_cache_bytes: 64 * 1024 * 1024,
+        image_ttl_seconds: 7 * 24 * 3600,
+        permanent_store: None,
+        simulator_faults: None,
     }
 }
 
@@ -129,6 +138,17 @@ impl Drop for TestService {
     fn drop(&mut self) {
         self.shutdown.cancel();
     }
+}
+
+/// A path in a fresh temporary directory (left behind for inspection; tiny).
+pub fn scratch_file(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "wechat-qr-test-{}-{}",
+        std::process::id(),
+        rand::random::<u64>()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
 }
 
 pub fn now() -> u64 {

@@ -1,0 +1,319 @@
+//! The processes a run starts, each on 127.0.0.1 with a port the OS picks: the real
+//! `wechat-qr` binary on its embedded simulator, this binary again as a baseline server
+//! (`--serve-baseline`), and gunicorn serving the wechatpy webhook. Each is stopped —
+//! SIGTERM, then SIGKILL after a grace period — when its handle is dropped, and Ctrl-C
+//! on the harness stops them all ([`kill_all`]).
+
+use std::{
+    collections::HashMap,
+    io::{BufRead, BufReader},
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use tokio::sync::mpsc;
+
+use crate::Result;
+
+/// How long a process may take to announce its addresses.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a process may take to exit after SIGTERM.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// Pids of the processes still running, for [`kill_all`].
+static LIVE: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+/// A started process; terminated when dropped.
+pub(crate) struct Process {
+    /// What it is, for messages.
+    name: String,
+    /// The OS handle. Its stdin stays open: baselines exit when it closes.
+    child: std::process::Child,
+}
+
+impl Process {
+    fn spawn(name: &str, command: &mut Command) -> Result<Self> {
+        let child = command
+            .spawn()
+            .map_err(|e| format!("cannot start {name} ({command:?}): {e}"))?;
+        LIVE.lock().expect("pid list").push(child.id());
+        Ok(Self {
+            name: name.to_owned(),
+            child,
+        })
+    }
+
+    /// Its resident set size, from `/proc/PID/status`.
+    pub(crate) fn rss_bytes(&self) -> Result<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .ok_or("no VmRSS in /proc/PID/status")?;
+        Ok(kib * 1024)
+    }
+
+    /// Fails if the process has exited.
+    fn check_alive(&mut self) -> Result<()> {
+        match self.child.try_wait()? {
+            Some(status) => Err(format!("{} exited early: {status}", self.name).into()),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let pid = self.child.id();
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let asked = Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status()
+                .is_ok_and(|s| s.success());
+            let deadline = Instant::now() + if asked { STOP_GRACE } else { Duration::ZERO };
+            while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if matches!(self.child.try_wait(), Ok(None)) {
+                eprintln!("{} did not stop on SIGTERM; killing it", self.name);
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+            }
+        }
+        LIVE.lock().expect("pid list").retain(|&p| p != pid);
+    }
+}
+
+/// SIGKILLs every process still running (on Ctrl-C).
+pub(crate) fn kill_all() {
+    for pid in LIVE.lock().expect("pid list").drain(..) {
+        let _ = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+    }
+}
+
+/// Reads a child's stdout on a thread: lines with `key=value` for the wanted keys go to
+/// the returned channel; warnings and errors are echoed, the rest dropped (the pipe must
+/// keep draining, or the child would block on a full pipe).
+fn watch_stdout(
+    name: &str,
+    stdout: std::process::ChildStdout,
+    keys: &'static [&'static str],
+) -> mpsc::UnboundedReceiver<(&'static str, String)> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let name = name.to_owned();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            for key in keys {
+                let needle = format!("{key}=");
+                if let Some(at) = line.find(&needle) {
+                    let value = line[at + needle.len()..]
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or_default();
+                    let _ = tx.send((*key, value.to_owned()));
+                }
+            }
+            if line.contains(" WARN ") || line.contains(" ERROR ") {
+                eprintln!("[{name}] {line}");
+            }
+        }
+    });
+    rx
+}
+
+/// Waits until the child has announced every key.
+async fn announced(
+    process: &mut Process,
+    mut lines: mpsc::UnboundedReceiver<(&'static str, String)>,
+    keys: &[&str],
+) -> Result<HashMap<&'static str, String>> {
+    let mut found = HashMap::new();
+    let deadline = tokio::time::Instant::now() + START_TIMEOUT;
+    while keys.iter().any(|k| !found.contains_key(k)) {
+        match tokio::time::timeout_at(deadline, lines.recv()).await {
+            Ok(Some((key, value))) => {
+                found.insert(key, value);
+            }
+            Ok(None) => {
+                process.check_alive()?;
+                return Err(format!("{} closed its stdout before announcing {keys:?}", process.name).into());
+            }
+            Err(_) => return Err(format!("{} did not announce {keys:?} in time", process.name).into()),
+        }
+    }
+    Ok(found)
+}
+
+fn addr_of_url(url: &str) -> Result<SocketAddr> {
+    let rest = url.strip_prefix("http://").ok_or("not an http URL")?;
+    Ok(rest.split('/').next().unwrap_or_default().parse()?)
+}
+
+/// The `wechat-qr` binary built with this harness (same directory, same profile).
+pub(crate) fn service_binary() -> Result<PathBuf> {
+    let me = std::env::current_exe()?;
+    let binary = me.with_file_name("wechat-qr");
+    if !binary.exists() {
+        return Err(format!(
+            "{} not found: build it with the harness (`./scripts/bench` or `cargo build --release --bins`)",
+            binary.display()
+        )
+        .into());
+    }
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let stale = match (modified(&binary), modified(&me)) {
+        (Some(service), Some(harness)) => service + Duration::from_secs(600) < harness,
+        _ => false,
+    };
+    if stale {
+        eprintln!(
+            "warning: {} is much older than this harness; if the library changed, rebuild both (`cargo build --release --bins`)",
+            binary.display()
+        );
+    }
+    Ok(binary)
+}
+
+/// A running `wechat-qr` on its embedded simulator.
+pub(crate) struct Service {
+    /// The process.
+    pub(crate) process: Process,
+    /// Its gRPC listener.
+    pub(crate) grpc_addr: SocketAddr,
+    /// Its webhook listener.
+    pub(crate) webhook_addr: SocketAddr,
+    /// Its simulator's base URL.
+    pub(crate) simulator_url: String,
+}
+
+impl Service {
+    /// Starts the real binary with every listener on port 0 and `env` on top of the
+    /// defaults; any `WECHAT_*` variable of the harness's own environment is removed, so
+    /// the run does not depend on the shell it was started from.
+    pub(crate) async fn start(env: &[(&str, &str)]) -> Result<Self> {
+        let mut command = Command::new(service_binary()?);
+        for (key, _) in std::env::vars() {
+            if key.starts_with("WECHAT_") {
+                command.env_remove(key);
+            }
+        }
+        command
+            .env("WECHAT_QR_GRPC_ADDR", "127.0.0.1:0")
+            .env("WECHAT_QR_HTTP_ADDR", "127.0.0.1:0")
+            .env("WECHAT_QR_SIMULATOR_ADDR", "127.0.0.1:0")
+            // The default level, as deployed.
+            .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped());
+        let mut process = Process::spawn("wechat-qr", &mut command)?;
+        let stdout = process.child.stdout.take().expect("stdout is piped");
+        const KEYS: &[&str] = &["grpc_addr", "webhook_url", "simulator_url"];
+        let lines = watch_stdout("wechat-qr", stdout, KEYS);
+        let found = announced(&mut process, lines, KEYS).await?;
+        Ok(Self {
+            grpc_addr: found["grpc_addr"].parse()?,
+            webhook_addr: addr_of_url(&found["webhook_url"])?,
+            simulator_url: found["simulator_url"].clone(),
+            process,
+        })
+    }
+}
+
+/// A baseline server: this binary with `--serve-baseline`.
+pub(crate) struct Baseline {
+    /// The process.
+    pub(crate) process: Process,
+    /// Where it listens.
+    pub(crate) addr: SocketAddr,
+}
+
+impl Baseline {
+    /// Starts `--serve-baseline KIND` plus `args`.
+    pub(crate) async fn start(kind: &str, args: &[String]) -> Result<Self> {
+        let mut command = Command::new(std::env::current_exe()?);
+        command
+            .args(["--serve-baseline", kind])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped());
+        let name = format!("baseline {kind}");
+        let mut process = Process::spawn(&name, &mut command)?;
+        let stdout = process.child.stdout.take().expect("stdout is piped");
+        let lines = watch_stdout(&name, stdout, &["addr"]);
+        let found = announced(&mut process, lines, &["addr"]).await?;
+        Ok(Self {
+            addr: found["addr"].parse()?,
+            process,
+        })
+    }
+}
+
+/// The Python the wechatpy webhook runs on: `WECHAT_QR_BENCH_PYTHON`, else the repo's
+/// `.venv` (which `./scripts/bench` fills from `bench/python/requirements.txt`).
+pub(crate) fn python() -> PathBuf {
+    std::env::var_os("WECHAT_QR_BENCH_PYTHON").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"),
+        PathBuf::from,
+    )
+}
+
+/// gunicorn serving `bench/python/webhook.py`.
+pub(crate) struct PythonWebhook {
+    /// The gunicorn master (it stops its workers when it stops).
+    pub(crate) process: Process,
+    /// Where it listens.
+    pub(crate) addr: SocketAddr,
+}
+
+impl PythonWebhook {
+    /// Workers: one per core, gunicorn's synchronous worker, as a Flask-style wechatpy
+    /// webhook is deployed.
+    pub(crate) async fn start(aes_key: Option<&str>) -> Result<Self> {
+        let python = python();
+        if !python.exists() {
+            return Err(format!(
+                "{} not found: run ./scripts/bench (it installs bench/python/requirements.txt into .venv) or set WECHAT_QR_BENCH_PYTHON",
+                python.display()
+            )
+            .into());
+        }
+        // gunicorn takes an address, not a listener: pick a free port and hand it over.
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+        let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let mut command = Command::new(&python);
+        command
+            .args(["-m", "gunicorn", "--workers", &workers.to_string()])
+            .args(["--bind", &addr.to_string(), "--log-level", "warning"])
+            .arg("--chdir")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/python"))
+            .arg("webhook:application")
+            .env("WECHAT_TOKEN", wechat_qr::config::dev::TOKEN)
+            .env("WECHAT_APP_ID", wechat_qr::config::dev::APP_ID)
+            .env_remove("WECHAT_ENCODING_AES_KEY")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
+        if let Some(key) = aes_key {
+            command.env("WECHAT_ENCODING_AES_KEY", key);
+        }
+        let mut process = Process::spawn("gunicorn (wechatpy)", &mut command)?;
+        let deadline = Instant::now() + START_TIMEOUT;
+        while tokio::net::TcpStream::connect(addr).await.is_err() {
+            process.check_alive().map_err(|e| {
+                format!("{e}; is gunicorn installed? run ./scripts/bench to install bench/python/requirements.txt")
+            })?;
+            if Instant::now() > deadline {
+                return Err("gunicorn did not listen in time".into());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(Self { process, addr })
+    }
+}

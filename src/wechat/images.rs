@@ -1,0 +1,83 @@
+//! The QR image cache. A ticket's image never changes while the ticket lives, so images
+//! are kept (bounded by bytes, not entries) until the ticket expires, or for a configured
+//! time when it is permanent or of unknown age. Concurrent misses for one ticket share
+//! one download; a 404 is remembered briefly so a stream of bad tickets does not become a
+//! stream of downloads. Images are `Bytes`: every hit shares the same buffer.
+
+use std::time::{Duration, Instant};
+
+use moka::{Expiry, future::Cache};
+
+use super::{QrImage, WeChatError};
+
+/// How long "no such ticket" is remembered.
+pub const NOT_FOUND_TTL: Duration = Duration::from_secs(30);
+
+/// A cached answer of `showqrcode`.
+#[derive(Debug, Clone)]
+struct Cached {
+    /// `None` when WeChat answered 404.
+    image: Option<QrImage>,
+    ttl: Duration,
+}
+
+struct PerEntry;
+
+impl Expiry<String, Cached> for PerEntry {
+    fn expire_after_create(&self, _: &String, value: &Cached, _: Instant) -> Option<Duration> {
+        Some(value.ttl)
+    }
+}
+
+/// Images by ticket.
+#[derive(Debug)]
+pub struct ImageCache {
+    images: Cache<String, Cached>,
+}
+
+impl ImageCache {
+    /// A cache holding at most `max_bytes` of images.
+    pub fn new(max_bytes: u64) -> Self {
+        Self {
+            images: Cache::builder()
+                .max_capacity(max_bytes)
+                .weigher(|ticket: &String, cached: &Cached| {
+                    let bytes = cached.image.as_ref().map_or(0, |i| i.bytes.len());
+                    u32::try_from(bytes + ticket.len() + 64).unwrap_or(u32::MAX)
+                })
+                .expire_after(PerEntry)
+                .build(),
+        }
+    }
+
+    /// The image of `ticket`, downloading it (once for all concurrent callers) on a miss
+    /// and keeping it for `ttl`.
+    pub async fn get_or_download<Fut>(
+        &self,
+        ticket: &str,
+        ttl: Duration,
+        download: Fut,
+    ) -> Result<QrImage, WeChatError>
+    where
+        Fut: Future<Output = Result<QrImage, WeChatError>>,
+    {
+        let cached = self
+            .images
+            .try_get_with_by_ref(ticket, async {
+                match download.await {
+                    Ok(image) => Ok(Cached {
+                        image: Some(image),
+                        ttl,
+                    }),
+                    Err(WeChatError::TicketNotFound) => Ok(Cached {
+                        image: None,
+                        ttl: NOT_FOUND_TTL.min(ttl),
+                    }),
+                    Err(e) => Err(e),
+                }
+            })
+            .await
+            .map_err(|shared| (*shared).clone())?;
+        cached.image.ok_or(WeChatError::TicketNotFound)
+    }
+}

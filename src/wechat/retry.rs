@@ -1,0 +1,81 @@
+//! Bounded retries of one upstream call: only what is safe to repeat (see
+//! [`WeChatError::is_retryable`]), with jittered exponential back-off, and never past the
+//! deadline — the caller's gRPC deadline or the configured ceiling, whichever is sooner.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::WeChatError;
+
+/// How persistent to be.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Most tries in all.
+    pub attempts: u32,
+    /// Back-off before the second try; doubles each time.
+    pub base: Duration,
+    /// Longest back-off.
+    pub max: Duration,
+}
+
+impl RetryPolicy {
+    /// `attempts` tries, backing off 50 ms, 100 ms, ... up to 1 s.
+    pub fn new(attempts: u32) -> Self {
+        Self {
+            attempts: attempts.max(1),
+            base: Duration::from_millis(50),
+            max: Duration::from_secs(1),
+        }
+    }
+
+    fn backoff(&self, attempt: u32) -> Duration {
+        let exp = self.base.saturating_mul(1 << attempt.min(16)).min(self.max);
+        // Full jitter between half and the whole: callers that failed together do not
+        // come back together.
+        exp.mul_f64(rand::random_range(0.5..=1.0))
+    }
+}
+
+/// Runs `call` (given the time left) until it succeeds, fails for good, runs out of
+/// tries, or the deadline passes.
+pub(crate) async fn with_retries<T, F, Fut>(
+    endpoint: &'static str,
+    policy: RetryPolicy,
+    deadline: Instant,
+    idempotent: bool,
+    mut call: F,
+) -> Result<T, WeChatError>
+where
+    F: FnMut(Duration) -> Fut,
+    Fut: Future<Output = Result<T, WeChatError>>,
+{
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(WeChatError::DeadlineExceeded { endpoint });
+        }
+        let result = match tokio::time::timeout_at(deadline, call(left)).await {
+            Ok(result) => result,
+            Err(_) => return Err(WeChatError::DeadlineExceeded { endpoint }),
+        };
+        let error = match result {
+            Ok(value) => return Ok(value),
+            Err(error) => error,
+        };
+        if Instant::now() >= deadline {
+            return Err(WeChatError::DeadlineExceeded { endpoint });
+        }
+        if attempt >= policy.attempts || !error.is_retryable(idempotent) {
+            return Err(error);
+        }
+        let pause = policy.backoff(attempt - 1);
+        if Instant::now() + pause >= deadline {
+            return Err(error);
+        }
+        tracing::warn!(%error, attempt, backoff_ms = pause.as_millis() as u64, "retrying WeChat call");
+        tokio::time::sleep(pause).await;
+    }
+}
