@@ -16,8 +16,9 @@ use url::Url;
 
 use crate::{
     config::Settings,
-    events::{EventLog, LiveSubscribers, MemoryLog},
+    events::{EventLog, MemoryLog, Subscribers},
     grpc::QrService,
+    metrics::Metrics,
     pb::{self, qr_service_server::QrServiceServer},
     simulator::Simulator,
     webhook::{self, Webhook},
@@ -77,7 +78,9 @@ pub struct Running {
     /// The event log.
     pub log: Arc<MemoryLog>,
     /// How many StreamEvents subscriptions are running.
-    pub subscribers: LiveSubscribers,
+    pub subscribers: Subscribers,
+    /// Every metric, as `/metrics` serves them.
+    pub metrics: Arc<Metrics>,
     tasks: JoinSet<()>,
 }
 
@@ -135,10 +138,19 @@ pub async fn start(
     let grpc_listener = bind("gRPC", settings.grpc_addr).await?;
     let grpc_addr = local_addr(&grpc_listener);
 
+    let metrics = Arc::new(Metrics::new());
     let log = MemoryLog::new(settings.retention);
-    let webhook = Webhook::new(settings.webhook.clone(), log.clone() as Arc<dyn EventLog>);
+    let webhook = Webhook::new(
+        settings.webhook.clone(),
+        log.clone() as Arc<dyn EventLog>,
+        metrics.clone(),
+    );
     let permanent = PermanentTickets::open(settings.upstream.permanent_store.as_deref())?;
-    let client = Arc::new(WeChatClient::new(settings.upstream.clone(), permanent)?);
+    let client = Arc::new(WeChatClient::new(
+        settings.upstream.clone(),
+        permanent,
+        metrics.clone(),
+    )?);
     if let Some(sim) = &simulator {
         sim.simulator
             .set_webhook_url(format!("http://{http_addr}{}", webhook::PATH));
@@ -174,12 +186,13 @@ pub async fn start(
     // grpcurl releases before 1.8.8 only speak the v1alpha reflection protocol.
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
-    let subscribers = LiveSubscribers::default();
+    let subscribers = Subscribers::new(&metrics);
     let service = QrService::new(
         client.clone(),
         log.clone() as Arc<dyn EventLog>,
         streams_shutdown.clone(),
         subscribers.clone(),
+        metrics.clone(),
     );
     let grpc = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
@@ -209,6 +222,7 @@ pub async fn start(
         webhook,
         log,
         subscribers,
+        metrics,
         tasks,
     })
 }

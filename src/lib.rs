@@ -27,6 +27,8 @@ pub mod config;
 pub mod events;
 pub mod grpc;
 mod http_server;
+pub mod logging;
+pub mod metrics;
 pub mod secret;
 pub mod simulator;
 pub mod webhook;

@@ -6,8 +6,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
-use tracing_subscriber::EnvFilter;
-use wechat_qr::{app, config::ServeConfig, simulator::ScanRequest};
+use wechat_qr::{
+    app,
+    config::ServeConfig,
+    logging::{self, LogFormat},
+    simulator::ScanRequest,
+};
 
 #[derive(Debug, Parser)]
 #[command(name = "wechat-qr", version, about)]
@@ -16,6 +20,9 @@ struct Cli {
     command: Option<Command>,
     #[command(flatten)]
     serve: ServeConfig,
+    /// How log lines are written.
+    #[arg(long, env = "WECHAT_QR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
 }
 
 #[derive(Debug, Subcommand)]
@@ -51,13 +58,7 @@ struct SimulateScan {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        // Colour codes only for a terminal; log files and collectors get plain text.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
+    logging::init(cli.log_format);
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime starts");
     let result = match cli.command {
         None | Some(Command::Serve) => runtime.block_on(serve(cli.serve)),

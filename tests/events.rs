@@ -166,8 +166,8 @@ async fn bad_input_is_refused_without_events_and_the_server_keeps_serving() {
     push(&service, &xml).await;
     let events = exactly(&mut everything, 1).await;
     assert_eq!(events[0].openid, "o-bad");
-    let stats = service.running().webhook.stats();
-    assert_eq!(stats.ignored.load(std::sync::atomic::Ordering::Relaxed), 1);
+    let pushes = &service.running().metrics.webhook_pushes;
+    assert_eq!(pushes.with_label_values(&["ignored"]).get(), 1);
     let channel = tonic::transport::Channel::from_shared(format!("http://{}", service.grpc_addr))
         .unwrap()
         .connect()

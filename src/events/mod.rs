@@ -16,7 +16,7 @@ pub use cursor::{Cursor, CursorParseError};
 pub use filter::Filter;
 pub use log::{Appended, Entry, EventLog, LogError};
 pub use memory::MemoryLog;
-pub use subscription::{Delivery, LiveSubscribers, StreamEnd, Subscription};
+pub use subscription::{Delivery, StreamEnd, Subscribers, Subscription};
 
 /// The kinds of push the service emits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

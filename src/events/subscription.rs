@@ -7,18 +7,15 @@
 //! from the log — or, if retention has passed it by, its stream ends with its cursor.
 //! Replay and live delivery are the same loop, so there is no seam to lose events at.
 
-use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicUsize, Ordering},
-    },
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
+
+use prometheus::{Histogram, IntGauge};
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::{Cursor, Event, EventLog, Filter, LogError};
+use crate::metrics::Metrics;
 
 /// Events read from the log per lock acquisition.
 const BATCH: usize = 256;
@@ -60,28 +57,40 @@ pub enum StreamEnd {
     },
 }
 
-/// How many subscriptions are running. Each reader task holds a guard that decrements
-/// the count when the task ends, however it ends, so the number stays true.
-#[derive(Debug, Clone, Default)]
-pub struct LiveSubscribers(Arc<AtomicUsize>);
+/// The subscribers' gauges: how many run (each reader task holds a guard that lowers
+/// the count when the task ends, however it ends, so the number stays true) and how far
+/// behind the log head they read.
+#[derive(Debug, Clone)]
+pub struct Subscribers {
+    live: IntGauge,
+    lag: Histogram,
+}
 
-impl LiveSubscribers {
+impl Subscribers {
+    /// Gauges that report into `metrics`.
+    pub fn new(metrics: &Metrics) -> Self {
+        Self {
+            live: metrics.subscribers.clone(),
+            lag: metrics.subscriber_lag.clone(),
+        }
+    }
+
     /// Subscriptions whose reader task is still running.
     pub fn count(&self) -> usize {
-        self.0.load(Ordering::Relaxed)
+        usize::try_from(self.live.get()).unwrap_or(0)
     }
 
     fn enter(&self) -> LiveGuard {
-        self.0.fetch_add(1, Ordering::Relaxed);
-        LiveGuard(self.0.clone())
+        self.live.inc();
+        LiveGuard(self.live.clone())
     }
 }
 
-struct LiveGuard(Arc<AtomicUsize>);
+struct LiveGuard(IntGauge);
 
 impl Drop for LiveGuard {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.0.dec();
     }
 }
 
@@ -102,7 +111,7 @@ impl Subscription {
         filter: Filter,
         resume_after: Option<Cursor>,
         shutdown: CancellationToken,
-        live: &LiveSubscribers,
+        subscribers: &Subscribers,
     ) -> Result<Self, LogError> {
         // Watch before reading the start position, so an append in between still wakes us.
         let appended = log.watch();
@@ -114,9 +123,10 @@ impl Subscription {
             None => log.head().await?,
         };
         let (tx, rx) = mpsc::channel(CHANNEL);
-        let guard = live.enter();
+        let guard = subscribers.enter();
+        let lag = subscribers.lag.clone();
         tokio::spawn(async move {
-            run(log, filter, start, appended, tx, shutdown).await;
+            run(log, filter, start, appended, tx, shutdown, lag).await;
             drop(guard);
         });
         Ok(Self { events: rx })
@@ -130,6 +140,7 @@ async fn run(
     mut appended: tokio::sync::watch::Receiver<()>,
     tx: mpsc::Sender<Result<Delivery, StreamEnd>>,
     shutdown: CancellationToken,
+    lag: Histogram,
 ) {
     loop {
         appended.borrow_and_update();
@@ -151,6 +162,13 @@ async fn run(
             }
         };
         let caught_up = batch.len() < BATCH;
+        if !caught_up {
+            // Only a full batch means this subscriber is behind; measuring then keeps the
+            // extra head lookup off the common, caught-up path.
+            if let (Some(last), Ok(head)) = (batch.last(), log.head().await) {
+                lag.observe(head.seq.saturating_sub(last.cursor.seq) as f64 + BATCH as f64);
+            }
+        }
         for entry in batch {
             if filter.matches(&entry.event) {
                 let delivery = Delivery {

@@ -8,7 +8,7 @@ mod validate;
 use std::{
     pin::Pin,
     sync::Arc,
-    time::{Duration, SystemTime},
+    time::{Duration, Instant, SystemTime},
 };
 
 use tokio_stream::{Stream, StreamExt, wrappers::ReceiverStream};
@@ -18,7 +18,8 @@ use tonic::{Request, Response, Status};
 pub use error::{ApiError, ERROR_DOMAIN};
 
 use crate::{
-    events::{Delivery, Event, EventKind, EventLog, LiveSubscribers, Subscription},
+    events::{Delivery, Event, EventKind, EventLog, StreamEnd, Subscribers, Subscription},
+    metrics::Metrics,
     pb,
     wechat::WeChatClient,
 };
@@ -30,7 +31,8 @@ pub struct QrService {
     log: Arc<dyn EventLog>,
     /// Ends every stream with UNAVAILABLE (and its resume cursor) at shutdown.
     shutdown: CancellationToken,
-    live: LiveSubscribers,
+    subscribers: Subscribers,
+    metrics: Arc<Metrics>,
 }
 
 impl std::fmt::Debug for dyn EventLog {
@@ -45,14 +47,34 @@ impl QrService {
         client: Arc<WeChatClient>,
         log: Arc<dyn EventLog>,
         shutdown: CancellationToken,
-        live: LiveSubscribers,
+        subscribers: Subscribers,
+        metrics: Arc<Metrics>,
     ) -> Self {
         Self {
             client,
             log,
             shutdown,
-            live,
+            subscribers,
+            metrics,
         }
+    }
+
+    /// Runs one RPC, recording its status code and latency.
+    async fn observed<T>(
+        &self,
+        method: &'static str,
+        call: impl Future<Output = Result<T, Status>>,
+    ) -> Result<T, Status> {
+        let started = Instant::now();
+        let result = call.await;
+        let code = result
+            .as_ref()
+            .map_or_else(Status::code, |_| tonic::Code::Ok);
+        self.metrics.observe_rpc(method, code, started.elapsed());
+        if let Err(status) = &result {
+            tracing::info!(code = ?status.code(), message = status.message(), "call failed");
+        }
+        result
     }
 }
 
@@ -60,8 +82,38 @@ type EventStream = Pin<Box<dyn Stream<Item = Result<pb::StreamEventsResponse, St
 
 #[tonic::async_trait]
 impl pb::qr_service_server::QrService for QrService {
-    #[tracing::instrument(skip_all, fields(rpc = "CreateTicket"))]
+    #[tracing::instrument(skip_all, fields(rpc = "CreateTicket", request_id = %request_id(&request)))]
     async fn create_ticket(
+        &self,
+        request: Request<pb::CreateTicketRequest>,
+    ) -> Result<Response<pb::CreateTicketResponse>, Status> {
+        self.observed("CreateTicket", self.create_ticket_inner(request))
+            .await
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc = "GetImage", request_id = %request_id(&request)))]
+    async fn get_image(
+        &self,
+        request: Request<pb::GetImageRequest>,
+    ) -> Result<Response<pb::GetImageResponse>, Status> {
+        self.observed("GetImage", self.get_image_inner(request))
+            .await
+    }
+
+    type StreamEventsStream = EventStream;
+
+    #[tracing::instrument(skip_all, fields(rpc = "StreamEvents", request_id = %request_id(&request)))]
+    async fn stream_events(
+        &self,
+        request: Request<pb::StreamEventsRequest>,
+    ) -> Result<Response<Self::StreamEventsStream>, Status> {
+        self.observed("StreamEvents", self.stream_events_inner(request))
+            .await
+    }
+}
+
+impl QrService {
+    async fn create_ticket_inner(
         &self,
         request: Request<pb::CreateTicketRequest>,
     ) -> Result<Response<pb::CreateTicketResponse>, Status> {
@@ -93,8 +145,7 @@ impl pb::qr_service_server::QrService for QrService {
         }))
     }
 
-    #[tracing::instrument(skip_all, fields(rpc = "GetImage"))]
-    async fn get_image(
+    async fn get_image_inner(
         &self,
         request: Request<pb::GetImageRequest>,
     ) -> Result<Response<pb::GetImageResponse>, Status> {
@@ -119,29 +170,48 @@ impl pb::qr_service_server::QrService for QrService {
         }))
     }
 
-    type StreamEventsStream = EventStream;
-
-    #[tracing::instrument(skip_all, fields(rpc = "StreamEvents"))]
-    async fn stream_events(
+    async fn stream_events_inner(
         &self,
         request: Request<pb::StreamEventsRequest>,
-    ) -> Result<Response<Self::StreamEventsStream>, Status> {
+    ) -> Result<Response<EventStream>, Status> {
         let (filter, resume_after) = validate::stream_events(request.into_inner())?;
         let subscription = Subscription::start(
             self.log.clone(),
             filter,
             resume_after,
             self.shutdown.clone(),
-            &self.live,
+            &self.subscribers,
         )
         .await
         .map_err(ApiError::from)?;
-        let stream = ReceiverStream::new(subscription.events).map(|item| match item {
-            Ok(delivery) => Ok(to_response(delivery)),
-            Err(end) => Err(ApiError::StreamEnded(end).into()),
+        let metrics = self.metrics.clone();
+        let stream = ReceiverStream::new(subscription.events).map(move |item| match item {
+            Ok(delivery) => {
+                metrics.events_delivered.inc();
+                Ok(to_response(delivery))
+            }
+            Err(end) => {
+                let reason = match &end {
+                    StreamEnd::ShuttingDown { .. } => "shutdown",
+                    StreamEnd::FellBehind { .. } => "fell_behind",
+                    StreamEnd::LogFailed { .. } => "log_failed",
+                };
+                metrics.subscriber_drops.with_label_values(&[reason]).inc();
+                Err(ApiError::StreamEnded(end).into())
+            }
         });
         Ok(Response::new(Box::pin(stream)))
     }
+}
+
+/// The request id of an RPC's span.
+fn request_id<T>(request: &Request<T>) -> String {
+    crate::logging::request_id(
+        request
+            .metadata()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok()),
+    )
 }
 
 /// The caller's time budget from its `grpc-timeout` header, less a small margin so our

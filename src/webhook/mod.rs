@@ -10,21 +10,21 @@ pub mod signature;
 
 use std::{
     borrow::Cow,
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
+    sync::Arc,
     time::{SystemTime, UNIX_EPOCH},
 };
 
 use bytes::Bytes;
+use http_body_util::Full;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use hyper::{Method, Request, body::Incoming};
+use hyper::{Method, Request, Response, body::Incoming};
+use tracing::Instrument;
 
 use crate::{
     config::{EncryptMode, WebhookSettings},
     events::{Appended, EventLog, LogError},
     http_server::{HttpResponse, text},
+    metrics::Metrics,
 };
 use push::{DecodeError, Push};
 
@@ -78,7 +78,45 @@ pub enum PushError {
     Log(#[from] LogError),
 }
 
+/// What became of an accepted push.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Accepted {
+    /// A new event.
+    New,
+    /// WeChat's retry of a push already logged.
+    Duplicate,
+    /// Not a QR event.
+    Ignored,
+}
+
+impl Accepted {
+    fn label(self) -> &'static str {
+        match self {
+            Self::New => "accepted",
+            Self::Duplicate => "duplicate",
+            Self::Ignored => "ignored",
+        }
+    }
+}
+
 impl PushError {
+    /// The `outcome` label of `webhook_pushes_total` for this refusal.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            Self::BadSignature => "bad_signature",
+            Self::StaleTimestamp => "stale_timestamp",
+            Self::TooLarge(_) => "too_large",
+            Self::BodyTimeout => "body_timeout",
+            Self::Decode(_) | Self::BodyRead => "malformed",
+            Self::Decrypt(_) => "undecryptable",
+            Self::PlaintextRefused | Self::EncryptedRefused | Self::UnknownEncryptType => {
+                "wrong_mode"
+            }
+            Self::MissingParam(_) | Self::RepeatedParam(_) | Self::BadTimestamp => "bad_query",
+            Self::Log(_) => "log_unavailable",
+        }
+    }
+
     /// The HTTP status answered.
     pub fn status(&self) -> u16 {
         match self {
@@ -99,63 +137,72 @@ impl PushError {
     }
 }
 
-/// What happened to accepted pushes, for logs, tests and (later) metrics.
-#[derive(Debug, Default)]
-pub struct WebhookStats {
-    /// Pushes that became a new event.
-    pub accepted: AtomicU64,
-    /// Re-sent pushes acknowledged without a new event.
-    pub duplicates: AtomicU64,
-    /// Valid messages that are not QR events (text, menu clicks, ...).
-    pub ignored: AtomicU64,
-    /// Requests refused with a 4xx or 5xx.
-    pub rejected: AtomicU64,
-}
-
 /// The webhook's state, shared by every connection.
 #[derive(Debug)]
 pub struct Webhook {
     settings: WebhookSettings,
     log: Arc<dyn EventLog>,
-    stats: WebhookStats,
+    metrics: Arc<Metrics>,
 }
 
 impl Webhook {
-    /// A webhook appending to `log`.
-    pub fn new(settings: WebhookSettings, log: Arc<dyn EventLog>) -> Arc<Self> {
+    /// A webhook appending to `log` and counting into `metrics`.
+    pub fn new(
+        settings: WebhookSettings,
+        log: Arc<dyn EventLog>,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             settings,
             log,
-            stats: WebhookStats::default(),
+            metrics,
         })
     }
 
-    /// Outcome counters.
-    pub fn stats(&self) -> &WebhookStats {
-        &self.stats
-    }
-
-    /// Routes one HTTP request.
+    /// Routes one HTTP request: `/wechat`, `/metrics`, `/healthz`.
     pub async fn handle(self: Arc<Self>, request: Request<Incoming>) -> HttpResponse {
-        if request.uri().path() == "/healthz" {
-            return text(200, "ok");
+        match (request.method(), request.uri().path()) {
+            (&Method::GET, "/healthz") => return text(200, "ok"),
+            (&Method::GET, "/metrics") => return metrics_response(self.metrics.render()),
+            (_, PATH) => {}
+            _ => return text(404, "not found"),
         }
-        if request.uri().path() != PATH {
-            return text(404, "not found");
-        }
-        let result = match *request.method() {
-            Method::GET => self.handshake(request.uri().query()),
-            Method::POST => self.push(request).await,
-            _ => return text(405, "method not allowed"),
-        };
-        match result {
-            Ok(body) => text(200, body),
-            Err(error) => {
-                self.stats.rejected.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(%error, "webhook request refused");
-                text(error.status(), error.to_string())
+        let request_id = crate::logging::request_id(
+            request
+                .headers()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok()),
+        );
+        let span = tracing::info_span!("push", %request_id, method = %request.method());
+        async move {
+            let (outcome, result) = match *request.method() {
+                Method::GET => match self.handshake(request.uri().query()) {
+                    Ok(echo) => ("handshake", Ok(echo)),
+                    Err(e) => (e.outcome(), Err(e)),
+                },
+                Method::POST => match self.push(request).await {
+                    Ok(outcome) => (outcome.label(), Ok(Bytes::from_static(b"success"))),
+                    Err(e) => (e.outcome(), Err(e)),
+                },
+                _ => return text(405, "method not allowed"),
+            };
+            self.metrics
+                .webhook_pushes
+                .with_label_values(&[outcome])
+                .inc();
+            match result {
+                Ok(body) => {
+                    tracing::debug!(outcome, "push answered");
+                    text(200, body)
+                }
+                Err(error) => {
+                    tracing::info!(%error, outcome, "webhook request refused");
+                    text(error.status(), error.to_string())
+                }
             }
         }
+        .instrument(span)
+        .await
     }
 
     /// WeChat's server-URL check: answer `echostr` verbatim if the signature holds.
@@ -172,7 +219,7 @@ impl Webhook {
         Ok(Bytes::from(echostr.into_owned()))
     }
 
-    async fn push(&self, request: Request<Incoming>) -> Result<Bytes, PushError> {
+    async fn push(&self, request: Request<Incoming>) -> Result<Accepted, PushError> {
         let received_time = SystemTime::now();
         let query = Query::parse(request.uri().query());
         let timestamp = query.required("timestamp")?.into_owned();
@@ -211,23 +258,23 @@ impl Webhook {
             }
             self.read_body(request).await?.to_vec()
         };
-        match push::decode_push(&xml, received_time)? {
+        Ok(match push::decode_push(&xml, received_time)? {
             Push::Event(event, key) => match self.log.append(event, key).await? {
                 Appended::New(cursor) => {
-                    self.stats.accepted.fetch_add(1, Ordering::Relaxed);
+                    self.metrics.events_emitted.inc();
                     tracing::debug!(%cursor, "push accepted");
+                    Accepted::New
                 }
                 Appended::Duplicate(cursor) => {
-                    self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(%cursor, "re-sent push acknowledged again");
+                    Accepted::Duplicate
                 }
             },
             Push::Ignored { msg_type } => {
-                self.stats.ignored.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(%msg_type, "push is not a QR event; acknowledged");
+                Accepted::Ignored
             }
-        }
-        Ok(Bytes::from_static(b"success"))
+        })
     }
 
     /// Tries the current key, then the previous one (a rotation in progress).
@@ -279,6 +326,14 @@ impl Webhook {
             Ok(Ok(collected)) => Ok(collected.to_bytes()),
         }
     }
+}
+
+fn metrics_response(body: String) -> HttpResponse {
+    Response::builder()
+        .status(200)
+        .header("content-type", "text/plain; version=0.0.4; charset=utf-8")
+        .body(Full::new(Bytes::from(body)))
+        .expect("static response parts are valid")
 }
 
 /// The query string, with each parameter allowed at most once.

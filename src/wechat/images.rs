@@ -4,11 +4,18 @@
 //! one download; a 404 is remembered briefly so a stream of bad tickets does not become a
 //! stream of downloads. Images are `Bytes`: every hit shares the same buffer.
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
 
 use moka::{Expiry, future::Cache};
 
 use super::{QrImage, WeChatError};
+use crate::metrics::Metrics;
 
 /// How long "no such ticket" is remembered.
 pub const NOT_FOUND_TTL: Duration = Duration::from_secs(30);
@@ -33,11 +40,12 @@ impl Expiry<String, Cached> for PerEntry {
 #[derive(Debug)]
 pub struct ImageCache {
     images: Cache<String, Cached>,
+    metrics: Arc<Metrics>,
 }
 
 impl ImageCache {
     /// A cache holding at most `max_bytes` of images.
-    pub fn new(max_bytes: u64) -> Self {
+    pub fn new(max_bytes: u64, metrics: Arc<Metrics>) -> Self {
         Self {
             images: Cache::builder()
                 .max_capacity(max_bytes)
@@ -47,6 +55,7 @@ impl ImageCache {
                 })
                 .expire_after(PerEntry)
                 .build(),
+            metrics,
         }
     }
 
@@ -61,9 +70,11 @@ impl ImageCache {
     where
         Fut: Future<Output = Result<QrImage, WeChatError>>,
     {
+        let downloaded = AtomicBool::new(false);
         let cached = self
             .images
             .try_get_with_by_ref(ticket, async {
+                downloaded.store(true, Ordering::Relaxed);
                 match download.await {
                     Ok(image) => Ok(Cached {
                         image: Some(image),
@@ -78,6 +89,16 @@ impl ImageCache {
             })
             .await
             .map_err(|shared| (*shared).clone())?;
+        if downloaded.load(Ordering::Relaxed) {
+            self.metrics.image_cache_misses.inc();
+            // moka settles sizes lazily; misses are rare enough to settle them here.
+            self.images.run_pending_tasks().await;
+            self.metrics
+                .image_cache_bytes
+                .set(i64::try_from(self.images.weighted_size()).unwrap_or(i64::MAX));
+        } else {
+            self.metrics.image_cache_hits.inc();
+        }
         cached.image.ok_or(WeChatError::TicketNotFound)
     }
 }

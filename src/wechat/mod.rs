@@ -27,6 +27,7 @@ use token::{AccessToken, FetchMode, TokenCache, TokenFetcher};
 
 use crate::{
     config::{TokenSource, Upstream},
+    metrics::Metrics,
     secret::Secret,
 };
 
@@ -140,6 +141,7 @@ struct Api {
     http: reqwest::Client,
     upstream: Upstream,
     policy: RetryPolicy,
+    metrics: Arc<Metrics>,
 }
 
 impl Api {
@@ -173,8 +175,13 @@ impl Api {
         };
         // Fetching a token changes nothing at WeChat (stable_token in normal mode, a
         // central service) or only mints one more (cgi-bin/token): safe to repeat.
-        let reply: TokenReply =
-            with_retries(endpoint, self.policy, self.own_deadline(), true, |left| {
+        let reply: TokenReply = with_retries(
+            &self.metrics,
+            endpoint,
+            self.policy,
+            self.own_deadline(),
+            true,
+            |left| {
                 let request = request
                     .try_clone()
                     .expect("token requests have plain bodies");
@@ -186,8 +193,9 @@ impl Api {
                         .map_err(|e| WeChatError::transport(endpoint, e))?;
                     read_json(endpoint, response).await
                 }
-            })
-            .await?;
+            },
+        )
+        .await?;
         Ok(AccessToken::new(
             Secret::new(reply.access_token),
             reply.expires_in,
@@ -297,7 +305,11 @@ pub struct WeChatClient {
 
 impl WeChatClient {
     /// A client for `upstream`, remembering permanent tickets in `permanent`.
-    pub fn new(upstream: Upstream, permanent: PermanentTickets) -> Result<Self, WeChatError> {
+    pub fn new(
+        upstream: Upstream,
+        permanent: PermanentTickets,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, WeChatError> {
         let mut http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(3))
             .user_agent(concat!("wechat-qr/", env!("CARGO_PKG_VERSION")));
@@ -309,19 +321,21 @@ impl WeChatClient {
         let http = http
             .build()
             .map_err(|e| WeChatError::transport("client", e))?;
-        let images = ImageCache::new(upstream.image_cache_bytes);
+        let images = ImageCache::new(upstream.image_cache_bytes, metrics.clone());
         let policy = RetryPolicy::new(upstream.attempts);
         let refresh_at = upstream.refresh_at;
         let api = Arc::new(Api {
             http,
             upstream,
             policy,
+            metrics: metrics.clone(),
         });
         Ok(Self {
             tokens: TokenCache::new(
                 api.upstream.app_id.clone(),
                 Fetcher(api.clone()),
                 refresh_at,
+                metrics,
             ),
             api,
             images,
@@ -409,9 +423,14 @@ impl WeChatClient {
         deadline: Instant,
     ) -> Result<QrTicket, WeChatError> {
         // Not idempotent: a request that timed out may have minted a code already.
-        with_retries("qrcode/create", self.api.policy, deadline, false, |left| {
-            self.api.qrcode_create(request, token, left)
-        })
+        with_retries(
+            &self.api.metrics,
+            "qrcode/create",
+            self.api.policy,
+            deadline,
+            false,
+            |left| self.api.qrcode_create(request, token, left),
+        )
         .await
     }
 
@@ -434,9 +453,14 @@ impl WeChatClient {
         if ttl.is_zero() {
             return Err(WeChatError::TicketNotFound);
         }
-        let download = with_retries("showqrcode", self.api.policy, deadline, true, |left| {
-            self.api.showqrcode(ticket, left)
-        });
+        let download = with_retries(
+            &self.api.metrics,
+            "showqrcode",
+            self.api.policy,
+            deadline,
+            true,
+            |left| self.api.showqrcode(ticket, left),
+        );
         tokio::time::timeout_at(deadline, self.images.get_or_download(ticket, ttl, download))
             .await
             .map_err(|_| WeChatError::DeadlineExceeded {

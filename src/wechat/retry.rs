@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::WeChatError;
+use super::{TransportKind, WeChatError};
+use crate::metrics::Metrics;
 
 /// How persistent to be.
 #[derive(Debug, Clone, Copy)]
@@ -40,6 +41,7 @@ impl RetryPolicy {
 /// Runs `call` (given the time left) until it succeeds, fails for good, runs out of
 /// tries, or the deadline passes.
 pub(crate) async fn with_retries<T, F, Fut>(
+    metrics: &Metrics,
     endpoint: &'static str,
     policy: RetryPolicy,
     deadline: Instant,
@@ -59,8 +61,15 @@ where
         }
         let result = match tokio::time::timeout_at(deadline, call(left)).await {
             Ok(result) => result,
-            Err(_) => return Err(WeChatError::DeadlineExceeded { endpoint }),
+            Err(_) => Err(WeChatError::DeadlineExceeded { endpoint }),
         };
+        metrics
+            .upstream_calls
+            .with_label_values(&[endpoint, &result_label(&result)])
+            .inc();
+        if let Err(e @ WeChatError::DeadlineExceeded { .. }) = result {
+            return Err(e);
+        }
         let error = match result {
             Ok(value) => return Ok(value),
             Err(error) => error,
@@ -77,5 +86,22 @@ where
         }
         tracing::warn!(%error, attempt, backoff_ms = pause.as_millis() as u64, "retrying WeChat call");
         tokio::time::sleep(pause).await;
+    }
+}
+
+/// The `result` label of `upstream_calls_total`.
+fn result_label<T>(result: &Result<T, WeChatError>) -> String {
+    match result {
+        Ok(_) => "0".into(),
+        Err(WeChatError::Api { errcode, .. }) => errcode.to_string(),
+        Err(WeChatError::HttpStatus { status, .. }) => format!("http_{status}"),
+        Err(WeChatError::TicketNotFound) => "http_404".into(),
+        Err(WeChatError::Unreachable { kind, .. }) => match kind {
+            TransportKind::Connect => "connect_error".into(),
+            TransportKind::Timeout => "timeout".into(),
+            TransportKind::Broken => "connection_broken".into(),
+        },
+        Err(WeChatError::BadResponse { .. }) => "bad_response".into(),
+        Err(WeChatError::DeadlineExceeded { .. }) => "deadline".into(),
     }
 }

@@ -22,7 +22,7 @@ use std::{
 use moka::{Expiry, future::Cache, ops::compute::Op};
 
 use super::WeChatError;
-use crate::secret::Secret;
+use crate::{metrics::Metrics, secret::Secret};
 
 /// WeChat allows a `force_refresh` of the stable token at most this often.
 pub const FORCE_REFRESH_INTERVAL: Duration = Duration::from_secs(30);
@@ -104,6 +104,7 @@ pub struct TokenCache<F> {
     force_next: AtomicBool,
     last_force: Mutex<Option<Instant>>,
     fetches: AtomicU64,
+    metrics: Arc<Metrics>,
 }
 
 impl<F> std::fmt::Debug for TokenCache<F> {
@@ -117,7 +118,7 @@ impl<F> std::fmt::Debug for TokenCache<F> {
 
 impl<F: TokenFetcher> TokenCache<F> {
     /// A cache for `account` that refreshes once a token is `refresh_at` (0..=1) old.
-    pub fn new(account: String, fetcher: F, refresh_at: f64) -> Arc<Self> {
+    pub fn new(account: String, fetcher: F, refresh_at: f64, metrics: Arc<Metrics>) -> Arc<Self> {
         Arc::new(Self {
             account,
             fetcher: Arc::new(fetcher),
@@ -130,6 +131,7 @@ impl<F: TokenFetcher> TokenCache<F> {
             force_next: AtomicBool::new(false),
             last_force: Mutex::new(None),
             fetches: AtomicU64::new(0),
+            metrics,
         })
     }
 
@@ -188,10 +190,13 @@ impl<F: TokenFetcher> TokenCache<F> {
 
     async fn fetch_counted(&self) -> Result<Arc<AccessToken>, WeChatError> {
         self.fetches.fetch_add(1, Ordering::Relaxed);
+        self.metrics.token_fetches.inc();
         let mode = FetchMode {
             force_refresh: self.force_next.swap(false, Ordering::Relaxed) && self.may_force(),
         };
-        let token = self.fetcher.fetch(mode).await?;
+        let token = self.fetcher.fetch(mode).await.inspect_err(|_| {
+            self.metrics.token_fetch_failures.inc();
+        })?;
         tracing::info!(
             expires_in = token.lifetime.as_secs(),
             force_refresh = mode.force_refresh,
