@@ -600,3 +600,54 @@ async fn slow_bodies_time_out_and_huge_fields_are_refused() {
         200
     );
 }
+
+#[tokio::test]
+async fn shutdown_answers_the_push_in_flight_and_streams_it_before_ending() {
+    use tokio::io::AsyncReadExt;
+    let mut cfg = config();
+    cfg.push_read_timeout_ms = 5_000;
+    let service = TestService::start_with(cfg).await;
+    let mut stream = subscribe(&service, pb::StreamEventsRequest::default()).await;
+    let addr = service.running().http_addr;
+    let xml = scan_xml("SCAN", "o-in-flight", "1", "T", now());
+    let (first, rest) = xml.split_at(xml.len() / 2);
+    let query = signed_query(TOKEN, &now().to_string(), "n");
+    let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /wechat?{query} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\n\r\n{first}",
+        xml.len()
+    );
+    socket.write_all(head.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    service.shutdown.cancel();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "no new pushes are accepted once shutdown starts"
+    );
+    socket.write_all(rest.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(5), socket.read_to_string(&mut answer))
+        .await
+        .expect("the in-flight push is answered")
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with("success"), "{answer}");
+
+    let event = next(&mut stream)
+        .await
+        .expect("the accepted push is delivered first");
+    assert_eq!(event.event.unwrap().openid, "o-in-flight");
+    let status = tokio::time::timeout(Duration::from_secs(5), stream.message())
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable);
+    assert!(
+        status
+            .message()
+            .contains(&format!("resume_after={}", event.cursor)),
+        "{status:?}"
+    );
+}
