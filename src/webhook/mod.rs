@@ -246,7 +246,7 @@ impl Webhook {
             ) {
                 return Err(PushError::BadSignature);
             }
-            self.decrypt(&encrypt)?
+            Bytes::from(self.decrypt(&encrypt)?)
         } else {
             if self.settings.mode == EncryptMode::Safe {
                 return Err(PushError::PlaintextRefused);
@@ -256,7 +256,7 @@ impl Webhook {
             if !signature::verify(&self.settings.tokens, &[&timestamp, &nonce], &signature) {
                 return Err(PushError::BadSignature);
             }
-            self.read_body(request).await?.to_vec()
+            self.read_body(request).await?
         };
         Ok(match push::decode_push(&xml, received_time)? {
             Push::Event(event, key) => match self.log.append(event, key).await? {
