@@ -10,8 +10,8 @@
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use tokio::{net::TcpListener, task::JoinSet};
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
+use tonic::transport::server::TcpIncoming;
 use url::Url;
 
 use crate::{
@@ -200,7 +200,9 @@ pub async fn start(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(QrServiceServer::new(service))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(grpc_listener), {
+        // TCP_NODELAY: small replies must not wait ~40 ms for the peer's delayed ACK
+        // (tonic applies its own nodelay default only to listeners it binds itself).
+        .serve_with_incoming_shutdown(TcpIncoming::from(grpc_listener).with_nodelay(Some(true)), {
             let shutdown = shutdown.clone();
             async move {
                 shutdown.cancelled().await;

@@ -61,6 +61,8 @@ pub(crate) async fn serve<H, F>(
             },
             () = shutdown.cancelled() => break,
         };
+        // Answers are small; do not let them wait for the peer's delayed ACK.
+        let _ = stream.set_nodelay(true);
         let handler = handler.clone();
         let service = service_fn(move |request| {
             let handler = handler.clone();

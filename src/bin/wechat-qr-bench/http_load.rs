@@ -7,7 +7,7 @@ use std::{
     net::SocketAddr,
     sync::{
         Arc,
-        atomic::{AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicUsize, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -61,13 +61,14 @@ impl Connection {
     pub(crate) async fn post(&mut self, push: &Push) -> Result<()> {
         let mut retried = false;
         loop {
-            let sender = match &mut self.sender {
-                Some(sender) if sender.ready().await.is_ok() => sender,
-                _ => {
-                    self.reconnect().await?;
-                    self.sender.as_mut().expect("just connected")
-                }
+            let open = match &mut self.sender {
+                Some(sender) => sender.ready().await.is_ok(),
+                None => false,
             };
+            if !open {
+                self.reconnect().await?;
+            }
+            let sender = self.sender.as_mut().expect("connected above");
             let request = Request::post(push.uri.clone())
                 .header(HOST, self.host.clone())
                 .header(CONTENT_TYPE, "text/xml")
@@ -161,49 +162,115 @@ pub(crate) async fn closed_loop(
     })
 }
 
+/// When each push of an open-loop run is due: `start + i / rate`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Schedule {
+    /// When push 0 is due.
+    pub(crate) start: Instant,
+    /// Pushes per second.
+    pub(crate) rate: f64,
+}
+
+impl Schedule {
+    /// `rate` pushes per second, the first one `lead` from now.
+    pub(crate) fn new(rate: f64, lead: Duration) -> Self {
+        Self {
+            start: Instant::now() + lead,
+            rate,
+        }
+    }
+
+    /// When push `i` is due.
+    pub(crate) fn due(&self, i: usize) -> Instant {
+        self.start + Duration::from_secs_f64(i as f64 / self.rate)
+    }
+
+    /// Sleeps the thread until push `i` is due (to the OS timer's precision, tens of
+    /// microseconds, where tokio's timer has whole milliseconds).
+    pub(crate) fn sleep_until(&self, i: usize) {
+        std::thread::sleep(self.due(i).saturating_duration_since(Instant::now()));
+    }
+}
+
 /// What an open-loop run saw.
 pub(crate) struct Paced {
-    /// How late the latest push left against its schedule (a loaded machine or a slow
-    /// webhook makes the load client fall behind).
+    /// How much later than due the latest push was written: all connections were waiting
+    /// for answers (a saturated webhook).
     pub(crate) max_lag: Duration,
 }
 
-/// Sends `pushes[i]` at `start + i / rate`, whatever the answers take (an open loop, so a
-/// slow webhook cannot slow the arrivals), over `connections` connections. `mark(i)` is
-/// called right before push `i` is written.
+/// Writes `pushes[i]` when the schedule says, whatever the answers take (an open loop: a
+/// slow webhook cannot slow the arrivals down), each on a connection not waiting for an
+/// answer, of at most `connections`.
+///
+/// A ticker thread keeps the schedule; the connections live on a runtime and thread of
+/// their own. Neither can be held back by the subscribers' readers on the main runtime,
+/// which are busy for seconds when the service fans out to thousands of them.
 pub(crate) async fn paced(
     addr: SocketAddr,
     pushes: Vec<Push>,
-    rate: f64,
+    schedule: Schedule,
     connections: usize,
-    mark: Arc<dyn Fn(usize) + Send + Sync>,
 ) -> Result<Paced> {
-    let mut opened = Vec::with_capacity(connections);
+    let (done, result) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("pusher".into())
+        .spawn(move || {
+            let sent = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(crate::BoxError::from)
+                .and_then(|runtime| {
+                    runtime.block_on(send_paced(addr, pushes, schedule, connections))
+                });
+            let _ = done.send(sent);
+        })?;
+    result.await?
+}
+
+async fn send_paced(
+    addr: SocketAddr,
+    pushes: Vec<Push>,
+    schedule: Schedule,
+    connections: usize,
+) -> Result<Paced> {
+    let (idle_tx, mut idle) = tokio::sync::mpsc::channel(connections);
     for _ in 0..connections {
-        opened.push(Connection::open(addr).await?);
+        idle_tx
+            .send(Connection::open(addr).await?)
+            .await
+            .expect("room for every connection");
     }
-    let pushes = Arc::new(pushes);
-    let start = tokio::time::Instant::now() + Duration::from_millis(10);
-    let max_lag = Arc::new(AtomicU64::new(0));
-    let mut workers = JoinSet::new();
-    for (worker, mut connection) in opened.into_iter().enumerate() {
-        let (pushes, mark, max_lag) = (pushes.clone(), mark.clone(), max_lag.clone());
-        workers.spawn(async move {
-            for i in (worker..pushes.len()).step_by(connections) {
-                let due = start + Duration::from_secs_f64(i as f64 / rate);
-                tokio::time::sleep_until(due).await;
-                let lag = tokio::time::Instant::now().saturating_duration_since(due);
-                max_lag.fetch_max(lag.as_nanos() as u64, Ordering::Relaxed);
-                mark(i);
-                connection.post(&pushes[i]).await?;
+    let count = pushes.len();
+    let (tick, mut ticks) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::Builder::new()
+        .name("push-ticker".into())
+        .spawn(move || {
+            for i in 0..count {
+                schedule.sleep_until(i);
+                if tick.send(i).is_err() {
+                    return;
+                }
             }
-            Ok::<_, crate::BoxError>(())
+        })?;
+    let pushes = Arc::new(pushes);
+    let mut max_lag = Duration::ZERO;
+    let mut in_flight = JoinSet::new();
+    while let Some(i) = ticks.recv().await {
+        let mut connection = idle.recv().await.expect("connections come back");
+        max_lag = max_lag.max(Instant::now().saturating_duration_since(schedule.due(i)));
+        let (pushes, idle_tx) = (pushes.clone(), idle_tx.clone());
+        in_flight.spawn(async move {
+            let posted = connection.post(&pushes[i]).await;
+            let _ = idle_tx.send(connection).await;
+            posted
         });
+        while let Some(finished) = in_flight.try_join_next() {
+            finished??;
+        }
     }
-    while let Some(joined) = workers.join_next().await {
-        joined??;
+    while let Some(finished) = in_flight.join_next().await {
+        finished??;
     }
-    Ok(Paced {
-        max_lag: Duration::from_nanos(max_lag.load(Ordering::Relaxed)),
-    })
+    Ok(Paced { max_lag })
 }

@@ -23,8 +23,9 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a process may take to exit after SIGTERM.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
-/// Pids of the processes still running, for [`kill_all`].
-static LIVE: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+/// Processes still running, for [`kill_all`]: the argument `kill` takes for each (a pid,
+/// or `-PGID` for a process group).
+static LIVE: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
 /// A started process; terminated when dropped.
 pub(crate) struct Process {
@@ -32,17 +33,31 @@ pub(crate) struct Process {
     name: String,
     /// The OS handle. Its stdin stays open: baselines exit when it closes.
     child: std::process::Child,
+    /// What signals go to: the pid, or `-PGID` for a process that leads a group (gunicorn,
+    /// whose workers must stop with it).
+    target: String,
 }
 
 impl Process {
-    fn spawn(name: &str, command: &mut Command) -> Result<Self> {
+    /// Starts `command`; with `own_group`, as the leader of a new process group that is
+    /// signalled as a whole.
+    fn spawn(name: &str, command: &mut Command, own_group: bool) -> Result<Self> {
+        if own_group {
+            std::os::unix::process::CommandExt::process_group(command, 0);
+        }
         let child = command
             .spawn()
             .map_err(|e| format!("cannot start {name} ({command:?}): {e}"))?;
-        LIVE.lock().expect("pid list").push(child.id());
+        let target = if own_group {
+            format!("-{}", child.id())
+        } else {
+            child.id().to_string()
+        };
+        LIVE.lock().expect("process list").push(target.clone());
         Ok(Self {
             name: name.to_owned(),
             child,
+            target,
         })
     }
 
@@ -66,34 +81,45 @@ impl Process {
     }
 }
 
+/// Sends `signal` to `target` with kill(1); whether it was delivered.
+fn signal(signal: &str, target: &str) -> bool {
+    Command::new("kill")
+        .args([signal, "--", target])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
 impl Drop for Process {
     fn drop(&mut self) {
-        let pid = self.child.id();
         if matches!(self.child.try_wait(), Ok(None)) {
-            let asked = Command::new("kill")
-                .args(["-TERM", &pid.to_string()])
-                .status()
-                .is_ok_and(|s| s.success());
+            let asked = signal("-TERM", &self.target);
             let deadline = Instant::now() + if asked { STOP_GRACE } else { Duration::ZERO };
             while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(20));
             }
             if matches!(self.child.try_wait(), Ok(None)) {
                 eprintln!("{} did not stop on SIGTERM; killing it", self.name);
+                signal("-KILL", &self.target);
                 let _ = self.child.kill();
                 let _ = self.child.wait();
             }
         }
-        LIVE.lock().expect("pid list").retain(|&p| p != pid);
+        LIVE.lock()
+            .expect("process list")
+            .retain(|t| *t != self.target);
     }
 }
 
-/// SIGKILLs every process still running (on Ctrl-C).
+/// Stops every process still running (on Ctrl-C): SIGTERM, a moment, then SIGKILL.
 pub(crate) fn kill_all() {
-    for pid in LIVE.lock().expect("pid list").drain(..) {
-        let _ = Command::new("kill")
-            .args(["-KILL", &pid.to_string()])
-            .status();
+    let targets: Vec<String> = LIVE.lock().expect("process list").drain(..).collect();
+    for target in &targets {
+        signal("-TERM", target);
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    for target in &targets {
+        signal("-KILL", target);
     }
 }
 
@@ -143,9 +169,15 @@ async fn announced(
             }
             Ok(None) => {
                 process.check_alive()?;
-                return Err(format!("{} closed its stdout before announcing {keys:?}", process.name).into());
+                return Err(format!(
+                    "{} closed its stdout before announcing {keys:?}",
+                    process.name
+                )
+                .into());
             }
-            Err(_) => return Err(format!("{} did not announce {keys:?} in time", process.name).into()),
+            Err(_) => {
+                return Err(format!("{} did not announce {keys:?} in time", process.name).into());
+            }
         }
     }
     Ok(found)
@@ -213,7 +245,7 @@ impl Service {
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped());
-        let mut process = Process::spawn("wechat-qr", &mut command)?;
+        let mut process = Process::spawn("wechat-qr", &mut command, false)?;
         let stdout = process.child.stdout.take().expect("stdout is piped");
         const KEYS: &[&str] = &["grpc_addr", "webhook_url", "simulator_url"];
         let lines = watch_stdout("wechat-qr", stdout, KEYS);
@@ -229,8 +261,8 @@ impl Service {
 
 /// A baseline server: this binary with `--serve-baseline`.
 pub(crate) struct Baseline {
-    /// The process.
-    pub(crate) process: Process,
+    /// Held: dropping it stops the server.
+    _process: Process,
     /// Where it listens.
     pub(crate) addr: SocketAddr,
 }
@@ -245,13 +277,13 @@ impl Baseline {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped());
         let name = format!("baseline {kind}");
-        let mut process = Process::spawn(&name, &mut command)?;
+        let mut process = Process::spawn(&name, &mut command, false)?;
         let stdout = process.child.stdout.take().expect("stdout is piped");
         let lines = watch_stdout(&name, stdout, &["addr"]);
         let found = announced(&mut process, lines, &["addr"]).await?;
         Ok(Self {
             addr: found["addr"].parse()?,
-            process,
+            _process: process,
         })
     }
 }
@@ -265,10 +297,15 @@ pub(crate) fn python() -> PathBuf {
     )
 }
 
+/// gunicorn workers: one per core, as gunicorn's docs start from for CPU-bound apps.
+pub(crate) fn python_workers() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
 /// gunicorn serving `bench/python/webhook.py`.
 pub(crate) struct PythonWebhook {
-    /// The gunicorn master (it stops its workers when it stops).
-    pub(crate) process: Process,
+    /// The gunicorn master, held: dropping it stops the master, which stops its workers.
+    _process: Process,
     /// Where it listens.
     pub(crate) addr: SocketAddr,
 }
@@ -287,7 +324,7 @@ impl PythonWebhook {
         }
         // gunicorn takes an address, not a listener: pick a free port and hand it over.
         let addr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
-        let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let workers = python_workers();
         let mut command = Command::new(&python);
         command
             .args(["-m", "gunicorn", "--workers", &workers.to_string()])
@@ -303,7 +340,7 @@ impl PythonWebhook {
         if let Some(key) = aes_key {
             command.env("WECHAT_ENCODING_AES_KEY", key);
         }
-        let mut process = Process::spawn("gunicorn (wechatpy)", &mut command)?;
+        let mut process = Process::spawn("gunicorn (wechatpy)", &mut command, true)?;
         let deadline = Instant::now() + START_TIMEOUT;
         while tokio::net::TcpStream::connect(addr).await.is_err() {
             process.check_alive().map_err(|e| {
@@ -314,6 +351,9 @@ impl PythonWebhook {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        Ok(Self { process, addr })
+        Ok(Self {
+            _process: process,
+            addr,
+        })
     }
 }

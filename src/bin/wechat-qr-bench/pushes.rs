@@ -18,7 +18,10 @@ use wechat_qr::{
 /// The EncodingAESKey of safe-mode runs; the service and wechatpy get the same one.
 pub(crate) const AES_KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
 /// A ticket shaped like WeChat's; the webhook does not look it up.
-const TICKET: &str = "gQH47joAAAAAAAAAASxodHRwOi8vd2VpeGluLnFxLmNvbS9xLzAyYmVuY2gzAAIEbenchAMEPAAAAA==";
+pub(crate) const TICKET: &str =
+    "gQH47joAAAAAAAAAASxodHRwOi8vd2VpeGluLnFxLmNvbS9xLzAyYmVuY2gzAAIEbenchAMEPAAAAA==";
+/// The scene of every push.
+pub(crate) const SCENE: &str = "bench";
 /// OpenIDs are 28 characters: this prefix, 8 hex digits of the factory, 14 of the index.
 const OPENID_PREFIX: &str = "oBench";
 
@@ -54,8 +57,11 @@ impl PushFactory {
             signer: Signer {
                 token: Secret::new(dev::TOKEN),
                 mode,
-                aes_key: (mode == EncryptMode::Safe)
-                    .then(|| AES_KEY.parse().expect("the bench key is a valid EncodingAESKey")),
+                aes_key: (mode == EncryptMode::Safe).then(|| {
+                    AES_KEY
+                        .parse()
+                        .expect("the bench key is a valid EncodingAESKey")
+                }),
                 app_id: dev::APP_ID.to_owned(),
                 account: dev::ACCOUNT.to_owned(),
             },
@@ -65,11 +71,10 @@ impl PushFactory {
 
     /// The push of a `SCAN` by the `index`th user, signed now.
     pub(crate) fn push(&self, index: u64) -> Push {
-        let openid = format!("{OPENID_PREFIX}{:08x}{index:014}", self.id);
         let scan = Scan {
-            openid,
+            openid: openid(self.id, index),
             ticket: TICKET.to_owned(),
-            scene: "bench".to_owned(),
+            scene: SCENE.to_owned(),
             new_follower: false,
         };
         let xml = push::scan_xml(dev::ACCOUNT, &scan, push::now_secs());
@@ -86,6 +91,11 @@ impl PushFactory {
     pub(crate) fn pool(&self, from: u64, count: u64) -> Vec<Push> {
         (from..from + count).map(|i| self.push(i)).collect()
     }
+}
+
+/// The OpenID of the `index`th user of factory `id`.
+pub(crate) fn openid(id: u32, index: u64) -> String {
+    format!("{OPENID_PREFIX}{id:08x}{index:014}")
 }
 
 /// The push index an OpenID made by a [`PushFactory`] carries.
@@ -116,6 +126,10 @@ mod tests {
     fn safe_pushes_are_encrypted() {
         let push = PushFactory::safe().push(1);
         assert!(push.uri.query().unwrap().contains("msg_signature="));
-        assert!(std::str::from_utf8(&push.body).unwrap().contains("<Encrypt>"));
+        assert!(
+            std::str::from_utf8(&push.body)
+                .unwrap()
+                .contains("<Encrypt>")
+        );
     }
 }

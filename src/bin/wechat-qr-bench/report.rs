@@ -46,7 +46,8 @@ impl Row {
             scenario: scenario.into(),
             ours: rate(ours),
             baseline: format!("{} ({baseline_name})", rate(baseline)),
-            ratio: format!("{ratio:.2}"),
+            // Rounded down, so a ratio shown as meeting its two-decimal target does.
+            ratio: format!("{:.2}", (ratio * 100.0).floor() / 100.0),
             target: min_ratio.map_or("—".into(), |m| format!("≥ {m}")),
             met: min_ratio.map(|m| ratio >= m),
         }
@@ -132,6 +133,17 @@ pub(crate) fn thousands(n: u64) -> String {
     out
 }
 
+/// A factor, with two significant digits: `×0.21`, `×2.1`, `×73`.
+pub(crate) fn times(factor: f64) -> String {
+    if factor < 1.0 {
+        format!("×{factor:.2}")
+    } else if factor < 10.0 {
+        format!("×{factor:.1}")
+    } else {
+        format!("×{factor:.0}")
+    }
+}
+
 /// A latency in the unit that suits it: `850 µs`, `4.21 ms`, `1.30 s`.
 pub(crate) fn duration(d: Duration) -> String {
     let micros = d.as_secs_f64() * 1e6;
@@ -165,5 +177,7 @@ mod tests {
         assert_eq!(duration(Duration::from_micros(850)), "850 µs");
         assert_eq!(duration(Duration::from_micros(4_210)), "4.21 ms");
         assert_eq!(bytes(16.0 * 1024.0), "16.0 KiB");
+        assert_eq!(times(0.213), "×0.21");
+        assert_eq!(times(73.4), "×73");
     }
 }
