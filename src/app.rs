@@ -17,7 +17,7 @@ use url::Url;
 use crate::{
     config::Settings,
     events::{EventLog, MemoryLog, Subscribers},
-    grpc::QrService,
+    grpc::{QrService, QrServiceRoutes},
     metrics::Metrics,
     pb::{self, qr_service_server::QrServiceServer},
     simulator::Simulator,
@@ -199,7 +199,7 @@ pub async fn start(
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(QrServiceServer::new(service))
+        .add_service(QrServiceRoutes::new(service))
         // TCP_NODELAY: small replies must not wait ~40 ms for the peer's delayed ACK
         // (tonic applies its own nodelay default only to listeners it binds itself).
         .serve_with_incoming_shutdown(TcpIncoming::from(grpc_listener).with_nodelay(Some(true)), {

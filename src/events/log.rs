@@ -2,7 +2,9 @@
 //! for one node; a shared, durable backend (Redis Streams) can implement the same trait
 //! without the webhook or the subscribers changing.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+
+use bytes::Bytes;
 
 use tokio::sync::watch;
 
@@ -15,6 +17,10 @@ pub struct Entry {
     pub cursor: Cursor,
     /// The event, shared by every subscriber that reads it.
     pub event: Arc<Event>,
+    /// The event's wire form, encoded once by whichever subscriber sends it first and
+    /// then shared by all: fan-out to thousands of streams copies no strings and encodes
+    /// nothing twice. The log only carries it; the gRPC layer decides the encoding.
+    pub wire: Arc<OnceLock<Bytes>>,
 }
 
 /// The outcome of an append.

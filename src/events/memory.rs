@@ -140,6 +140,7 @@ impl EventLog for MemoryLog {
                 entry: Entry {
                     cursor,
                     event: Arc::new(event),
+                    wire: Arc::default(),
                 },
                 key,
                 appended_at: now,

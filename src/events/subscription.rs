@@ -7,7 +7,12 @@
 //! from the log — or, if retention has passed it by, its stream ends with its cursor.
 //! Replay and live delivery are the same loop, so there is no seam to lose events at.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
+
+use bytes::Bytes;
 
 use prometheus::{Histogram, IntGauge};
 
@@ -31,6 +36,8 @@ pub struct Delivery {
     pub cursor: Cursor,
     /// The event.
     pub event: Arc<Event>,
+    /// Its wire form, shared by every subscriber (see [`Entry::wire`](super::Entry)).
+    pub wire: Arc<OnceLock<Bytes>>,
 }
 
 /// Why a subscription ended; each carries the cursor to resume after.
@@ -174,6 +181,7 @@ async fn run(
                 let delivery = Delivery {
                     cursor: entry.cursor,
                     event: entry.event,
+                    wire: entry.wire,
                 };
                 tokio::select! {
                     sent = tx.send(Ok(delivery)) => if sent.is_err() { return },

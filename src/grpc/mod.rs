@@ -4,6 +4,7 @@
 
 mod error;
 mod validate;
+mod wire;
 
 use std::{
     pin::Pin,
@@ -16,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 pub use error::{ApiError, ERROR_DOMAIN};
+pub use wire::QrServiceRoutes;
 
 use crate::{
     events::{Delivery, Event, EventKind, EventLog, StreamEnd, Subscribers, Subscription},
@@ -102,13 +104,15 @@ impl pb::qr_service_server::QrService for QrService {
 
     type StreamEventsStream = EventStream;
 
-    #[tracing::instrument(skip_all, fields(rpc = "StreamEvents", request_id = %request_id(&request)))]
+    /// The typed path; [`QrServiceRoutes`] serves StreamEvents pre-encoded instead.
     async fn stream_events(
         &self,
         request: Request<pb::StreamEventsRequest>,
     ) -> Result<Response<Self::StreamEventsStream>, Status> {
-        self.observed("StreamEvents", self.stream_events_inner(request))
-            .await
+        let deliveries = self.observed_stream(request).await?;
+        let stream: EventStream =
+            Box::pin(deliveries.map(|item| item.map(|delivery| to_response(&delivery))));
+        Ok(Response::new(stream))
     }
 }
 
@@ -170,10 +174,21 @@ impl QrService {
         }))
     }
 
+    /// StreamEvents up to the wire: validation, the subscription, metrics, and each end
+    /// of stream as its status. Both the typed and the pre-encoded path serve this.
+    #[tracing::instrument(skip_all, fields(rpc = "StreamEvents", request_id = %request_id(&request)))]
+    pub(crate) async fn observed_stream(
+        &self,
+        request: Request<pb::StreamEventsRequest>,
+    ) -> Result<impl Stream<Item = Result<Delivery, Status>> + Send + 'static, Status> {
+        self.observed("StreamEvents", self.stream_events_inner(request))
+            .await
+    }
+
     async fn stream_events_inner(
         &self,
         request: Request<pb::StreamEventsRequest>,
-    ) -> Result<Response<EventStream>, Status> {
+    ) -> Result<impl Stream<Item = Result<Delivery, Status>> + Send + 'static, Status> {
         let (filter, resume_after) = validate::stream_events(request.into_inner())?;
         let subscription = Subscription::start(
             self.log.clone(),
@@ -188,7 +203,7 @@ impl QrService {
         let stream = ReceiverStream::new(subscription.events).map(move |item| match item {
             Ok(delivery) => {
                 metrics.events_delivered.inc();
-                Ok(to_response(delivery))
+                Ok(delivery)
             }
             Err(end) => {
                 let reason = match &end {
@@ -200,7 +215,7 @@ impl QrService {
                 Err(ApiError::StreamEnded(end).into())
             }
         });
-        Ok(Response::new(Box::pin(stream)))
+        Ok(stream)
     }
 }
 
@@ -233,7 +248,7 @@ fn caller_timeout<T>(request: &Request<T>) -> Option<Duration> {
     Some(timeout.saturating_sub((timeout / 10).min(Duration::from_millis(50))))
 }
 
-fn to_response(delivery: Delivery) -> pb::StreamEventsResponse {
+fn to_response(delivery: &Delivery) -> pb::StreamEventsResponse {
     pb::StreamEventsResponse {
         event: Some(to_pb_event(&delivery.event)),
         cursor: delivery.cursor.to_string(),
