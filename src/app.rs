@@ -29,6 +29,9 @@ use crate::{
 /// timeouts of proxies and NATs in between.
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
 
+/// How long streams may take to deliver their last events at shutdown.
+const STREAM_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -204,6 +207,7 @@ pub async fn start(
         // (tonic applies its own nodelay default only to listeners it binds itself).
         .serve_with_incoming_shutdown(TcpIncoming::from(grpc_listener).with_nodelay(Some(true)), {
             let shutdown = shutdown.clone();
+            let streams_shutdown = streams_shutdown.clone();
             async move {
                 shutdown.cancelled().await;
                 health.set_not_serving::<QrServiceServer<QrService>>().await;
@@ -211,8 +215,19 @@ pub async fn start(
             }
         });
     tasks.spawn(async move {
-        if let Err(e) = grpc.await {
-            tracing::error!(error = %e, "gRPC server failed");
+        // A client that stopped reading never takes its final status; do not let it hold
+        // the process hostage.
+        let stalled_clients = async {
+            streams_shutdown.cancelled().await;
+            tokio::time::sleep(STREAM_DRAIN_TIMEOUT).await;
+        };
+        tokio::select! {
+            served = grpc => if let Err(e) = served {
+                tracing::error!(error = %e, "gRPC server failed");
+            },
+            () = stalled_clients => {
+                tracing::warn!("streams still open after the drain timeout; closing them");
+            }
         }
     });
 

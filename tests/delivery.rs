@@ -651,3 +651,29 @@ async fn shutdown_answers_the_push_in_flight_and_streams_it_before_ending() {
         "{status:?}"
     );
 }
+
+#[tokio::test]
+async fn a_client_that_stopped_reading_does_not_hold_shutdown_hostage() {
+    let service = TestService::start().await;
+    let small_window =
+        tonic::transport::Endpoint::from_shared(format!("http://{}", service.grpc_addr))
+            .unwrap()
+            .initial_stream_window_size(Some(16 * 1024))
+            .initial_connection_window_size(Some(16 * 1024))
+            .connect()
+            .await
+            .unwrap();
+    let _stalled = pb::qr_service_client::QrServiceClient::new(small_window)
+        .stream_events(pb::StreamEventsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    burst(&service, "s", 0..500, 8).await;
+    let started = Instant::now();
+    service.stop().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+}

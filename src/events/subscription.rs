@@ -1,33 +1,30 @@
-//! One subscriber: a task that reads the log from the subscriber's cursor, filters, and
-//! hands matching events to a small bounded channel that the gRPC stream drains.
+//! One subscriber: a stream that reads the log from the subscriber's cursor and yields
+//! the events its filter matches. The gRPC response polls it directly — no task, no
+//! channel in between — so it reads only as fast as the client takes events.
 //!
 //! Because every subscriber pulls from the log instead of being pushed to, a subscriber
-//! that stops reading only stalls its own task: the webhook never waits for it, memory is
-//! bounded by the log's retention plus the channel, and when it reads again it catches up
-//! from the log — or, if retention has passed it by, its stream ends with its cursor.
-//! Replay and live delivery are the same loop, so there is no seam to lose events at.
+//! that stops reading only stops its own stream: the webhook never waits for it, its
+//! memory is one batch at most, and when it reads again it catches up from the log — or,
+//! if retention has passed it by, its stream ends with its cursor. Replay and live
+//! delivery are the same loop, so there is no seam to lose events at.
 
 use std::{
+    collections::VecDeque,
+    pin::Pin,
     sync::{Arc, OnceLock},
-    time::Duration,
 };
 
 use bytes::Bytes;
-
 use prometheus::{Histogram, IntGauge};
-
-use tokio::sync::mpsc;
+use tokio::sync::watch;
+use tokio_stream::Stream;
 use tokio_util::sync::CancellationToken;
 
-use super::{Cursor, Event, EventLog, Filter, LogError};
+use super::{Cursor, Entry, Event, EventLog, Filter, LogError};
 use crate::metrics::Metrics;
 
 /// Events read from the log per lock acquisition.
 const BATCH: usize = 256;
-/// Events buffered between the reader task and the client's stream.
-const CHANNEL: usize = 16;
-/// How long a final status may wait for a stalled client at shutdown.
-const FINAL_SEND_GRACE: Duration = Duration::from_secs(1);
 
 /// A matching event and its cursor.
 #[derive(Debug, Clone)]
@@ -101,11 +98,17 @@ impl Drop for LiveGuard {
     }
 }
 
-/// A running subscription; dropping it (the client went away) stops its task.
-#[derive(Debug)]
+/// A running subscription: a stream of matching events in order, then at most one
+/// `Err` saying why it ended. Dropping it (the client went away) frees everything.
 pub struct Subscription {
-    /// Matching events in order, then at most one `Err` saying why the stream ended.
-    pub events: mpsc::Receiver<Result<Delivery, StreamEnd>>,
+    /// The events.
+    pub events: Pin<Box<dyn Stream<Item = Result<Delivery, StreamEnd>> + Send>>,
+}
+
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscription").finish_non_exhaustive()
+    }
 }
 
 impl Subscription {
@@ -122,92 +125,113 @@ impl Subscription {
     ) -> Result<Self, LogError> {
         // Watch before reading the start position, so an append in between still wakes us.
         let appended = log.watch();
-        let start = match resume_after {
+        let position = match resume_after {
             Some(cursor) => {
                 log.read_after(cursor, 0).await?;
                 cursor
             }
             None => log.head().await?,
         };
-        let (tx, rx) = mpsc::channel(CHANNEL);
-        let guard = subscribers.enter();
-        let lag = subscribers.lag.clone();
-        tokio::spawn(async move {
-            run(log, filter, start, appended, tx, shutdown, lag).await;
-            drop(guard);
-        });
-        Ok(Self { events: rx })
+        let reader = Reader {
+            log,
+            filter,
+            position,
+            appended,
+            shutdown,
+            lag: subscribers.lag.clone(),
+            pending: VecDeque::new(),
+            ended: false,
+            _live: subscribers.enter(),
+        };
+        Ok(Self {
+            events: Box::pin(futures_util::stream::unfold(reader, Reader::next)),
+        })
     }
 }
 
-async fn run(
+/// The state of one subscription between two events.
+struct Reader {
     log: Arc<dyn EventLog>,
     filter: Filter,
-    mut position: Cursor,
-    mut appended: tokio::sync::watch::Receiver<()>,
-    tx: mpsc::Sender<Result<Delivery, StreamEnd>>,
+    /// Everything up to here was delivered or did not match.
+    position: Cursor,
+    appended: watch::Receiver<()>,
     shutdown: CancellationToken,
     lag: Histogram,
-) {
-    loop {
-        appended.borrow_and_update();
-        let batch = match log.read_after(position, BATCH).await {
-            Ok(batch) => batch,
-            Err(error) => {
-                let end = match error {
-                    LogError::OutOfRange { .. } => StreamEnd::FellBehind {
-                        resume_after: position,
-                        error,
-                    },
-                    LogError::Unavailable(_) => StreamEnd::LogFailed {
-                        resume_after: position,
-                        error,
-                    },
-                };
-                finish(&tx, end).await;
-                return;
-            }
-        };
-        let caught_up = batch.len() < BATCH;
-        if !caught_up {
-            // Only a full batch means this subscriber is behind; measuring then keeps the
-            // extra head lookup off the common, caught-up path.
-            if let (Some(last), Ok(head)) = (batch.last(), log.head().await) {
-                lag.observe(head.seq.saturating_sub(last.cursor.seq) as f64 + BATCH as f64);
-            }
+    /// Read from the log, not yet looked at.
+    pending: VecDeque<Entry>,
+    ended: bool,
+    _live: LiveGuard,
+}
+
+impl Reader {
+    /// The next matching event, or how the stream ends.
+    async fn next(mut self) -> Option<(Result<Delivery, StreamEnd>, Self)> {
+        if self.ended {
+            return None;
         }
-        for entry in batch {
-            if filter.matches(&entry.event) {
-                let delivery = Delivery {
-                    cursor: entry.cursor,
-                    event: entry.event,
-                    wire: entry.wire,
-                };
-                tokio::select! {
-                    sent = tx.send(Ok(delivery)) => if sent.is_err() { return },
-                    () = shutdown.cancelled() => {
-                        finish(&tx, StreamEnd::ShuttingDown { resume_after: position }).await;
-                        return;
+        loop {
+            if let Some(entry) = self.pending.pop_front() {
+                self.position = entry.cursor;
+                if self.filter.matches(&entry.event) {
+                    let delivery = Delivery {
+                        cursor: entry.cursor,
+                        event: entry.event,
+                        wire: entry.wire,
+                    };
+                    return Some((Ok(delivery), self));
+                }
+                continue;
+            }
+            // At shutdown the webhook has already stopped: deliver what the log holds,
+            // then end with the cursor to resume after.
+            let draining = self.shutdown.is_cancelled();
+            self.appended.borrow_and_update();
+            match self.log.read_after(self.position, BATCH).await {
+                Ok(batch) if !batch.is_empty() => {
+                    if batch.len() == BATCH {
+                        // Only a full batch means this subscriber is behind; measuring
+                        // then keeps the extra head lookup off the caught-up path.
+                        if let (Some(last), Ok(head)) = (batch.last(), self.log.head().await) {
+                            self.lag.observe(
+                                head.seq.saturating_sub(last.cursor.seq) as f64 + BATCH as f64,
+                            );
+                        }
+                    }
+                    self.pending.extend(batch);
+                }
+                Ok(_) if draining => {
+                    let end = StreamEnd::ShuttingDown {
+                        resume_after: self.position,
+                    };
+                    return self.end(end);
+                }
+                Ok(_) => {
+                    tokio::select! {
+                        changed = self.appended.changed() => if changed.is_err() { return None },
+                        () = self.shutdown.cancelled() => {}
                     }
                 }
-            }
-            position = entry.cursor;
-        }
-        if caught_up {
-            tokio::select! {
-                changed = appended.changed() => if changed.is_err() { return },
-                () = tx.closed() => return,
-                () = shutdown.cancelled() => {
-                    finish(&tx, StreamEnd::ShuttingDown { resume_after: position }).await;
-                    return;
+                Err(error) => {
+                    let resume_after = self.position;
+                    let end = match error {
+                        LogError::OutOfRange { .. } => StreamEnd::FellBehind {
+                            resume_after,
+                            error,
+                        },
+                        LogError::Unavailable(_) => StreamEnd::LogFailed {
+                            resume_after,
+                            error,
+                        },
+                    };
+                    return self.end(end);
                 }
             }
         }
     }
-}
 
-/// Queues the final status behind any events still buffered, without waiting forever on
-/// a client that stopped reading.
-async fn finish(tx: &mpsc::Sender<Result<Delivery, StreamEnd>>, end: StreamEnd) {
-    let _ = tokio::time::timeout(FINAL_SEND_GRACE, tx.send(Err(end))).await;
+    fn end(mut self, end: StreamEnd) -> Option<(Result<Delivery, StreamEnd>, Self)> {
+        self.ended = true;
+        Some((Err(end), self))
+    }
 }

@@ -12,7 +12,7 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
-use tokio_stream::{Stream, StreamExt, wrappers::ReceiverStream};
+use tokio_stream::{Stream, StreamExt};
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
@@ -200,7 +200,7 @@ impl QrService {
         .await
         .map_err(ApiError::from)?;
         let metrics = self.metrics.clone();
-        let stream = ReceiverStream::new(subscription.events).map(move |item| match item {
+        let stream = subscription.events.map(move |item| match item {
             Ok(delivery) => {
                 metrics.events_delivered.inc();
                 Ok(delivery)
