@@ -15,7 +15,8 @@ pub struct Metrics {
     registry: Registry,
     /// gRPC calls by method and status code.
     pub grpc_requests: IntCounterVec,
-    /// gRPC call latency by method (for StreamEvents: until the stream is set up).
+    /// gRPC call latency by method and status code (for StreamEvents: until the stream
+    /// is set up).
     pub grpc_latency: HistogramVec,
     /// Webhook requests by outcome.
     pub webhook_pushes: IntCounterVec,
@@ -81,7 +82,7 @@ impl Metrics {
                 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
                 10.0,
             ]),
-            &["method"],
+            &["method", "code"],
         )
         .expect("valid metric");
         registry
@@ -141,11 +142,10 @@ impl Metrics {
 
     /// Records one finished gRPC call.
     pub fn observe_rpc(&self, method: &str, code: tonic::Code, took: Duration) {
-        self.grpc_requests
-            .with_label_values(&[method, code_name(code)])
-            .inc();
+        let labels = [method, code_name(code)];
+        self.grpc_requests.with_label_values(&labels).inc();
         self.grpc_latency
-            .with_label_values(&[method])
+            .with_label_values(&labels)
             .observe(took.as_secs_f64());
     }
 

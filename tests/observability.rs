@@ -123,8 +123,12 @@ async fn metrics_move_exactly_with_traffic() {
             1.0,
         ),
         (
-            r#"wechat_qr_grpc_request_duration_seconds_count{method="CreateTicket"}"#,
-            3.0,
+            r#"wechat_qr_grpc_request_duration_seconds_count{code="OK",method="CreateTicket"}"#,
+            2.0,
+        ),
+        (
+            r#"wechat_qr_grpc_request_duration_seconds_count{code="INVALID_ARGUMENT",method="CreateTicket"}"#,
+            1.0,
         ),
         (r#"wechat_qr_webhook_pushes_total{outcome="accepted"}"#, 1.0),
         (

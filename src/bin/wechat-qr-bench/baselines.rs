@@ -73,6 +73,8 @@ pub(crate) async fn serve(kind: BaselineKind, image_bytes: usize) -> Result<()> 
 async fn serve_hyper(listener: TcpListener) -> Result<()> {
     loop {
         let (stream, _) = listener.accept().await?;
+        // TCP_NODELAY, as the service's webhook sets it.
+        stream.set_nodelay(true)?;
         tokio::spawn(async move {
             let service = hyper::service::service_fn(|request: Request<Incoming>| async move {
                 let _ = request.into_body().collect().await;
