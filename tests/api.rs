@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, SystemTime};
 
-use common::{TestService, config};
+use common::{TestService, config, decode_qr};
 use tonic::Code;
 use wechat_qr::pb::{self, create_ticket_request::Scene};
 
@@ -185,18 +185,6 @@ async fn invalid_requests_name_the_field_and_never_reach_wechat() {
         .unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
     assert!(status.message().starts_with("ticket:"), "{status:?}");
-}
-
-fn decode_qr(jpeg: &[u8]) -> String {
-    let mut decoder = jpeg_decoder::Decoder::new(jpeg);
-    let pixels = decoder.decode().expect("a valid JPEG");
-    let info = decoder.info().unwrap();
-    assert_eq!(info.pixel_format, jpeg_decoder::PixelFormat::L8);
-    let (w, h) = (usize::from(info.width), usize::from(info.height));
-    let mut image = rqrr::PreparedImage::prepare_from_greyscale(w, h, |x, y| pixels[y * w + x]);
-    let grids = image.detect_grids();
-    assert_eq!(grids.len(), 1, "exactly one QR code in the image");
-    grids[0].decode().expect("the QR code decodes").1
 }
 
 #[tokio::test]

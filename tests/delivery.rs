@@ -10,8 +10,8 @@ use std::{
 };
 
 use common::{
-    TOKEN, TestService, config, exactly, next, now, push, scan_xml, signed_query, subscribe,
-    wechat_signature,
+    TOKEN, TestService, config, exactly, next, now, push, scan_xml, signed_query,
+    small_window_stream, subscribe, wechat_signature,
 };
 use tokio::io::AsyncWriteExt;
 use tonic::Code;
@@ -475,21 +475,7 @@ async fn a_stalled_subscriber_hurts_nobody_and_ends_with_its_cursor() {
     let mut cfg = config();
     cfg.retain_events = 500;
     let service = TestService::start_with(cfg).await;
-    // A small HTTP/2 window, so the client's own buffer cannot absorb the burst and the
-    // server really has to hold back (hyper's default window is megabytes).
-    let small_window =
-        tonic::transport::Endpoint::from_shared(format!("http://{}", service.grpc_addr))
-            .unwrap()
-            .initial_stream_window_size(Some(16 * 1024))
-            .initial_connection_window_size(Some(16 * 1024))
-            .connect()
-            .await
-            .unwrap();
-    let mut stalled = pb::qr_service_client::QrServiceClient::new(small_window)
-        .stream_events(pb::StreamEventsRequest::default())
-        .await
-        .unwrap()
-        .into_inner();
+    let mut stalled = small_window_stream(&service).await;
     let mut healthy = Vec::new();
     for _ in 0..4 {
         healthy.push(subscribe(&service, pb::StreamEventsRequest::default()).await);
@@ -655,19 +641,7 @@ async fn shutdown_answers_the_push_in_flight_and_streams_it_before_ending() {
 #[tokio::test]
 async fn a_client_that_stopped_reading_does_not_hold_shutdown_hostage() {
     let service = TestService::start().await;
-    let small_window =
-        tonic::transport::Endpoint::from_shared(format!("http://{}", service.grpc_addr))
-            .unwrap()
-            .initial_stream_window_size(Some(16 * 1024))
-            .initial_connection_window_size(Some(16 * 1024))
-            .connect()
-            .await
-            .unwrap();
-    let _stalled = pb::qr_service_client::QrServiceClient::new(small_window)
-        .stream_events(pb::StreamEventsRequest::default())
-        .await
-        .unwrap()
-        .into_inner();
+    let _stalled = small_window_stream(&service).await;
     burst(&service, "s", 0..500, 8).await;
     let started = Instant::now();
     service.stop().await;

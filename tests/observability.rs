@@ -257,23 +257,7 @@ async fn json_logs_carry_request_ids_and_never_a_secret() {
     let (grpc_addr, webhook_url) = (grpc_addr.unwrap(), webhook_url.unwrap());
 
     // The token the service will hold: stable_token answers every holder the same one.
-    let token_of = |http: reqwest::Client, sim: String| async move {
-        let reply: serde_json::Value = http
-            .post(format!("{sim}/cgi-bin/stable_token"))
-            .json(&serde_json::json!({
-                "grant_type": "client_credential",
-                "appid": dev::APP_ID,
-                "secret": dev::APP_SECRET,
-            }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        reply["access_token"].as_str().unwrap().to_owned()
-    };
-    let first_token = token_of(upstream.http.clone(), sim.clone()).await;
+    let first_token = common::simulator_token(&upstream.http, &sim).await;
     let mut client = pb::qr_service_client::QrServiceClient::connect(format!("http://{grpc_addr}"))
         .await
         .unwrap();
@@ -296,7 +280,7 @@ async fn json_logs_carry_request_ids_and_never_a_secret() {
         })
         .await
         .unwrap();
-    let second_token = token_of(upstream.http.clone(), sim.clone()).await;
+    let second_token = common::simulator_token(&upstream.http, &sim).await;
     assert_ne!(first_token, second_token);
 
     // Pushes: an encrypted good one, a plaintext one with the wrong signature.

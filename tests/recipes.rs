@@ -15,7 +15,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::TestService;
+use common::{TestService, decode_qr};
 use serde_json::Value;
 use tokio::process::Command;
 use wechat_qr::pb::{self, create_ticket_request::Scene};
@@ -277,18 +277,6 @@ impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
-}
-
-fn decode_qr(jpeg: &[u8]) -> String {
-    assert!(jpeg.starts_with(&[0xFF, 0xD8, 0xFF]), "not a JPEG");
-    let mut decoder = jpeg_decoder::Decoder::new(jpeg);
-    let pixels = decoder.decode().expect("a valid JPEG");
-    let info = decoder.info().unwrap();
-    let (w, h) = (usize::from(info.width), usize::from(info.height));
-    let mut image = rqrr::PreparedImage::prepare_from_greyscale(w, h, |x, y| pixels[y * w + x]);
-    let grids = image.detect_grids();
-    assert_eq!(grids.len(), 1, "exactly one QR code in the image");
-    grids[0].decode().expect("the QR code decodes").1
 }
 
 #[tokio::test]

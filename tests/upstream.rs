@@ -286,22 +286,8 @@ async fn cgi_bin_token_and_a_central_token_service_are_sources_too() {
     // A central token service: here a tiny HTTP server that hands out a token it got
     // from the simulator, standing in for the company's token service.
     let a = TestService::start().await;
-    let token: serde_json::Value = a
-        .http
-        .post(format!("{}/cgi-bin/stable_token", a.simulator_url()))
-        .json(&serde_json::json!({
-            "grant_type": "client_credential",
-            "appid": wechat_qr::config::dev::APP_ID,
-            "secret": wechat_qr::config::dev::APP_SECRET,
-        }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let body = serde_json::json!({ "access_token": token["access_token"], "expires_in": 7200 })
-        .to_string();
+    let token = common::simulator_token(&a.http, &a.simulator_url()).await;
+    let body = serde_json::json!({ "access_token": token, "expires_in": 7200 }).to_string();
     let served = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let token_url = format!("http://{}/token", listener.local_addr().unwrap());

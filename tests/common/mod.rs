@@ -237,3 +237,54 @@ pub async fn push(service: &TestService, xml: &str) {
     let (status, body) = service.push_signed(TOKEN, xml).await;
     assert_eq!((status, body.as_str()), (200, "success"), "push of {xml}");
 }
+
+/// Decodes the one QR code in a JPEG and returns its text.
+pub fn decode_qr(jpeg: &[u8]) -> String {
+    assert!(jpeg.starts_with(&[0xFF, 0xD8, 0xFF]), "not a JPEG");
+    let mut decoder = jpeg_decoder::Decoder::new(jpeg);
+    let pixels = decoder.decode().expect("a valid JPEG");
+    let info = decoder.info().unwrap();
+    assert_eq!(info.pixel_format, jpeg_decoder::PixelFormat::L8);
+    let (w, h) = (usize::from(info.width), usize::from(info.height));
+    let mut image = rqrr::PreparedImage::prepare_from_greyscale(w, h, |x, y| pixels[y * w + x]);
+    let grids = image.detect_grids();
+    assert_eq!(grids.len(), 1, "exactly one QR code in the image");
+    grids[0].decode().expect("the QR code decodes").1
+}
+
+/// The access_token the simulator at `simulator_url` hands out in normal mode — the same
+/// one every holder of the dev credentials gets.
+pub async fn simulator_token(http: &reqwest::Client, simulator_url: &str) -> String {
+    let reply: serde_json::Value = http
+        .post(format!("{simulator_url}/cgi-bin/stable_token"))
+        .json(&serde_json::json!({
+            "grant_type": "client_credential",
+            "appid": wechat_qr::config::dev::APP_ID,
+            "secret": wechat_qr::config::dev::APP_SECRET,
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    reply["access_token"].as_str().unwrap().to_owned()
+}
+
+/// A StreamEvents stream on a connection with a 16 KiB HTTP/2 window, which a test can
+/// leave unread: the client's own buffer then cannot absorb a burst (hyper's default
+/// window is megabytes), so the server really has to hold back.
+pub async fn small_window_stream(service: &TestService) -> Streaming<pb::StreamEventsResponse> {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", service.grpc_addr))
+        .unwrap()
+        .initial_stream_window_size(Some(16 * 1024))
+        .initial_connection_window_size(Some(16 * 1024))
+        .connect()
+        .await
+        .unwrap();
+    QrServiceClient::new(channel)
+        .stream_events(pb::StreamEventsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+}
