@@ -76,8 +76,6 @@ pub struct Running {
     pub simulator: Option<RunningSimulator>,
     /// The upstream client (its token cache counts fetches).
     pub client: Arc<WeChatClient>,
-    /// The webhook (its counters say what happened to pushes).
-    pub webhook: Arc<Webhook>,
     /// The event log.
     pub log: Arc<MemoryLog>,
     /// How many StreamEvents subscriptions are running.
@@ -236,7 +234,6 @@ pub async fn start(
         http_addr,
         simulator,
         client,
-        webhook,
         log,
         subscribers,
         metrics,

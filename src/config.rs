@@ -273,18 +273,6 @@ pub struct Settings {
 }
 
 impl ServeConfig {
-    /// The configuration the binary would get with no flags: defaults plus whatever the
-    /// environment sets. Tests start from it and override fields.
-    pub fn from_env() -> Self {
-        use clap::Parser;
-        #[derive(clap::Parser)]
-        struct Only {
-            #[command(flatten)]
-            serve: ServeConfig,
-        }
-        Only::parse_from(["wechat-qr"]).serve
-    }
-
     /// Validates the settings and decides whether the simulator runs.
     pub fn resolve(&self) -> Result<Settings, ConfigError> {
         let real_credentials = self.app_id.is_some() && self.app_secret.is_some();

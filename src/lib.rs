@@ -9,18 +9,20 @@
 //!  webhook ── verify signature ─ decrypt ─ decode XML ─▶ events::EventLog (append, de-duplicate)
 //!                                                              │ cursor-ordered log + wake-up
 //!                                                              ▼
-//!  grpc::QrService::stream_events ◀── events::subscription (one task per subscriber,
-//!     │                                 reads the log from its own cursor, filters)
+//!  grpc::wire (StreamEvents) ◀── events::Subscription (one stream per subscriber, reads
+//!     │  each event encoded once       the log from its own cursor, filters)
 //!     ▼
 //!  gRPC clients (Python, Go, TypeScript, grpcurl)
 //!
 //!  grpc::QrService::{create_ticket, get_image} ──▶ wechat::WeChatClient ──▶ qrcode/create, showqrcode
-//!                                                    └─ wechat::token (moka cache, single flight)
+//!                          (deadline-bounded retries) ├─ wechat::token (single flight, refresh ahead)
+//!                                                     ├─ wechat::ImageCache, wechat::PermanentTickets
 //! ```
 //!
 //! [`app::start`] wires it together: it binds the gRPC and webhook listeners (and, when no
 //! WeChat credentials are configured, the [`simulator`]), and stops everything on one
-//! [`tokio_util::sync::CancellationToken`].
+//! [`tokio_util::sync::CancellationToken`] — the webhook first, then the streams.
+//! [`metrics`] and [`logging`] are what operators see.
 
 pub mod app;
 pub mod config;

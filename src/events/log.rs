@@ -69,3 +69,9 @@ pub trait EventLog: Send + Sync + 'static {
     /// A receiver that changes whenever an event is appended.
     fn watch(&self) -> watch::Receiver<()>;
 }
+
+impl std::fmt::Debug for dyn EventLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EventLog")
+    }
+}

@@ -37,12 +37,6 @@ pub struct QrService {
     metrics: Arc<Metrics>,
 }
 
-impl std::fmt::Debug for dyn EventLog {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("EventLog")
-    }
-}
-
 impl QrService {
     /// A service over `client` and `log`.
     pub fn new(
