@@ -2,7 +2,7 @@
 //! `cgi-bin/stable_token`, `cgi-bin/token` or a central token service),
 //! `cgi-bin/qrcode/create` to mint tickets (permanent ones remembered in
 //! [`PermanentTickets`]), `cgi-bin/showqrcode` for images ([`ImageCache`]). Every call is
-//! bounded by a deadline and retried only where that is safe ([`retry`]). It speaks to the
+//! bounded by a deadline and retried only where that is safe ([`RetryPolicy`]). It speaks to the
 //! real hosts or, with the same code, to the simulator.
 
 mod error;
