@@ -213,9 +213,7 @@ impl Webhook {
         let nonce = query.required("nonce")?;
         let echostr = query.required("echostr")?;
         self.check_timestamp(&timestamp)?;
-        if !signature::verify(&self.settings.tokens, &[&timestamp, &nonce], &signature) {
-            return Err(PushError::BadSignature);
-        }
+        self.check_signature(&timestamp, &nonce, &signature)?;
         Ok(Bytes::from(echostr.into_owned()))
     }
 
@@ -252,10 +250,7 @@ impl Webhook {
                 return Err(PushError::PlaintextRefused);
             }
             // Checked before the body is read: a forged push costs us no body.
-            let signature = query.required("signature")?;
-            if !signature::verify(&self.settings.tokens, &[&timestamp, &nonce], &signature) {
-                return Err(PushError::BadSignature);
-            }
+            self.check_signature(&timestamp, &nonce, &query.required("signature")?)?;
             self.read_body(request).await?
         };
         Ok(match push::decode_push(&xml, received_time)? {
@@ -275,6 +270,20 @@ impl Webhook {
                 Accepted::Ignored
             }
         })
+    }
+
+    /// WeChat's `signature` over (token, timestamp, nonce), against every accepted token.
+    fn check_signature(
+        &self,
+        timestamp: &str,
+        nonce: &str,
+        signature: &str,
+    ) -> Result<(), PushError> {
+        if signature::verify(&self.settings.tokens, &[timestamp, nonce], signature) {
+            Ok(())
+        } else {
+            Err(PushError::BadSignature)
+        }
     }
 
     /// Tries the current key, then the previous one (a rotation in progress).

@@ -14,7 +14,7 @@
 use std::{
     sync::{
         Arc, Mutex,
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicBool, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -103,7 +103,7 @@ pub struct TokenCache<F> {
     /// Set when a rejected token was dropped: the next fetch asks for `force_refresh`.
     force_next: AtomicBool,
     last_force: Mutex<Option<Instant>>,
-    fetches: AtomicU64,
+    /// Counts fetches (and failures) in `token_fetches_total`.
     metrics: Arc<Metrics>,
 }
 
@@ -111,7 +111,7 @@ impl<F> std::fmt::Debug for TokenCache<F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TokenCache")
             .field("account", &self.account)
-            .field("fetches", &self.fetches)
+            .field("fetches", &self.metrics.token_fetches.get())
             .finish_non_exhaustive()
     }
 }
@@ -130,7 +130,6 @@ impl<F: TokenFetcher> TokenCache<F> {
             refreshing: Arc::new(AtomicBool::new(false)),
             force_next: AtomicBool::new(false),
             last_force: Mutex::new(None),
-            fetches: AtomicU64::new(0),
             metrics,
         })
     }
@@ -170,7 +169,7 @@ impl<F: TokenFetcher> TokenCache<F> {
 
     /// Fetches started (for logs and tests).
     pub fn fetches(&self) -> u64 {
-        self.fetches.load(Ordering::Relaxed)
+        self.metrics.token_fetches.get()
     }
 
     fn refresh_in_background(self: &Arc<Self>) {
@@ -189,7 +188,6 @@ impl<F: TokenFetcher> TokenCache<F> {
     }
 
     async fn fetch_counted(&self) -> Result<Arc<AccessToken>, WeChatError> {
-        self.fetches.fetch_add(1, Ordering::Relaxed);
         self.metrics.token_fetches.inc();
         let mode = FetchMode {
             force_refresh: self.force_next.swap(false, Ordering::Relaxed) && self.may_force(),
