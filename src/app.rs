@@ -16,7 +16,7 @@ use url::Url;
 
 use crate::{
     config::Settings,
-    events::{EventLog, MemoryLog, Subscribers},
+    events::{Backend, EventLog, OpenError, Subscribers},
     grpc::{QrService, QrServiceRoutes},
     metrics::Metrics,
     pb::{self, qr_service_server::QrServiceServer},
@@ -48,9 +48,12 @@ pub enum StartError {
     /// The upstream client could not be built.
     #[error("cannot build the WeChat client: {0}")]
     Client(#[from] WeChatError),
-    /// The permanent ticket store could not be opened.
+    /// The data directory cannot be used.
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Storage(#[from] OpenError),
+    /// The permanent tickets could not be loaded.
+    #[error(transparent)]
+    Permanent(#[from] StoreError),
     /// The reflection service could not read the descriptor set.
     #[error("cannot build gRPC reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
@@ -77,7 +80,7 @@ pub struct Running {
     /// The upstream client (its token cache counts fetches).
     pub client: Arc<WeChatClient>,
     /// The event log.
-    pub log: Arc<MemoryLog>,
+    pub log: Arc<dyn EventLog>,
     /// How many StreamEvents subscriptions are running.
     pub subscribers: Subscribers,
     /// Every metric, as `/metrics` serves them.
@@ -97,6 +100,39 @@ impl Running {
             if let Err(e) = result {
                 tracing::error!(error = %e, "a server task failed");
             }
+        }
+    }
+}
+
+/// Mirrors whether the event log accepts writes into gRPC health and a metric: a full or
+/// failing disk makes the service NOT_SERVING (so a load balancer stops sending it work)
+/// until writes succeed again.
+async fn report_writability(
+    mut writable: tokio::sync::watch::Receiver<bool>,
+    health: tonic_health::server::HealthReporter,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let now = *writable.borrow_and_update();
+        metrics.event_log_writable.set(i64::from(now));
+        if !shutdown.is_cancelled() {
+            if now {
+                health.set_serving::<QrServiceServer<QrService>>().await;
+                health
+                    .set_service_status("", tonic_health::ServingStatus::Serving)
+                    .await;
+            } else {
+                tracing::warn!("event log not writable: gRPC health reports NOT_SERVING");
+                health.set_not_serving::<QrServiceServer<QrService>>().await;
+                health
+                    .set_service_status("", tonic_health::ServingStatus::NotServing)
+                    .await;
+            }
+        }
+        tokio::select! {
+            changed = writable.changed() => if changed.is_err() { return },
+            () = shutdown.cancelled() => return,
         }
     }
 }
@@ -140,13 +176,18 @@ pub async fn start(
     let grpc_addr = local_addr(&grpc_listener);
 
     let metrics = Arc::new(Metrics::new());
-    let log = MemoryLog::new(settings.retention);
-    let webhook = Webhook::new(
-        settings.webhook.clone(),
-        log.clone() as Arc<dyn EventLog>,
-        metrics.clone(),
-    );
-    let permanent = PermanentTickets::open(settings.upstream.permanent_store.as_deref())?;
+    let backend = Backend::open(
+        &settings.storage,
+        &settings.upstream.app_id,
+        settings.retention,
+    )?;
+    let log = backend.log.clone();
+    let webhook = Webhook::new(settings.webhook.clone(), log.clone(), metrics.clone());
+    let permanent = PermanentTickets::open(
+        backend.records.clone(),
+        settings.upstream.permanent_store.as_deref(),
+    )
+    .await?;
     let client = Arc::new(WeChatClient::new(
         settings.upstream.clone(),
         permanent,
@@ -155,6 +196,15 @@ pub async fn start(
     if let Some(sim) = &simulator {
         sim.simulator
             .set_webhook_url(format!("http://{http_addr}{}", webhook::PATH));
+        // WeChat remembers permanent codes forever; a restarted simulator must too.
+        for known in client.permanent_tickets().await {
+            let scene = match known.scene {
+                crate::wechat::Scene::Id(id) => id.to_string(),
+                crate::wechat::Scene::Str(s) => s,
+            };
+            sim.simulator
+                .restore_permanent(known.ticket.ticket, known.ticket.url, scene);
+        }
     }
 
     // Streams and the gRPC server stop only after the webhook has drained.
@@ -179,6 +229,12 @@ pub async fn start(
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<QrServiceServer<QrService>>().await;
+    tasks.spawn(report_writability(
+        log.writable(),
+        health.clone(),
+        metrics.clone(),
+        shutdown.clone(),
+    ));
     let reflection = || {
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
@@ -190,7 +246,7 @@ pub async fn start(
     let subscribers = Subscribers::new(&metrics);
     let service = QrService::new(
         client.clone(),
-        log.clone() as Arc<dyn EventLog>,
+        log.clone(),
         streams_shutdown.clone(),
         subscribers.clone(),
         metrics.clone(),

@@ -97,6 +97,30 @@ pub struct ServeConfig {
     /// How long the event log retains events, in seconds.
     #[arg(long, env = "WECHAT_QR_RETAIN_SECONDS", default_value_t = 24 * 3600)]
     pub retain_seconds: u64,
+    /// Most bytes of events the event log retains (as stored), on disk and in memory alike.
+    #[arg(long, env = "WECHAT_QR_RETAIN_BYTES", default_value_t = 256 * 1024 * 1024)]
+    pub retain_bytes: u64,
+    /// Where events, their de-duplication keys and permanent scenes are kept: `durable`
+    /// (the data directory, synced before a push is acknowledged) or `memory` (lost when
+    /// the process ends; for tests and throwaway runs).
+    #[arg(long, env = "WECHAT_QR_EVENT_LOG", value_enum, default_value_t = EventLogKind::Durable)]
+    pub event_log: EventLogKind,
+    /// The data directory of the durable event log; created on start.
+    #[arg(long, env = "WECHAT_QR_DATA_DIR", default_value = "./wechat-qr-data")]
+    pub data_dir: PathBuf,
+    /// Most StreamEvents subscriptions open at once, over all connections.
+    #[arg(long, env = "WECHAT_QR_MAX_SUBSCRIPTIONS", default_value_t = 200_000)]
+    pub max_subscriptions: usize,
+    /// Most concurrent streams (RPCs) on one gRPC connection (HTTP/2 `max_concurrent_streams`).
+    #[arg(
+        long,
+        env = "WECHAT_QR_MAX_STREAMS_PER_CONNECTION",
+        default_value_t = 20_000
+    )]
+    pub max_streams_per_connection: u32,
+    /// Most values in each StreamEvents filter (`tickets`, `scenes`).
+    #[arg(long, env = "WECHAT_QR_MAX_FILTER_ENTRIES", default_value_t = 1_000)]
+    pub max_filter_entries: usize,
     /// Where access_tokens come from: `stable` (cgi-bin/stable_token), `token`
     /// (cgi-bin/token) or `url` (GET `WECHAT_TOKEN_URL`, a central token service).
     #[arg(long, env = "WECHAT_TOKEN_SOURCE", value_enum, default_value_t = TokenSourceKind::Stable)]
@@ -129,6 +153,15 @@ pub struct ServeConfig {
     /// Faults the simulator injects from the start, as the JSON `POST /sim/faults` takes.
     #[arg(long, env = "WECHAT_QR_SIM_FAULTS")]
     pub simulator_faults: Option<String>,
+}
+
+/// Which event log backend runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EventLogKind {
+    /// The embedded store in the data directory: survives restarts and crashes.
+    Durable,
+    /// A ring in memory: lost when the process ends.
+    Memory,
 }
 
 /// Where access_tokens come from.
@@ -253,6 +286,31 @@ pub struct Retention {
     pub max_events: usize,
     /// Oldest event kept.
     pub max_age: Duration,
+    /// Most bytes of events kept, counted as stored.
+    pub max_bytes: u64,
+}
+
+/// Where state is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Storage {
+    /// The embedded store in this data directory.
+    Durable {
+        /// The data directory.
+        dir: PathBuf,
+    },
+    /// Memory only.
+    Memory,
+}
+
+/// Caps on StreamEvents, so filters and streams cannot be used to take memory.
+#[derive(Debug, Clone, Copy)]
+pub struct SubscriptionLimits {
+    /// Subscriptions open at once, in total.
+    pub max_subscriptions: usize,
+    /// Concurrent streams on one HTTP/2 connection.
+    pub max_streams_per_connection: u32,
+    /// Values in one filter dimension.
+    pub max_filter_entries: usize,
 }
 
 /// Everything [`crate::app::start`] needs, resolved and validated.
@@ -270,6 +328,10 @@ pub struct Settings {
     pub simulator: Option<SimulatorSettings>,
     /// Event log retention.
     pub retention: Retention,
+    /// Where events and permanent scenes are kept.
+    pub storage: Storage,
+    /// Caps on subscriptions.
+    pub limits: SubscriptionLimits,
 }
 
 impl ServeConfig {
@@ -389,6 +451,18 @@ impl ServeConfig {
             retention: Retention {
                 max_events: self.retain_events.max(1),
                 max_age: Duration::from_secs(self.retain_seconds.max(1)),
+                max_bytes: self.retain_bytes.max(1),
+            },
+            storage: match self.event_log {
+                EventLogKind::Durable => Storage::Durable {
+                    dir: self.data_dir.clone(),
+                },
+                EventLogKind::Memory => Storage::Memory,
+            },
+            limits: SubscriptionLimits {
+                max_subscriptions: self.max_subscriptions.max(1),
+                max_streams_per_connection: self.max_streams_per_connection.max(1),
+                max_filter_entries: self.max_filter_entries.max(1),
             },
         })
     }

@@ -43,6 +43,9 @@ pub struct Metrics {
     pub image_cache_misses: IntCounter,
     /// Bytes held by the image cache.
     pub image_cache_bytes: IntGauge,
+    /// 1 while the event log accepts writes; 0 while its disk is full or failing (pushes
+    /// are then answered 503 and gRPC health says NOT_SERVING).
+    pub event_log_writable: IntGauge,
 }
 
 impl Default for Metrics {
@@ -136,6 +139,10 @@ impl Metrics {
                 "GetImage that downloaded the image",
             ),
             image_cache_bytes: gauge("image_cache_bytes", "bytes held by the image cache"),
+            event_log_writable: gauge(
+                "event_log_writable",
+                "1 while the event log accepts writes, 0 while its storage fails",
+            ),
             registry,
         }
     }

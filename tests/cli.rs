@@ -135,7 +135,10 @@ async fn the_binary_runs_on_the_simulator_with_no_configuration_and_stops_on_sig
             command.env_remove(key);
         }
     }
+    // The default data directory, ./wechat-qr-data, lands in a directory of the test's.
+    let cwd = tempfile::tempdir().unwrap();
     let mut child = command
+        .current_dir(cwd.path())
         .env("WECHAT_QR_GRPC_ADDR", "127.0.0.1:0")
         .env("WECHAT_QR_HTTP_ADDR", "127.0.0.1:0")
         .env("WECHAT_QR_SIMULATOR_ADDR", "127.0.0.1:0")
@@ -149,6 +152,13 @@ async fn the_binary_runs_on_the_simulator_with_no_configuration_and_stops_on_sig
     let webhook_url = logged_value(&mut lines, "webhook_url", &mut log).await;
     let simulator_url = logged_value(&mut lines, "simulator_url", &mut log).await;
     assert!(webhook_url.ends_with("/wechat"), "{webhook_url}");
+    assert!(
+        cwd.path()
+            .join("wechat-qr-data")
+            .join(wechat_qr::events::STORE_FILE)
+            .exists(),
+        "durable by default, in ./wechat-qr-data"
+    );
     assert!(
         log.contains("simulate-scan"),
         "the log says how to simulate a scan:\n{log}"

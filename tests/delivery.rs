@@ -263,13 +263,13 @@ async fn modes_decide_what_is_accepted() {
     assert_eq!(service.push_signed(TOKEN, &xml("o-plain")).await.0, 200);
     let (query, body) = wechatpy_push(TOKEN, KEY, dev::APP_ID, &xml("o-aes")).await;
     assert_eq!(service.post(&query, body).await.0, 200);
-    assert_eq!(service.running().log.len(), 2);
+    assert_eq!(service.retained().await, 2);
 
     // Plaintext (no key): encrypted pushes are refused.
     let plain = TestService::start().await;
     let (query, body) = wechatpy_push(TOKEN, KEY, dev::APP_ID, &xml("o-aes")).await;
     assert_eq!(plain.post(&query, body).await.0, 400);
-    assert!(plain.running().log.is_empty());
+    assert_eq!(plain.retained().await, 0);
 
     // A mode that needs a key without one is a configuration error.
     let mut cfg = config();
@@ -304,7 +304,7 @@ async fn rotation_accepts_the_previous_token_and_key_beside_the_new_ones() {
         service.push_signed("never-configured", &xml("o6")).await.0,
         403
     );
-    assert_eq!(service.running().log.len(), 5);
+    assert_eq!(service.retained().await, 5);
 }
 
 #[tokio::test]
@@ -363,7 +363,7 @@ async fn cursors_outside_retention_are_out_of_range_with_the_oldest_cursor() {
     let first = next(&mut watcher).await.unwrap().cursor;
     tokio::time::sleep(Duration::from_millis(1600)).await;
     assert!(
-        aging.running().log.is_empty(),
+        aging.retained().await == 0,
         "aged events are dropped without new pushes"
     );
     let status = aging
@@ -503,7 +503,7 @@ async fn a_stalled_subscriber_hurts_nobody_and_ends_with_its_cursor() {
     }
     let elapsed = started.elapsed();
     assert!(elapsed < Duration::from_secs(60), "burst took {elapsed:?}");
-    assert!(service.running().log.len() <= 500, "the log stays bounded");
+    assert!(service.retained().await <= 500, "the log stays bounded");
 
     // The stalled subscriber now reads: what was buffered, then OUT_OF_RANGE carrying the
     // cursor it got to.
@@ -577,7 +577,7 @@ async fn slow_bodies_time_out_and_huge_fields_are_refused() {
 
     let huge = scan_xml("SCAN", &"o".repeat(60_000), "1", "T", now());
     assert_eq!(service.push_signed(TOKEN, &huge).await.0, 400);
-    assert!(service.running().log.is_empty());
+    assert_eq!(service.retained().await, 0);
     assert_eq!(
         service
             .push_signed(TOKEN, &scan_xml("SCAN", "o-ok", "1", "T", now()))

@@ -219,7 +219,9 @@ async fn json_logs_carry_request_ids_and_never_a_secret() {
     let webhook_token = "log-test-webhook-token";
     let aes_key = "LogTestKeyLogTestKeyLogTestKeyLogTestKey123";
     let store = common::scratch_file("permanent.jsonl");
+    let data = tempfile::tempdir().unwrap();
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_wechat-qr"))
+        .env("WECHAT_QR_DATA_DIR", data.path())
         .args(["--log-format", "json"])
         .env("RUST_LOG", "debug")
         .env("WECHAT_QR_GRPC_ADDR", "127.0.0.1:0")

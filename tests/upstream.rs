@@ -332,9 +332,9 @@ async fn cgi_bin_token_and_a_central_token_service_are_sources_too() {
 
 #[tokio::test]
 async fn a_permanent_scene_is_never_spent_twice_even_across_restarts() {
-    let store = scratch_file("permanent.jsonl");
+    let data = tempfile::tempdir().unwrap();
     let mut cfg = config();
-    cfg.permanent_store = Some(store.clone());
+    cfg.data_dir = data.path().to_owned();
     let first = TestService::start_with(cfg.clone()).await;
     let client = first.client().await;
     let concurrent: Vec<_> = (0..10)
@@ -370,7 +370,7 @@ async fn a_permanent_scene_is_never_spent_twice_even_across_restarts() {
     assert_eq!(first.simulator().stats().qrcode_creates, 2);
     first.stop().await;
 
-    let second = TestService::start_with(cfg).await;
+    let second = TestService::start_with(cfg.clone()).await;
     let mut client = second.client().await;
     let again = client
         .create_ticket(permanent(Scene::SceneStr("poster-metro".into())))
@@ -398,8 +398,99 @@ async fn a_permanent_scene_is_never_spent_twice_even_across_restarts() {
         1,
         "a new scene is minted"
     );
-    let lines = std::fs::read_to_string(&store).unwrap().lines().count();
-    assert_eq!(lines, 3);
+    // The restored ticket is still a real code: its image is served.
+    let image = client
+        .get_image(pb::GetImageRequest {
+            ticket: again.ticket.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(common::decode_qr(&image.image), again.url);
+    second.stop().await;
+
+    // A second restart in a row: still nothing minted for a known scene.
+    let third = TestService::start_with(cfg).await;
+    let mut client = third.client().await;
+    for scene in [
+        Scene::SceneStr("poster-metro".into()),
+        Scene::SceneId(7),
+        Scene::SceneId(8),
+    ] {
+        client.create_ticket(permanent(scene)).await.unwrap();
+    }
+    assert_eq!(third.simulator().stats().qrcode_creates, 0);
+}
+
+#[tokio::test]
+async fn an_older_versions_permanent_file_is_imported_once_torn_lines_and_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let legacy = dir.path().join("wechat-qr-permanent.jsonl");
+    let app = wechat_qr::config::dev::APP_ID;
+    // Written by the older version: a record, a torn record with the next one appended
+    // right after it on the same line (a crash between the two), and a line cut inside a
+    // multi-byte character.
+    let mut bytes = format!(
+        "{{\"app_id\":\"{app}\",\"scene_id\":6,\"ticket\":\"t6\",\"url\":\"http://weixin.qq.com/q/6\"}}\n\
+         {{\"app_id\":\"{app}\",\"scene_id\":7,\"tic\
+         {{\"app_id\":\"{app}\",\"scene_id\":8,\"ticket\":\"t8\",\"url\":\"http://weixin.qq.com/q/8\"}}\n"
+    )
+    .into_bytes();
+    bytes.extend_from_slice(format!("{{\"app_id\":\"{app}\",\"scene_str\":\"caf").as_bytes());
+    bytes.extend_from_slice(&"é".as_bytes()[..1]);
+    std::fs::write(&legacy, &bytes).unwrap();
+    let mut cfg = config();
+    cfg.data_dir = dir.path().join("data");
+    cfg.permanent_store = Some(legacy.clone());
+    let service = TestService::start_with(cfg.clone()).await;
+    let mut client = service.client().await;
+    let six = client
+        .create_ticket(permanent(Scene::SceneId(6)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(six.ticket, "t6");
+    let eight = client
+        .create_ticket(permanent(Scene::SceneId(8)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(eight.ticket, "t8", "the record after the torn one survives");
+    assert_eq!(service.simulator().stats().qrcode_creates, 0);
+    // Scene 7 was torn: it was never acknowledged as stored, so it is minted now — once.
+    let seven = client
+        .create_ticket(permanent(Scene::SceneId(7)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(service.simulator().stats().qrcode_creates, 1);
+    service.stop().await;
+
+    // Imported once: a changed file is not read again; the store is the one place of state.
+    std::fs::write(
+        &legacy,
+        format!("{{\"app_id\":\"{app}\",\"scene_id\":9,\"ticket\":\"t9\",\"url\":\"u9\"}}\n"),
+    )
+    .unwrap();
+    let again = TestService::start_with(cfg).await;
+    let mut client = again.client().await;
+    for (scene, ticket) in [(6, "t6"), (8, "t8"), (7, seven.ticket.as_str())] {
+        let answer = client
+            .create_ticket(permanent(Scene::SceneId(scene)))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(answer.ticket, ticket);
+    }
+    assert_eq!(again.simulator().stats().qrcode_creates, 0);
+    let nine = client
+        .create_ticket(permanent(Scene::SceneId(9)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_ne!(nine.ticket, "t9", "the file was not read a second time");
+    assert_eq!(again.simulator().stats().qrcode_creates, 1);
 }
 
 #[tokio::test]

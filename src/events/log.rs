@@ -1,10 +1,11 @@
-//! The event log contract. The in-memory [`MemoryLog`](super::MemoryLog) implements it
-//! for one node; a shared, durable backend (Redis Streams) can implement the same trait
-//! without the webhook or the subscribers changing.
+//! The event log contract, in the domain's terms: append a push once, read after a
+//! cursor, and wait until something after a cursor exists. Two backends implement it —
+//! the durable embedded store ([`DurableLog`](super::DurableLog), the default) and the
+//! in-memory ring ([`MemoryLog`](super::MemoryLog)) — and a shared one (Redis Streams) can
+//! implement the same trait without the webhook or the subscribers changing. How an event
+//! is encoded for gRPC is the gRPC layer's business, not the log's.
 
-use std::sync::{Arc, OnceLock};
-
-use bytes::Bytes;
+use std::sync::Arc;
 
 use tokio::sync::watch;
 
@@ -17,10 +18,6 @@ pub struct Entry {
     pub cursor: Cursor,
     /// The event, shared by every subscriber that reads it.
     pub event: Arc<Event>,
-    /// The event's wire form, encoded once by whichever subscriber sends it first and
-    /// then shared by all: fan-out to thousands of streams copies no strings and encodes
-    /// nothing twice. The log only carries it; the gRPC layer decides the encoding.
-    pub wire: Arc<OnceLock<Bytes>>,
 }
 
 /// The outcome of an append.
@@ -48,7 +45,8 @@ pub enum LogError {
         /// The cursor that replays everything still held.
         resume_from: Cursor,
     },
-    /// The backend failed.
+    /// The backend failed (a full or failing disk, a lost connection): nothing was
+    /// written, and the caller may try again.
     #[error("event log unavailable: {0}")]
     Unavailable(String),
 }
@@ -66,8 +64,13 @@ pub trait EventLog: Send + Sync + 'static {
     /// The cursor of the newest event: reading after it yields only future events.
     async fn head(&self) -> Result<Cursor, LogError>;
 
-    /// A receiver that changes whenever an event is appended.
-    fn watch(&self) -> watch::Receiver<()>;
+    /// Resolves once the log holds an event after `after` — at once if it already does.
+    /// Never resolves for a cursor of another epoch; callers race it against shutdown.
+    async fn wait_after(&self, after: Cursor);
+
+    /// Whether appends currently succeed: `false` while the disk is full or failing. The
+    /// value changes as soon as an append fails or succeeds again.
+    fn writable(&self) -> watch::Receiver<bool>;
 }
 
 impl std::fmt::Debug for dyn EventLog {

@@ -1,6 +1,8 @@
-//! The single-node event log: a bounded ring of events in memory, indexed by sequence
-//! number, with a de-duplication index of the pushes it holds. Bounded by count and age
-//! (oldest dropped first); a background task drops aged events even when no push arrives.
+//! The in-memory event log (`WECHAT_QR_EVENT_LOG=memory`): a bounded ring of events,
+//! indexed by sequence number, with a de-duplication index of the pushes it holds. Bounded
+//! by count, bytes and age (oldest dropped first); a background task drops aged events
+//! even when no push arrives. Everything is lost when the process ends, so each start is a
+//! new epoch.
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -21,7 +23,10 @@ pub struct MemoryLog {
     retention: Retention,
     /// A std lock: every critical section is short and never awaits.
     inner: RwLock<Inner>,
-    appended: watch::Sender<()>,
+    /// The sequence number of the newest event, for [`EventLog::wait_after`].
+    head: watch::Sender<u64>,
+    /// Always `true`: memory does not fill up the way a disk does (retention bounds it).
+    writable: watch::Sender<bool>,
 }
 
 #[derive(Debug)]
@@ -31,6 +36,8 @@ struct Inner {
     first_seq: u64,
     /// Which retained event each retained push became.
     by_key: HashMap<DedupKey, u64>,
+    /// Bytes of the retained events, as [`Event::stored_size`] counts them.
+    bytes: u64,
 }
 
 #[derive(Debug)]
@@ -38,6 +45,7 @@ struct Stored {
     entry: Entry,
     key: DedupKey,
     appended_at: Instant,
+    size: u64,
 }
 
 impl Inner {
@@ -48,6 +56,7 @@ impl Inner {
     fn drop_oldest(&mut self) {
         if let Some(old) = self.entries.pop_front() {
             self.first_seq += 1;
+            self.bytes -= old.size;
             if self.by_key.get(&old.key) == Some(&old.entry.cursor.seq) {
                 self.by_key.remove(&old.key);
             }
@@ -55,7 +64,9 @@ impl Inner {
     }
 
     fn enforce(&mut self, retention: Retention, now: Instant) {
-        while self.entries.len() > retention.max_events {
+        while self.entries.len() > retention.max_events
+            || (self.bytes > retention.max_bytes && self.entries.len() > 1)
+        {
             self.drop_oldest();
         }
         while self
@@ -78,8 +89,10 @@ impl MemoryLog {
                 entries: VecDeque::new(),
                 first_seq: 1,
                 by_key: HashMap::new(),
+                bytes: 0,
             }),
-            appended: watch::Sender::new(()),
+            head: watch::Sender::new(0),
+            writable: watch::Sender::new(true),
         });
         tokio::spawn(expire_aged(Arc::downgrade(&log)));
         log
@@ -135,20 +148,24 @@ impl EventLog for MemoryLog {
                 return Ok(Appended::Duplicate(self.cursor(seq)));
             }
             let cursor = self.cursor(inner.next_seq());
+            let size = event.stored_size();
             inner.by_key.insert(key.clone(), cursor.seq);
+            inner.bytes += size;
             inner.entries.push_back(Stored {
                 entry: Entry {
                     cursor,
                     event: Arc::new(event),
-                    wire: Arc::default(),
                 },
                 key,
                 appended_at: now,
+                size,
             });
             inner.enforce(self.retention, now);
             Appended::New(cursor)
         };
-        self.appended.send_replace(());
+        if let Appended::New(cursor) = appended {
+            self.head.send_replace(cursor.seq);
+        }
         Ok(appended)
     }
 
@@ -156,8 +173,9 @@ impl EventLog for MemoryLog {
         let inner = self.inner.read().expect("log lock poisoned");
         let next_seq = inner.next_seq();
         // `after.seq + 1` is the first event the reader has not seen; it must still be held
-        // (or be the next to come), and the cursor must come from this log.
-        if after.epoch != self.epoch || after.seq + 1 < inner.first_seq || after.seq >= next_seq {
+        // (or be the next to come), and the cursor must come from this log. A client's
+        // cursor may say anything, `u64::MAX` included, so no unchecked arithmetic on it.
+        if after.epoch != self.epoch || after.seq < inner.first_seq - 1 || after.seq >= next_seq {
             return Err(LogError::OutOfRange {
                 requested: after,
                 oldest: inner.entries.front().map(|s| s.entry.cursor),
@@ -178,7 +196,18 @@ impl EventLog for MemoryLog {
         Ok(self.cursor(inner.next_seq() - 1))
     }
 
-    fn watch(&self) -> watch::Receiver<()> {
-        self.appended.subscribe()
+    async fn wait_after(&self, after: Cursor) {
+        if after.epoch != self.epoch {
+            return std::future::pending().await;
+        }
+        let mut head = self.head.subscribe();
+        // Err only when the sender is gone, i.e. the log itself: nothing more will come.
+        if head.wait_for(|&seq| seq > after.seq).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+
+    fn writable(&self) -> watch::Receiver<bool> {
+        self.writable.subscribe()
     }
 }

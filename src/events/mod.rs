@@ -5,18 +5,88 @@
 //! pace.
 
 mod cursor;
+mod durable;
 mod filter;
 mod log;
 mod memory;
 mod subscription;
 
-use std::time::SystemTime;
+use std::{sync::Arc, time::SystemTime};
 
 pub use cursor::{Cursor, CursorParseError};
+pub use durable::{DurableLog, LOCK_FILE, OpenError, STORE_FILE};
 pub use filter::Filter;
 pub use log::{Appended, Entry, EventLog, LogError};
 pub use memory::MemoryLog;
 pub use subscription::{Delivery, StreamEnd, Subscribers, Subscription};
+
+use crate::config::{Retention, Storage};
+
+/// Small records the layers above keep in the same store as the log, so the service has
+/// one place of state (today: permanent scenes). Keys are the caller's; values opaque.
+#[async_trait::async_trait]
+pub trait Records: Send + Sync + std::fmt::Debug + 'static {
+    /// Every record, in key order.
+    fn all(&self) -> Result<Vec<(String, Vec<u8>)>, LogError>;
+
+    /// Stores a record; durable before this returns, where the backend is.
+    async fn put(&self, key: String, value: Vec<u8>) -> Result<(), LogError>;
+}
+
+/// Records of the in-memory backend: nothing outlives the process, so nothing is kept
+/// here (the caller's own map is the only copy).
+#[derive(Debug)]
+pub struct NoRecords;
+
+#[async_trait::async_trait]
+impl Records for NoRecords {
+    fn all(&self) -> Result<Vec<(String, Vec<u8>)>, LogError> {
+        Ok(Vec::new())
+    }
+
+    async fn put(&self, _key: String, _value: Vec<u8>) -> Result<(), LogError> {
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl Records for DurableLog {
+    fn all(&self) -> Result<Vec<(String, Vec<u8>)>, LogError> {
+        self.records()
+    }
+
+    async fn put(&self, key: String, value: Vec<u8>) -> Result<(), LogError> {
+        self.put_record(key, value).await
+    }
+}
+
+/// The state backend chosen at start-up: the one place that knows which runs.
+#[derive(Debug, Clone)]
+pub struct Backend {
+    /// The event log.
+    pub log: Arc<dyn EventLog>,
+    /// Records kept beside it.
+    pub records: Arc<dyn Records>,
+}
+
+impl Backend {
+    /// Opens the backend `storage` names, for the account `app_id`.
+    pub fn open(storage: &Storage, app_id: &str, retention: Retention) -> Result<Self, OpenError> {
+        Ok(match storage {
+            Storage::Durable { dir } => {
+                let log = DurableLog::open(dir, app_id, retention)?;
+                Self {
+                    log: log.clone(),
+                    records: log,
+                }
+            }
+            Storage::Memory => Self {
+                log: MemoryLog::new(retention),
+                records: Arc::new(NoRecords),
+            },
+        })
+    }
+}
 
 /// The kinds of push the service emits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -50,6 +120,14 @@ pub struct Event {
     pub new_follower: bool,
 }
 
+impl Event {
+    /// Bytes this event counts for against `WECHAT_QR_RETAIN_BYTES` in memory: its text
+    /// plus a fixed overhead for the rest (the durable log counts its encoded size).
+    pub fn stored_size(&self) -> u64 {
+        (self.openid.len() + self.scene.len() + self.ticket.len() + self.account.len() + 64) as u64
+    }
+}
+
 /// What makes two pushes the same push re-sent: WeChat events carry no MsgId, so
 /// `FromUserName` + `CreateTime` + `Event` + `EventKey` (see the API notes, §5).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -60,5 +138,10 @@ impl DedupKey {
     pub fn new(openid: &str, create_time: u64, event: &str, event_key: &str) -> Self {
         // A separator that cannot occur in XML text keeps field boundaries unambiguous.
         Self(format!("{openid}\u{0}{create_time}\u{0}{event}\u{0}{event_key}").into_boxed_str())
+    }
+
+    /// The key as text, as the durable log stores it.
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
 }

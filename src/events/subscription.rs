@@ -16,7 +16,6 @@ use std::{
 
 use bytes::Bytes;
 use prometheus::{Histogram, IntGauge};
-use tokio::sync::watch;
 use tokio_stream::Stream;
 use tokio_util::sync::CancellationToken;
 
@@ -123,8 +122,6 @@ impl Subscription {
         shutdown: CancellationToken,
         subscribers: &Subscribers,
     ) -> Result<Self, LogError> {
-        // Watch before reading the start position, so an append in between still wakes us.
-        let appended = log.watch();
         let position = match resume_after {
             Some(cursor) => {
                 log.read_after(cursor, 0).await?;
@@ -136,7 +133,6 @@ impl Subscription {
             log,
             filter,
             position,
-            appended,
             shutdown,
             lag: subscribers.lag.clone(),
             pending: VecDeque::new(),
@@ -155,7 +151,6 @@ struct Reader {
     filter: Filter,
     /// Everything up to here was delivered or did not match.
     position: Cursor,
-    appended: watch::Receiver<()>,
     shutdown: CancellationToken,
     lag: Histogram,
     /// Read from the log, not yet looked at.
@@ -177,7 +172,7 @@ impl Reader {
                     let delivery = Delivery {
                         cursor: entry.cursor,
                         event: entry.event,
-                        wire: entry.wire,
+                        wire: Arc::default(),
                     };
                     return Some((Ok(delivery), self));
                 }
@@ -186,7 +181,6 @@ impl Reader {
             // At shutdown the webhook has already stopped: deliver what the log holds,
             // then end with the cursor to resume after.
             let draining = self.shutdown.is_cancelled();
-            self.appended.borrow_and_update();
             match self.log.read_after(self.position, BATCH).await {
                 Ok(batch) if !batch.is_empty() => {
                     if batch.len() == BATCH {
@@ -207,8 +201,9 @@ impl Reader {
                     return self.end(end);
                 }
                 Ok(_) => {
+                    let log = self.log.clone();
                     tokio::select! {
-                        changed = self.appended.changed() => if changed.is_err() { return None },
+                        () = log.wait_after(self.position) => {}
                         () = self.shutdown.cancelled() => {}
                     }
                 }

@@ -199,6 +199,22 @@ impl Simulator {
         *self.webhook_url.write().expect("lock poisoned") = Some(url);
     }
 
+    /// Recognises a permanent ticket it minted in an earlier run, as WeChat remembers
+    /// permanent codes forever: the service restores the ones its data directory holds.
+    pub fn restore_permanent(&self, ticket: String, url: String, scene: String) {
+        self.state
+            .lock()
+            .expect("lock poisoned")
+            .tickets
+            .entry(ticket)
+            .or_insert(Ticket {
+                url,
+                scene,
+                expires_at: None,
+                jpeg: None,
+            });
+    }
+
     /// What the simulator has served so far.
     pub fn stats(&self) -> SimStats {
         SimStats {

@@ -20,7 +20,7 @@ use url::Url;
 
 pub use error::{TOKEN_ERRCODES, TransportKind, WeChatError};
 pub use images::{ImageCache, NOT_FOUND_TTL};
-pub use permanent::{PermanentTickets, StoreError};
+pub use permanent::{KnownTicket, PermanentTickets, StoreError};
 pub use retry::RetryPolicy;
 use retry::with_retries;
 use token::{AccessToken, FetchMode, TokenCache, TokenFetcher};
@@ -350,6 +350,11 @@ impl WeChatClient {
     /// The AppID this client acts for.
     pub fn app_id(&self) -> &str {
         &self.api.upstream.app_id
+    }
+
+    /// Every permanent ticket this deployment minted.
+    pub async fn permanent_tickets(&self) -> Vec<KnownTicket> {
+        self.permanent.known().await
     }
 
     /// How many token fetches this client started.

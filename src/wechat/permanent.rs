@@ -1,27 +1,41 @@
 //! Permanent tickets already minted, so a scene is never spent twice: an account gets
 //! 100,000 permanent codes, ever. A permanent CreateTicket for a known scene answers the
-//! stored ticket without calling WeChat. The store is an append-only file of JSON lines
-//! (one per ticket, synced before the caller hears back), read at start; a torn last line
-//! after a crash is skipped with a warning. Without a path it lives in memory only.
+//! stored ticket without calling WeChat. The tickets live in the event store's records
+//! ([`Records`]), written (and, on the durable backend, synced) before the caller hears
+//! back, so two restarts in a row never mint a second code for a scene. A
+//! `wechat-qr-permanent.jsonl` of an older version is imported once on start.
 
 use std::{
     collections::HashMap,
-    fs::{File, OpenOptions},
-    io::{BufRead, BufReader, Write},
     path::{Path, PathBuf},
+    sync::Arc,
 };
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
 use super::{QrTicket, Scene, WeChatError};
+use crate::events::{LogError, Records};
 
-/// Why the store could not be opened.
+/// Prefix of this module's record keys in the shared store.
+const PREFIX: &str = "permanent/";
+/// Marks a legacy JSON-lines file as imported (the file's path follows).
+const IMPORTED: &str = "permanent-imported/";
+
+/// Why the permanent tickets could not be loaded.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot open permanent ticket store {path}: {source}")]
-pub struct StoreError {
-    path: PathBuf,
-    source: std::io::Error,
+pub enum StoreError {
+    /// The older version's file exists but cannot be read.
+    #[error("cannot import the permanent ticket file {path}: {source}")]
+    Legacy {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The store could not be read or written.
+    #[error("cannot load permanent tickets: {0}")]
+    Store(#[from] LogError),
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -35,80 +49,93 @@ struct Record {
     url: String,
 }
 
-fn key(app_id: &str, scene: &Scene) -> String {
-    match scene {
-        Scene::Id(id) => format!("{app_id}\u{0}id\u{0}{id}"),
-        Scene::Str(s) => format!("{app_id}\u{0}str\u{0}{s}"),
+impl Record {
+    fn scene(&self) -> Option<Scene> {
+        match (self.scene_id, &self.scene_str) {
+            (Some(id), _) => Some(Scene::Id(id)),
+            (None, Some(s)) => Some(Scene::Str(s.clone())),
+            (None, None) => None,
+        }
+    }
+
+    fn ticket(&self) -> QrTicket {
+        QrTicket {
+            ticket: self.ticket.clone(),
+            url: self.url.clone(),
+            expire_seconds: None,
+        }
     }
 }
 
-#[derive(Debug)]
-struct Inner {
-    tickets: HashMap<String, QrTicket>,
-    file: Option<File>,
+fn key(app_id: &str, scene: &Scene) -> String {
+    match scene {
+        Scene::Id(id) => format!("{PREFIX}{app_id}\u{0}id\u{0}{id}"),
+        Scene::Str(s) => format!("{PREFIX}{app_id}\u{0}str\u{0}{s}"),
+    }
+}
+
+/// A permanent ticket this deployment minted.
+#[derive(Debug, Clone)]
+pub struct KnownTicket {
+    /// The account it belongs to.
+    pub app_id: String,
+    /// Its scene.
+    pub scene: Scene,
+    /// The ticket.
+    pub ticket: QrTicket,
 }
 
 /// The permanent tickets of this deployment.
 #[derive(Debug)]
 pub struct PermanentTickets {
-    path: Option<PathBuf>,
+    records: Arc<dyn Records>,
     /// An async lock held across the upstream call: permanent codes are rare, and
     /// serialising them is what makes "never twice" hold under concurrency.
-    inner: Mutex<Inner>,
+    tickets: Mutex<HashMap<String, KnownTicket>>,
 }
 
 impl PermanentTickets {
-    /// Opens (or creates) the store at `path`, or a memory-only store.
-    pub fn open(path: Option<&Path>) -> Result<Self, StoreError> {
+    /// Loads the tickets kept in `records`, first importing `legacy` (an older version's
+    /// JSON-lines file) if it exists and was not imported before.
+    pub async fn open(
+        records: Arc<dyn Records>,
+        legacy: Option<&Path>,
+    ) -> Result<Self, StoreError> {
+        if let Some(path) = legacy {
+            import_legacy(records.as_ref(), path).await?;
+        }
         let mut tickets = HashMap::new();
-        let file = match path {
-            None => None,
-            Some(path) => {
-                let error = |source| StoreError {
-                    path: path.to_owned(),
-                    source,
-                };
-                if path.exists() {
-                    let reader = BufReader::new(File::open(path).map_err(error)?);
-                    for (number, line) in reader.lines().enumerate() {
-                        let line = line.map_err(error)?;
-                        match serde_json::from_str::<Record>(&line) {
-                            Ok(record) => {
-                                let scene = match (record.scene_id, record.scene_str) {
-                                    (Some(id), _) => Scene::Id(id),
-                                    (None, Some(s)) => Scene::Str(s),
-                                    (None, None) => continue,
-                                };
-                                tickets.insert(
-                                    key(&record.app_id, &scene),
-                                    QrTicket {
-                                        ticket: record.ticket,
-                                        url: record.url,
-                                        expire_seconds: None,
-                                    },
-                                );
-                            }
-                            Err(e) => tracing::warn!(
-                                line = number + 1,
-                                error = %e,
-                                "skipping unreadable line in the permanent ticket store"
-                            ),
-                        }
+        for (key, value) in records.all()? {
+            if !key.starts_with(PREFIX) {
+                continue;
+            }
+            match serde_json::from_slice::<Record>(&value) {
+                Ok(record) => {
+                    if let Some(scene) = record.scene() {
+                        tickets.insert(
+                            key,
+                            KnownTicket {
+                                ticket: record.ticket(),
+                                app_id: record.app_id,
+                                scene,
+                            },
+                        );
                     }
                 }
-                Some(
-                    OpenOptions::new()
-                        .create(true)
-                        .append(true)
-                        .open(path)
-                        .map_err(error)?,
-                )
+                Err(e) => {
+                    tracing::warn!(error = %e, "skipping an unreadable permanent ticket record")
+                }
             }
-        };
+        }
         Ok(Self {
-            path: path.map(Path::to_owned),
-            inner: Mutex::new(Inner { tickets, file }),
+            records,
+            tickets: Mutex::new(tickets),
         })
+    }
+
+    /// Every permanent ticket known, for the simulator to recognise after a restart.
+    pub async fn known(&self) -> Vec<KnownTicket> {
+        self.tickets.lock().await.values().cloned().collect()
     }
 
     /// The stored ticket for `scene`, or the one `create` mints (then stored). The bool
@@ -123,34 +150,118 @@ impl PermanentTickets {
         Fut: Future<Output = Result<QrTicket, WeChatError>>,
     {
         let key = key(app_id, scene);
-        let mut inner = self.inner.lock().await;
-        if let Some(ticket) = inner.tickets.get(&key) {
-            return Ok((ticket.clone(), false));
+        let mut tickets = self.tickets.lock().await;
+        if let Some(known) = tickets.get(&key) {
+            return Ok((known.ticket.clone(), false));
         }
         let ticket = create.await?;
-        if let Some(file) = &mut inner.file {
-            let record = Record {
-                app_id: app_id.to_owned(),
-                scene_id: match scene {
-                    Scene::Id(id) => Some(*id),
-                    Scene::Str(_) => None,
-                },
-                scene_str: match scene {
-                    Scene::Str(s) => Some(s.clone()),
-                    Scene::Id(_) => None,
-                },
-                ticket: ticket.ticket.clone(),
-                url: ticket.url.clone(),
-            };
-            let mut line = serde_json::to_vec(&record).expect("records serialize");
-            line.push(b'\n');
-            // The code is minted either way; failing to remember it is logged loudly
-            // rather than hiding the ticket from the caller.
-            if let Err(e) = file.write_all(&line).and_then(|()| file.sync_data()) {
-                tracing::error!(path = ?self.path, error = %e, "cannot record a permanent ticket");
-            }
+        let record = encode_record(app_id, scene, &ticket);
+        // The code is minted either way; failing to remember it is logged loudly rather
+        // than hiding the ticket from the caller (this process still remembers it).
+        if let Err(e) = self.records.put(key.clone(), record).await {
+            tracing::error!(error = %e, "cannot record a permanent ticket");
         }
-        inner.tickets.insert(key, ticket.clone());
+        tickets.insert(
+            key,
+            KnownTicket {
+                app_id: app_id.to_owned(),
+                scene: scene.clone(),
+                ticket: ticket.clone(),
+            },
+        );
         Ok((ticket, true))
+    }
+}
+
+fn encode_record(app_id: &str, scene: &Scene, ticket: &QrTicket) -> Vec<u8> {
+    let record = Record {
+        app_id: app_id.to_owned(),
+        scene_id: match scene {
+            Scene::Id(id) => Some(*id),
+            Scene::Str(_) => None,
+        },
+        scene_str: match scene {
+            Scene::Str(s) => Some(s.clone()),
+            Scene::Id(_) => None,
+        },
+        ticket: ticket.ticket.clone(),
+        url: ticket.url.clone(),
+    };
+    serde_json::to_vec(&record).expect("records serialize")
+}
+
+/// Imports an older version's file once. That file was appended a line per ticket, so a
+/// crash could leave a torn last line — and the next ticket appended right after it, on
+/// the same line — or a line cut inside a UTF-8 character: every whole record is kept.
+async fn import_legacy(records: &dyn Records, path: &Path) -> Result<(), StoreError> {
+    let marker = format!("{IMPORTED}{}", path.display());
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => {
+            return Err(StoreError::Legacy {
+                path: path.to_owned(),
+                source,
+            });
+        }
+    };
+    if records.all()?.iter().any(|(key, _)| *key == marker) {
+        return Ok(());
+    }
+    let existing: std::collections::HashSet<String> =
+        records.all()?.into_iter().map(|(key, _)| key).collect();
+    let mut imported = 0usize;
+    for (number, line) in bytes.split(|&b| b == b'\n').enumerate() {
+        let line = String::from_utf8_lossy(line);
+        if line.trim().is_empty() {
+            continue;
+        }
+        let Some(record) = parse_line(&line) else {
+            tracing::warn!(
+                path = %path.display(),
+                line = number + 1,
+                "skipping a torn line of the permanent ticket file"
+            );
+            continue;
+        };
+        let Some(scene) = record.scene() else {
+            continue;
+        };
+        let key = key(&record.app_id, &scene);
+        if existing.contains(&key) {
+            continue;
+        }
+        records
+            .put(key, encode_record(&record.app_id, &scene, &record.ticket()))
+            .await?;
+        imported += 1;
+    }
+    records.put(marker, Vec::new()).await?;
+    tracing::info!(
+        path = %path.display(),
+        imported,
+        "imported the permanent tickets of an older version into the data directory; the file is no longer read"
+    );
+    Ok(())
+}
+
+/// A whole record, or the last whole record of a line a torn write merged into another.
+fn parse_line(line: &str) -> Option<Record> {
+    serde_json::from_str(line).ok().or_else(|| {
+        let start = line.rfind("{\"app_id\"")?;
+        serde_json::from_str(&line[start..]).ok()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_torn_line_does_not_swallow_the_next_record() {
+        let merged = r#"{"app_id":"wx1","scene_id":6,"tic{"app_id":"wx1","scene_id":7,"ticket":"t7","url":"u7"}"#;
+        let record = parse_line(merged).expect("the whole record after the tear");
+        assert_eq!(record.scene_id, Some(7));
+        assert!(parse_line(r#"{"app_id":"wx1","scene_id":8,"tic"#).is_none());
     }
 }

@@ -40,6 +40,13 @@ pub fn config() -> ServeConfig {
         push_read_timeout_ms: 2_000,
         retain_events: 100_000,
         retain_seconds: 24 * 3600,
+        retain_bytes: 256 * 1024 * 1024,
+        event_log: wechat_qr::config::EventLogKind::Durable,
+        // Empty: TestService gives each server a temporary data directory of its own.
+        data_dir: std::path::PathBuf::new(),
+        max_subscriptions: 200_000,
+        max_streams_per_connection: 20_000,
+        max_filter_entries: 1_000,
         token_source: wechat_qr::config::TokenSourceKind::Stable,
         token_url: None,
         token_refresh_at: 0.8,
@@ -59,6 +66,9 @@ pub struct TestService {
     pub webhook_url: String,
     pub shutdown: CancellationToken,
     pub http: reqwest::Client,
+    /// The server's own data directory, removed when the test ends (unless the test
+    /// chose its own directory).
+    pub data_dir: Option<tempfile::TempDir>,
 }
 
 impl TestService {
@@ -66,7 +76,14 @@ impl TestService {
         Self::start_with(config()).await
     }
 
-    pub async fn start_with(config: ServeConfig) -> Self {
+    pub async fn start_with(mut config: ServeConfig) -> Self {
+        let data_dir = if config.data_dir.as_os_str().is_empty() {
+            let dir = tempfile::tempdir().expect("temporary data directory");
+            config.data_dir = dir.path().join("data");
+            Some(dir)
+        } else {
+            None
+        };
         let settings = config.resolve().expect("test configuration is valid");
         let shutdown = CancellationToken::new();
         let running = app::start(settings, shutdown.clone())
@@ -78,7 +95,13 @@ impl TestService {
             running: Some(running),
             shutdown,
             http: reqwest::Client::builder().no_proxy().build().unwrap(),
+            data_dir,
         }
+    }
+
+    /// How many events the log retains now.
+    pub async fn retained(&self) -> usize {
+        retained(&self.running().log).await
     }
 
     pub fn running(&self) -> &Running {
@@ -138,6 +161,22 @@ impl Drop for TestService {
     fn drop(&mut self) {
         self.shutdown.cancel();
     }
+}
+
+/// How many events `log` retains: everything after the cursor its OUT_OF_RANGE answer
+/// names as the start.
+pub async fn retained(log: &std::sync::Arc<dyn wechat_qr::events::EventLog>) -> usize {
+    let head = log.head().await.unwrap();
+    let before_all = wechat_qr::events::Cursor {
+        epoch: head.epoch,
+        seq: 0,
+    };
+    let start = match log.read_after(before_all, 0).await {
+        Ok(_) => before_all,
+        Err(wechat_qr::events::LogError::OutOfRange { resume_from, .. }) => resume_from,
+        Err(e) => panic!("log unavailable: {e}"),
+    };
+    log.read_after(start, usize::MAX).await.unwrap().len()
 }
 
 /// A path in a fresh temporary directory (left behind for inspection; tiny).

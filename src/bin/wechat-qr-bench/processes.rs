@@ -223,6 +223,30 @@ pub(crate) struct Service {
     pub(crate) webhook_addr: SocketAddr,
     /// Its simulator's base URL.
     pub(crate) simulator_url: String,
+    /// Its data directory, removed when the service is.
+    _data: DataDir,
+}
+
+/// A fresh data directory under the system's temporary directory, removed on drop (after
+/// the process, which is dropped first as the field declared before it).
+pub(crate) struct DataDir(pub(crate) std::path::PathBuf);
+
+impl DataDir {
+    pub(crate) fn new() -> Result<Self> {
+        let path = std::env::temp_dir().join(format!(
+            "wechat-qr-bench-{}-{}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        std::fs::create_dir_all(&path)?;
+        Ok(Self(path))
+    }
+}
+
+impl Drop for DataDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 impl Service {
@@ -236,7 +260,9 @@ impl Service {
                 command.env_remove(key);
             }
         }
+        let data = DataDir::new()?;
         command
+            .env("WECHAT_QR_DATA_DIR", &data.0)
             .env("WECHAT_QR_GRPC_ADDR", "127.0.0.1:0")
             .env("WECHAT_QR_HTTP_ADDR", "127.0.0.1:0")
             .env("WECHAT_QR_SIMULATOR_ADDR", "127.0.0.1:0")
@@ -255,6 +281,7 @@ impl Service {
             webhook_addr: addr_of_url(&found["webhook_url"])?,
             simulator_url: found["simulator_url"].clone(),
             process,
+            _data: data,
         })
     }
 }
