@@ -101,6 +101,8 @@ impl Running {
                 tracing::error!(error = %e, "a server task failed");
             }
         }
+        // Every listener has stopped: nothing appends any more.
+        self.log.close().await;
     }
 }
 

@@ -187,6 +187,8 @@ enum Request {
         value: Vec<u8>,
         reply: oneshot::Sender<Result<(), LogError>>,
     },
+    /// Close the store and stop the thread.
+    Close { reply: oneshot::Sender<()> },
 }
 
 /// The durable [`EventLog`].
@@ -256,6 +258,15 @@ impl DurableLog {
             path: file.clone(),
             reason,
         };
+        // Another account's data is refused before the file is opened for writing, so
+        // that mistake leaves it byte for byte as it was.
+        if let Some(found) = stored_app_id(&file).filter(|found| found != app_id) {
+            return Err(OpenError::OtherAccount {
+                path: dir.to_owned(),
+                found,
+                configured: app_id.to_owned(),
+            });
+        }
         let db = open_database(&file).map_err(|e| match e {
             OpenFailure::Io(source) => OpenError::NotWritable {
                 path: dir.to_owned(),
@@ -392,6 +403,19 @@ fn open_database(file: &Path) -> Result<Database, OpenFailure> {
     })
 }
 
+/// The AppID of an existing, cleanly closed store, read without writing anything; `None`
+/// when there is no store yet or it needs the repair only a writable open does.
+fn stored_app_id(file: &Path) -> Option<String> {
+    if !file.exists() {
+        return None;
+    }
+    let db = redb::ReadOnlyDatabase::open(file).ok()?;
+    let read = db.begin_read().ok()?;
+    let meta = read.open_table(META).ok()?;
+    let value = meta.get("app_id").ok()??;
+    Some(String::from_utf8_lossy(value.value()).into_owned())
+}
+
 enum Prepare {
     OtherAccount(String),
     Store(String),
@@ -522,7 +546,24 @@ impl Writer {
                     Err(_) => break,
                 }
             }
+            let close = batch
+                .iter()
+                .position(|r| matches!(r, Request::Close { .. }))
+                .map(|at| batch.split_off(at));
             self.commit(batch);
+            if let Some(rest) = close {
+                // Dropping the database closes it cleanly: the next open needs no repair.
+                *self.db.write().expect("store lock poisoned") = None;
+                let mut rest = rest.into_iter();
+                if let Some(Request::Close { reply }) = rest.next() {
+                    let _ = reply.send(());
+                }
+                fail_all(rest.collect(), "the event log is closed");
+                while let Ok(request) = requests.try_recv() {
+                    fail_all(vec![request], "the event log is closed");
+                }
+                return;
+            }
         }
     }
 
@@ -661,6 +702,7 @@ impl Writer {
                             .map_err(storage_error)?;
                         replies.push(Reply::Record(reply));
                     }
+                    Request::Close { .. } => unreachable!("split off before the batch"),
                 }
             }
             // Retention: oldest first, by count, bytes and age; the newest event stays.
@@ -747,6 +789,9 @@ fn fail_all(requests: Vec<Request>, why: &str) {
             Request::Record { reply, .. } => {
                 let _ = reply.send(Err(error));
             }
+            Request::Close { reply } => {
+                let _ = reply.send(());
+            }
         }
     }
 }
@@ -818,5 +863,12 @@ impl EventLog for DurableLog {
 
     fn writable(&self) -> watch::Receiver<bool> {
         self.writable.subscribe()
+    }
+
+    async fn close(&self) {
+        let (reply, closed) = oneshot::channel();
+        if self.send(Request::Close { reply }).is_ok() {
+            let _ = closed.await;
+        }
     }
 }

@@ -71,6 +71,11 @@ pub trait EventLog: Send + Sync + 'static {
     /// Whether appends currently succeed: `false` while the disk is full or failing. The
     /// value changes as soon as an append fails or succeeds again.
     fn writable(&self) -> watch::Receiver<bool>;
+
+    /// Closes the backend at shutdown, after the webhook has drained: what was appended
+    /// is already durable; this releases the store cleanly, so the next start needs no
+    /// repair. Appends after it fail.
+    async fn close(&self) {}
 }
 
 impl std::fmt::Debug for dyn EventLog {
