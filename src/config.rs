@@ -145,9 +145,8 @@ pub struct ServeConfig {
     /// How long images of permanent (or unknown) tickets stay cached, in seconds.
     #[arg(long, env = "WECHAT_QR_IMAGE_TTL_SECONDS", default_value_t = 7 * 24 * 3600)]
     pub image_ttl_seconds: u64,
-    /// File remembering permanent tickets, so a scene is never spent twice (JSON lines).
-    /// Default: `wechat-qr-permanent.jsonl` with real credentials; memory only on the
-    /// simulator, which forgets its tickets when it stops.
+    /// An older version's file of permanent tickets (JSON lines), imported once into the
+    /// data directory on start. Default: `wechat-qr-permanent.jsonl` with real credentials.
     #[arg(long, env = "WECHAT_QR_PERMANENT_STORE")]
     pub permanent_store: Option<PathBuf>,
     /// Faults the simulator injects from the start, as the JSON `POST /sim/faults` takes.
@@ -235,7 +234,7 @@ pub struct Upstream {
     pub image_cache_bytes: u64,
     /// Cache lifetime of images of permanent or unknown tickets.
     pub image_ttl: Duration,
-    /// Where permanent tickets are remembered; `None` keeps them in memory.
+    /// An older version's permanent-ticket file to import once, if it exists.
     pub permanent_store: Option<PathBuf>,
 }
 

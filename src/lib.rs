@@ -7,6 +7,7 @@
 //!     │  POST /wechat  signed (optionally AES-encrypted) XML push
 //!     ▼
 //!  webhook ── verify signature ─ decrypt ─ decode XML ─▶ events::EventLog (append, de-duplicate)
+//!                    synced to the data directory (events::DurableLog) │ before `success`;
 //!                                                              │ cursor-ordered log + wake-up
 //!                                                              ▼
 //!  grpc::wire (StreamEvents) ◀── events::Subscription (one stream per subscriber, reads
