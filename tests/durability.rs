@@ -723,3 +723,31 @@ async fn a_full_disk_answers_503_and_not_serving_then_heals_by_itself() {
     binary.kill9().await;
     drop(mount);
 }
+
+#[tokio::test]
+async fn a_cursor_at_u64_max_is_out_of_range_in_either_log() {
+    for backend in [
+        wechat_qr::config::EventLogKind::Durable,
+        wechat_qr::config::EventLogKind::Memory,
+    ] {
+        let mut config = common::config();
+        config.event_log = backend;
+        let service = common::TestService::start_with(config).await;
+        let mut stream = common::subscribe(&service, pb::StreamEventsRequest::default()).await;
+        common::push(&service, &scan_xml("SCAN", "o-max", "1", "t", now())).await;
+        let cursor = common::next(&mut stream).await.unwrap().cursor;
+        for seq in [u64::MAX, u64::MAX - 1] {
+            let status = service
+                .client()
+                .await
+                .stream_events(pb::StreamEventsRequest {
+                    resume_after: format!("{}{seq:016x}", &cursor[..8]),
+                    ..Default::default()
+                })
+                .await
+                .unwrap_err();
+            assert_eq!(status.code(), Code::OutOfRange, "{backend:?}: {status:?}");
+        }
+        service.stop().await;
+    }
+}
