@@ -16,7 +16,7 @@ use url::Url;
 
 use crate::{
     config::Settings,
-    events::{Backend, EventLog, OpenError, Subscribers},
+    events::{Backend, EventLog, LogError, OpenError, Subscribers},
     grpc::{QrService, QrServiceRoutes},
     metrics::Metrics,
     pb::{self, qr_service_server::QrServiceServer},
@@ -31,6 +31,10 @@ const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
 
 /// How long streams may take to deliver their last events at shutdown.
 const STREAM_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// HTTP/2 streams a connection may open beyond its subscription cap, so one whose
+/// subscriptions are all open can still make unary calls (CreateTicket, GetImage).
+const UNARY_STREAM_HEADROOM: u32 = 100;
 
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +58,9 @@ pub enum StartError {
     /// The permanent tickets could not be loaded.
     #[error(transparent)]
     Permanent(#[from] StoreError),
+    /// The event log could not tell its head, where the fan-out hub starts.
+    #[error("cannot read the event log: {0}")]
+    Log(#[from] LogError),
     /// The reflection service could not read the descriptor set.
     #[error("cannot build gRPC reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
@@ -245,16 +252,28 @@ pub async fn start(
     // grpcurl releases before 1.8.8 only speak the v1alpha reflection protocol.
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
-    let subscribers = Subscribers::new(&metrics);
-    let service = QrService::new(
-        client.clone(),
+    // The hub is the one live reader of the log; it drains the log into the streams once
+    // the webhook has stopped, so it runs until the server's tasks are done.
+    let (subscribers, hub) = Subscribers::start(
         log.clone(),
+        settings.limits,
+        &metrics,
         streams_shutdown.clone(),
-        subscribers.clone(),
-        metrics.clone(),
-    );
+    )
+    .await?;
+    tasks.spawn(hub);
+    let service = QrService::new(client.clone(), subscribers.clone(), metrics.clone());
     let grpc = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+        // Subscriptions per connection are counted by the service (RESOURCE_EXHAUSTED
+        // past the cap, which a client can act on); HTTP/2's own limit sits above it, so
+        // a client that ignores the answer still cannot open streams without bound.
+        .max_concurrent_streams(
+            settings
+                .limits
+                .max_streams_per_connection
+                .saturating_add(UNARY_STREAM_HEADROOM),
+        )
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

@@ -111,7 +111,8 @@ pub struct ServeConfig {
     /// Most StreamEvents subscriptions open at once, over all connections.
     #[arg(long, env = "WECHAT_QR_MAX_SUBSCRIPTIONS", default_value_t = 200_000)]
     pub max_subscriptions: usize,
-    /// Most concurrent streams (RPCs) on one gRPC connection (HTTP/2 `max_concurrent_streams`).
+    /// Most StreamEvents subscriptions on one gRPC connection (`RESOURCE_EXHAUSTED` past
+    /// it); the connection's HTTP/2 `max_concurrent_streams` is this plus room for unary calls.
     #[arg(
         long,
         env = "WECHAT_QR_MAX_STREAMS_PER_CONNECTION",
@@ -121,6 +122,10 @@ pub struct ServeConfig {
     /// Most values in each StreamEvents filter (`tickets`, `scenes`).
     #[arg(long, env = "WECHAT_QR_MAX_FILTER_ENTRIES", default_value_t = 1_000)]
     pub max_filter_entries: usize,
+    /// Longest value in a StreamEvents filter, in bytes (tickets are ~100, scenes ≤ 64
+    /// characters).
+    #[arg(long, env = "WECHAT_QR_MAX_FILTER_ENTRY_BYTES", default_value_t = 512)]
+    pub max_filter_entry_bytes: usize,
     /// Where access_tokens come from: `stable` (cgi-bin/stable_token), `token`
     /// (cgi-bin/token) or `url` (GET `WECHAT_TOKEN_URL`, a central token service).
     #[arg(long, env = "WECHAT_TOKEN_SOURCE", value_enum, default_value_t = TokenSourceKind::Stable)]
@@ -306,10 +311,12 @@ pub enum Storage {
 pub struct SubscriptionLimits {
     /// Subscriptions open at once, in total.
     pub max_subscriptions: usize,
-    /// Concurrent streams on one HTTP/2 connection.
+    /// Subscriptions on one connection (HTTP/2 allows a few more streams, for unary calls).
     pub max_streams_per_connection: u32,
     /// Values in one filter dimension.
     pub max_filter_entries: usize,
+    /// Bytes of one filter value.
+    pub max_filter_entry_bytes: usize,
 }
 
 /// Everything [`crate::app::start`] needs, resolved and validated.
@@ -462,6 +469,7 @@ impl ServeConfig {
                 max_subscriptions: self.max_subscriptions.max(1),
                 max_streams_per_connection: self.max_streams_per_connection.max(1),
                 max_filter_entries: self.max_filter_entries.max(1),
+                max_filter_entry_bytes: self.max_filter_entry_bytes.max(1),
             },
         })
     }

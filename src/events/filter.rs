@@ -33,4 +33,14 @@ impl Filter {
             && (self.scenes.is_empty() || self.scenes.contains(&event.scene))
             && (self.kinds.is_empty() || self.kinds.contains(&event.kind))
     }
+
+    /// The tickets asked for; empty means any.
+    pub(super) fn tickets(&self) -> &HashSet<String> {
+        &self.tickets
+    }
+
+    /// The scenes asked for; empty means any.
+    pub(super) fn scenes(&self) -> &HashSet<String> {
+        &self.scenes
+    }
 }

@@ -1,11 +1,12 @@
 //! The events a push becomes, and the log that delivers them. Delivery semantics in one
 //! sentence: every event the webhook accepts is appended once (re-sent pushes are
-//! de-duplicated) to an ordered log, and every subscriber reads that log from its own
-//! cursor, so it sees each matching event once, in order, across reconnects, at its own
-//! pace.
+//! de-duplicated) to an ordered log, and every subscriber sees each matching event after
+//! its cursor once, in order, across reconnects, at its own pace — live subscribers
+//! through the fan-out hub's index, replaying or lagging ones from the log itself.
 
 mod cursor;
 mod durable;
+mod fanout;
 mod filter;
 mod log;
 mod memory;
@@ -15,10 +16,11 @@ use std::{sync::Arc, time::SystemTime};
 
 pub use cursor::{Cursor, CursorParseError};
 pub use durable::{DurableLog, LOCK_FILE, OpenError, STORE_FILE};
+pub use fanout::{SubscribeError, Subscribers};
 pub use filter::Filter;
 pub use log::{Appended, Entry, EventLog, LogError};
 pub use memory::MemoryLog;
-pub use subscription::{Delivery, StreamEnd, Subscribers, Subscription};
+pub use subscription::{Delivery, StreamEnd, Subscription};
 
 use crate::config::{Retention, Storage};
 

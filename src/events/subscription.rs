@@ -1,28 +1,34 @@
-//! One subscriber: a stream that reads the log from the subscriber's cursor and yields
-//! the events its filter matches. The gRPC response polls it directly — no task, no
-//! channel in between — so it reads only as fast as the client takes events.
+//! One subscriber: a stream of the events its filter matches, in order, each once. The
+//! gRPC response polls it directly — no task, no channel in between.
 //!
-//! Because every subscriber pulls from the log instead of being pushed to, a subscriber
-//! that stops reading only stops its own stream: the webhook never waits for it, its
-//! memory is one batch at most, and when it reads again it catches up from the log — or,
-//! if retention has passed it by, its stream ends with its cursor. Replay and live
-//! delivery are the same loop, so there is no seam to lose events at.
+//! A subscription is in one of two modes. *Reading the log*: when it replays
+//! (`resume_after`) or has fallen behind, it reads the log from its own cursor at its own
+//! pace, exactly as every subscriber once did. *Live*: once a read finds nothing more at
+//! position P, it joins the hub's index ([`fanout`](super::fanout)), which puts each
+//! matching event into its inbox. The seam holds because joining reads the hub's
+//! processed cursor D under the hub's lock: if D > P, the subscription first reads
+//! (P, D] from the log itself, and every inbox delivery is after D; if D < P, the slot
+//! carries P as its floor and the hub skips entries up to it. A subscriber that stops
+//! reading fills its small inbox, is released with the cursor up to which the inbox holds
+//! every match, and goes back to reading the log from there: the webhook and the hub never
+//! wait for it, and if retention passes it by, its stream ends with its cursor.
 
 use std::{
     collections::VecDeque,
+    net::SocketAddr,
     pin::Pin,
     sync::{Arc, OnceLock},
 };
 
 use bytes::Bytes;
-use prometheus::{Histogram, IntGauge};
 use tokio_stream::Stream;
-use tokio_util::sync::CancellationToken;
 
-use super::{Cursor, Entry, Event, EventLog, Filter, LogError};
-use crate::metrics::Metrics;
+use super::{
+    Cursor, Entry, Event, Filter, LogError,
+    fanout::{Joined, Membership, Release, Slot, SubscribeError, Subscribers, Taken},
+};
 
-/// Events read from the log per lock acquisition.
+/// Events read from the log per call while replaying or catching up.
 const BATCH: usize = 256;
 
 /// A matching event and its cursor.
@@ -32,7 +38,8 @@ pub struct Delivery {
     pub cursor: Cursor,
     /// The event.
     pub event: Arc<Event>,
-    /// Its wire form, shared by every subscriber (see [`Entry::wire`](super::Entry)).
+    /// Its wire form, encoded by the first subscriber that sends it: the hub gives every
+    /// live subscriber of one event the same cache.
     pub wire: Arc<OnceLock<Bytes>>,
 }
 
@@ -60,43 +67,6 @@ pub enum StreamEnd {
     },
 }
 
-/// The subscribers' gauges: how many run (each reader task holds a guard that lowers
-/// the count when the task ends, however it ends, so the number stays true) and how far
-/// behind the log head they read.
-#[derive(Debug, Clone)]
-pub struct Subscribers {
-    live: IntGauge,
-    lag: Histogram,
-}
-
-impl Subscribers {
-    /// Gauges that report into `metrics`.
-    pub fn new(metrics: &Metrics) -> Self {
-        Self {
-            live: metrics.subscribers.clone(),
-            lag: metrics.subscriber_lag.clone(),
-        }
-    }
-
-    /// Subscriptions whose reader task is still running.
-    pub fn count(&self) -> usize {
-        usize::try_from(self.live.get()).unwrap_or(0)
-    }
-
-    fn enter(&self) -> LiveGuard {
-        self.live.inc();
-        LiveGuard(self.live.clone())
-    }
-}
-
-struct LiveGuard(IntGauge);
-
-impl Drop for LiveGuard {
-    fn drop(&mut self) {
-        self.0.dec();
-    }
-}
-
 /// A running subscription: a stream of matching events in order, then at most one
 /// `Err` saying why it ended. Dropping it (the client went away) frees everything.
 pub struct Subscription {
@@ -111,33 +81,34 @@ impl std::fmt::Debug for Subscription {
 }
 
 impl Subscription {
-    /// Starts reading after `resume_after`, or from the newest event when `None`.
+    /// Starts reading after `resume_after`, or from the newest event when `None`, for a
+    /// client at `peer` (its connection, for the per-connection cap).
     ///
-    /// Fails at once with [`LogError::OutOfRange`] when `resume_after` is outside retention,
-    /// so the caller can answer the RPC itself with that status.
+    /// Fails at once when a cap is reached, or with [`LogError::OutOfRange`] when
+    /// `resume_after` is outside retention, so the caller can answer the RPC itself.
     pub async fn start(
-        log: Arc<dyn EventLog>,
         filter: Filter,
         resume_after: Option<Cursor>,
-        shutdown: CancellationToken,
+        peer: Option<SocketAddr>,
         subscribers: &Subscribers,
-    ) -> Result<Self, LogError> {
+    ) -> Result<Self, SubscribeError> {
+        let hub = &subscribers.hub;
+        let membership = hub.admit(peer)?;
         let position = match resume_after {
             Some(cursor) => {
-                log.read_after(cursor, 0).await?;
+                hub.log.read_after(cursor, 0).await?;
                 cursor
             }
-            None => log.head().await?,
+            None => hub.log.head().await?,
         };
         let reader = Reader {
-            log,
-            filter,
+            subscribers: subscribers.clone(),
+            filter: Arc::new(filter),
             position,
-            shutdown,
-            lag: subscribers.lag.clone(),
             pending: VecDeque::new(),
+            live: None,
             ended: false,
-            _live: subscribers.enter(),
+            membership,
         };
         Ok(Self {
             events: Box::pin(futures_util::stream::unfold(reader, Reader::next)),
@@ -145,18 +116,27 @@ impl Subscription {
     }
 }
 
+/// A subscription in the live index.
+struct Live {
+    slot: Arc<Slot>,
+    /// Until the subscription has read the log up to here, it reads the log, not the
+    /// inbox: the hub dispatched these before the slot existed.
+    catch_up_to: Cursor,
+}
+
 /// The state of one subscription between two events.
 struct Reader {
-    log: Arc<dyn EventLog>,
-    filter: Filter,
+    subscribers: Subscribers,
+    filter: Arc<Filter>,
     /// Everything up to here was delivered or did not match.
     position: Cursor,
-    shutdown: CancellationToken,
-    lag: Histogram,
     /// Read from the log, not yet looked at.
     pending: VecDeque<Entry>,
+    /// `Some` while in the live index.
+    live: Option<Live>,
     ended: bool,
-    _live: LiveGuard,
+    /// Counted against the caps while the stream lives; leaves the index when dropped.
+    membership: Membership,
 }
 
 impl Reader {
@@ -167,6 +147,13 @@ impl Reader {
         }
         loop {
             if let Some(entry) = self.pending.pop_front() {
+                if let Some(live) = &self.live
+                    && entry.cursor > live.catch_up_to
+                {
+                    // Caught up: the inbox has the rest.
+                    self.pending.clear();
+                    continue;
+                }
                 self.position = entry.cursor;
                 if self.filter.matches(&entry.event) {
                     let delivery = Delivery {
@@ -178,49 +165,94 @@ impl Reader {
                 }
                 continue;
             }
-            // At shutdown the webhook has already stopped: deliver what the log holds,
-            // then end with the cursor to resume after.
-            let draining = self.shutdown.is_cancelled();
-            match self.log.read_after(self.position, BATCH).await {
-                Ok(batch) if !batch.is_empty() => {
-                    if batch.len() == BATCH {
-                        // Only a full batch means this subscriber is behind; measuring
-                        // then keeps the extra head lookup off the caught-up path.
-                        if let (Some(last), Ok(head)) = (batch.last(), self.log.head().await) {
-                            self.lag.observe(
-                                head.seq.saturating_sub(last.cursor.seq) as f64 + BATCH as f64,
-                            );
+            if let Some(live) = &self.live {
+                if self.position < live.catch_up_to {
+                    match self.read_log().await {
+                        Err(end) => return self.end(end),
+                        Ok(true) => {}
+                        // The log holds everything up to the hub's cursor; should it not,
+                        // waiting on the inbox beats spinning.
+                        Ok(false) => {
+                            if let Some(live) = &mut self.live {
+                                live.catch_up_to = self.position;
+                            }
                         }
                     }
-                    self.pending.extend(batch);
+                    continue;
                 }
-                Ok(_) if draining => {
-                    let end = StreamEnd::ShuttingDown {
-                        resume_after: self.position,
-                    };
-                    return self.end(end);
-                }
-                Ok(_) => {
-                    let log = self.log.clone();
-                    tokio::select! {
-                        () = log.wait_after(self.position) => {}
-                        () = self.shutdown.cancelled() => {}
+                match live.slot.take() {
+                    Taken::Delivery(delivery) => {
+                        if delivery.cursor <= self.position {
+                            continue;
+                        }
+                        self.position = delivery.cursor;
+                        return Some((Ok(delivery), self));
+                    }
+                    Taken::Released(Release::Detached(covered)) => {
+                        self.position = self.position.max(covered);
+                        self.live = None;
+                        self.membership.released();
+                    }
+                    Taken::Released(Release::Finished(covered)) => {
+                        let resume_after = self.position.max(covered);
+                        return self.end(StreamEnd::ShuttingDown { resume_after });
+                    }
+                    Taken::Empty => {
+                        let slot = live.slot.clone();
+                        slot.ready.notified().await;
                     }
                 }
-                Err(error) => {
-                    let resume_after = self.position;
-                    let end = match error {
-                        LogError::OutOfRange { .. } => StreamEnd::FellBehind {
-                            resume_after,
-                            error,
-                        },
-                        LogError::Unavailable(_) => StreamEnd::LogFailed {
-                            resume_after,
-                            error,
-                        },
-                    };
-                    return self.end(end);
+                continue;
+            }
+            match self.read_log().await {
+                Err(end) => return self.end(end),
+                Ok(true) => {}
+                Ok(false) => match self.membership.join(&self.filter, self.position) {
+                    Joined::Live { slot, processed } => {
+                        self.live = Some(Live {
+                            slot,
+                            catch_up_to: processed,
+                        });
+                    }
+                    Joined::Finished => {
+                        let resume_after = self.position;
+                        return self.end(StreamEnd::ShuttingDown { resume_after });
+                    }
+                },
+            }
+        }
+    }
+
+    /// Reads the next batch after `position` into `pending`; false when there is none.
+    async fn read_log(&mut self) -> Result<bool, StreamEnd> {
+        let hub = &self.subscribers.hub;
+        match hub.log.read_after(self.position, BATCH).await {
+            Ok(batch) if batch.is_empty() => Ok(false),
+            Ok(batch) => {
+                if batch.len() == BATCH {
+                    // Only a full batch means this subscriber is behind; measuring then
+                    // keeps the extra head lookup off the caught-up path.
+                    if let (Some(last), Ok(head)) = (batch.last(), hub.log.head().await) {
+                        hub.lag.observe(
+                            head.seq.saturating_sub(last.cursor.seq) as f64 + BATCH as f64,
+                        );
+                    }
                 }
+                self.pending.extend(batch);
+                Ok(true)
+            }
+            Err(error) => {
+                let resume_after = self.position;
+                Err(match error {
+                    LogError::OutOfRange { .. } => StreamEnd::FellBehind {
+                        resume_after,
+                        error,
+                    },
+                    LogError::Unavailable(_) => StreamEnd::LogFailed {
+                        resume_after,
+                        error,
+                    },
+                })
             }
         }
     }

@@ -12,7 +12,7 @@ use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::{
-    events::{LogError, StreamEnd},
+    events::{LogError, StreamEnd, SubscribeError},
     wechat::WeChatError,
 };
 
@@ -39,6 +39,18 @@ pub enum ApiError {
     /// A stream ended before the client hung up.
     #[error("{0:?}")]
     StreamEnded(StreamEnd),
+    /// A cap on open subscriptions was reached.
+    #[error(transparent)]
+    TooManySubscriptions(SubscribeError),
+}
+
+impl From<SubscribeError> for ApiError {
+    fn from(error: SubscribeError) -> Self {
+        match error {
+            SubscribeError::Log(e) => Self::Log(e),
+            full => Self::TooManySubscriptions(full),
+        }
+    }
 }
 
 impl ApiError {
@@ -133,6 +145,22 @@ impl From<ApiError> for Status {
                 HashMap::new(),
                 message,
             ),
+            ApiError::TooManySubscriptions(e) => {
+                let (scope, limit) = match e {
+                    SubscribeError::ConnectionFull { limit } => ("connection", *limit),
+                    SubscribeError::ServiceFull { limit } => ("service", *limit),
+                    SubscribeError::Log(_) => ("service", 0),
+                };
+                (
+                    Code::ResourceExhausted,
+                    "TOO_MANY_SUBSCRIPTIONS",
+                    HashMap::from([
+                        ("scope".to_owned(), scope.to_owned()),
+                        ("limit".to_owned(), limit.to_string()),
+                    ]),
+                    message,
+                )
+            }
             ApiError::StreamEnded(StreamEnd::ShuttingDown { resume_after }) => (
                 Code::Unavailable,
                 "SHUTTING_DOWN",

@@ -13,14 +13,13 @@ use std::{
 };
 
 use tokio_stream::{Stream, StreamExt};
-use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 pub use error::{ApiError, ERROR_DOMAIN};
 pub use wire::QrServiceRoutes;
 
 use crate::{
-    events::{Delivery, Event, EventKind, EventLog, StreamEnd, Subscribers, Subscription},
+    events::{Delivery, Event, EventKind, StreamEnd, Subscribers, Subscription},
     metrics::Metrics,
     pb,
     wechat::WeChatClient,
@@ -30,26 +29,17 @@ use crate::{
 #[derive(Debug, Clone)]
 pub struct QrService {
     client: Arc<WeChatClient>,
-    log: Arc<dyn EventLog>,
-    /// Ends every stream with UNAVAILABLE (and its resume cursor) at shutdown.
-    shutdown: CancellationToken,
+    /// The fan-out hub every StreamEvents subscribes through; it also ends every stream
+    /// with UNAVAILABLE (and its resume cursor) at shutdown.
     subscribers: Subscribers,
     metrics: Arc<Metrics>,
 }
 
 impl QrService {
-    /// A service over `client` and `log`.
-    pub fn new(
-        client: Arc<WeChatClient>,
-        log: Arc<dyn EventLog>,
-        shutdown: CancellationToken,
-        subscribers: Subscribers,
-        metrics: Arc<Metrics>,
-    ) -> Self {
+    /// A service over `client`, delivering events through `subscribers`.
+    pub fn new(client: Arc<WeChatClient>, subscribers: Subscribers, metrics: Arc<Metrics>) -> Self {
         Self {
             client,
-            log,
-            shutdown,
             subscribers,
             metrics,
         }
@@ -183,16 +173,13 @@ impl QrService {
         &self,
         request: Request<pb::StreamEventsRequest>,
     ) -> Result<impl Stream<Item = Result<Delivery, Status>> + Send + 'static, Status> {
-        let (filter, resume_after) = validate::stream_events(request.into_inner())?;
-        let subscription = Subscription::start(
-            self.log.clone(),
-            filter,
-            resume_after,
-            self.shutdown.clone(),
-            &self.subscribers,
-        )
-        .await
-        .map_err(ApiError::from)?;
+        // The peer address names the connection, for the per-connection cap.
+        let peer = request.remote_addr();
+        let (filter, resume_after) =
+            validate::stream_events(request.into_inner(), &self.subscribers.limits())?;
+        let subscription = Subscription::start(filter, resume_after, peer, &self.subscribers)
+            .await
+            .map_err(ApiError::from)?;
         let metrics = self.metrics.clone();
         let stream = subscription.events.map(move |item| match item {
             Ok(delivery) => {

@@ -3,6 +3,7 @@
 
 use super::ApiError;
 use crate::{
+    config::SubscriptionLimits,
     events::{Cursor, EventKind, Filter},
     pb,
     wechat::{
@@ -10,10 +11,8 @@ use crate::{
     },
 };
 
-/// Most values one filter field may list.
-const MAX_FILTER_VALUES: usize = 10_000;
-/// Longest ticket accepted; WeChat's are about 100 characters.
-const MAX_TICKET_CHARS: usize = 1024;
+/// Longest ticket accepted, in bytes; WeChat's are about 100 ASCII characters.
+const MAX_TICKET_BYTES: usize = 1024;
 
 /// Checks a CreateTicket request against WeChat's rules for its kind.
 pub(crate) fn create_ticket(
@@ -92,28 +91,43 @@ pub(crate) fn ticket(ticket: &str) -> Result<&str, ApiError> {
     if ticket.trim().is_empty() {
         return Err(ApiError::invalid("ticket", "is required"));
     }
-    if ticket.chars().count() > MAX_TICKET_CHARS {
+    if ticket.len() > MAX_TICKET_BYTES {
         return Err(ApiError::invalid(
             "ticket",
-            format!("at most {MAX_TICKET_CHARS} characters"),
+            format!("at most {MAX_TICKET_BYTES} bytes, got {}", ticket.len()),
         ));
     }
     Ok(ticket)
 }
 
-/// Turns a StreamEvents request into a filter and a start cursor.
+/// Turns a StreamEvents request into a filter and a start cursor. The caps on entries
+/// and their bytes bound what one filter holds, so filters cannot be used to take memory.
 pub(crate) fn stream_events(
     request: pb::StreamEventsRequest,
+    limits: &SubscriptionLimits,
 ) -> Result<(Filter, Option<Cursor>), ApiError> {
+    let max_entries = limits.max_filter_entries;
+    let max_bytes = limits.max_filter_entry_bytes;
     for (field, len) in [
         ("tickets", request.tickets.len()),
         ("scenes", request.scenes.len()),
         ("types", request.types.len()),
     ] {
-        if len > MAX_FILTER_VALUES {
+        if len > max_entries {
             return Err(ApiError::invalid(
                 field,
-                format!("at most {MAX_FILTER_VALUES} values, got {len}"),
+                format!("at most {max_entries} values (WECHAT_QR_MAX_FILTER_ENTRIES), got {len}"),
+            ));
+        }
+    }
+    for (field, values) in [("tickets", &request.tickets), ("scenes", &request.scenes)] {
+        if let Some((i, value)) = values.iter().enumerate().find(|(_, v)| v.len() > max_bytes) {
+            return Err(ApiError::invalid(
+                field,
+                format!(
+                    "value {i} is {} bytes; at most {max_bytes} bytes each (WECHAT_QR_MAX_FILTER_ENTRY_BYTES)",
+                    value.len()
+                ),
             ));
         }
     }

@@ -5,7 +5,7 @@
 //! and protobuf encodings. [`QrServiceRoutes`] therefore answers `StreamEvents` itself,
 //! with a codec whose messages are already-encoded [`Bytes`] — each event's
 //! `StreamEventsResponse`, encoded by the first subscriber that sends it and cached in the
-//! log entry — and hands every other method to the generated `QrServiceServer`. The bytes
+//! [`Delivery`] the fan-out hub gives every live subscriber of that event — and hands every other method to the generated `QrServiceServer`. The bytes
 //! on the wire are exactly what the generated code would send.
 
 use std::{

@@ -47,6 +47,7 @@ pub fn config() -> ServeConfig {
         max_subscriptions: 200_000,
         max_streams_per_connection: 20_000,
         max_filter_entries: 1_000,
+        max_filter_entry_bytes: 512,
         token_source: wechat_qr::config::TokenSourceKind::Stable,
         token_url: None,
         token_refresh_at: 0.8,

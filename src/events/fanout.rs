@@ -1,0 +1,516 @@
+//! The fan-out hub: the one live reader of the event log, and the index that finds the
+//! subscriptions each event matches. A subscription filtered on `tickets` is indexed under
+//! each of its tickets (else one filtered on `scenes` under each scene); the rest (a
+//! `types` filter or none) sit in a broadcast set. For every event the hub looks up its
+//! ticket and scene and walks the broadcast set, so an event costs the subscriptions it
+//! may match, never the idle ones waiting for other codes. Each match gets one
+//! [`Delivery`] in its subscription's small inbox, all sharing one wire-encoding cache.
+//!
+//! The hub never waits for a subscriber: an inbox that fills up (a client that stopped
+//! reading) is released from the index with the cursor up to which it holds every match,
+//! and its subscription reads the log from there at its own pace, as a replaying one does,
+//! then joins again (see `subscription.rs` for the seam). The hub also owns the caps on
+//! open subscriptions, and every subscription leaves it in `Drop`, so the counts, the
+//! subscribers gauge and the index stay true and empty index keys give their memory back.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    net::SocketAddr,
+    sync::{Arc, Mutex, MutexGuard, OnceLock},
+    time::Duration,
+};
+
+use bytes::Bytes;
+use prometheus::{Histogram, IntGauge};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::{Cursor, Delivery, Entry, EventLog, Filter, LogError};
+use crate::{config::SubscriptionLimits, metrics::Metrics};
+
+/// Events the hub reads from the log per lock acquisition.
+const BATCH: usize = 256;
+/// Deliveries an inbox holds before its subscription is released to read the log itself:
+/// a burst this long is absorbed, a client that stopped reading costs at most this much.
+const INBOX_CAPACITY: usize = 256;
+/// An empty inbox whose buffer grew past this gives it back (a burst is over).
+const INBOX_KEEP: usize = 16;
+/// Pause before the hub reads again after the log failed.
+const RETRY_AFTER: Duration = Duration::from_millis(100);
+
+/// Why a subscription was not admitted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SubscribeError {
+    /// The start cursor is outside retention, or the log failed.
+    #[error(transparent)]
+    Log(#[from] LogError),
+    /// The connection already holds its share of subscriptions.
+    #[error(
+        "this connection already has {limit} StreamEvents subscriptions open, its limit (WECHAT_QR_MAX_STREAMS_PER_CONNECTION); open another connection or close a stream"
+    )]
+    ConnectionFull {
+        /// The cap.
+        limit: usize,
+    },
+    /// The service already holds its cap of subscriptions.
+    #[error(
+        "the service already has {limit} StreamEvents subscriptions open, its limit (WECHAT_QR_MAX_SUBSCRIPTIONS); retry later"
+    )]
+    ServiceFull {
+        /// The cap.
+        limit: usize,
+    },
+}
+
+/// Every StreamEvents subscription of one service: the hub that delivers to them, their
+/// caps and their gauges. Cloning shares it.
+#[derive(Debug, Clone)]
+pub struct Subscribers {
+    pub(super) hub: Arc<Hub>,
+}
+
+impl Subscribers {
+    /// The hub over `log`, dispatching from the log's current head. The returned future
+    /// is the hub's reader; run it (spawn it) until `shutdown`, after which it delivers
+    /// what the log holds, ends every live subscription with its cursor, and returns.
+    pub async fn start(
+        log: Arc<dyn EventLog>,
+        limits: SubscriptionLimits,
+        metrics: &Metrics,
+        shutdown: CancellationToken,
+    ) -> Result<(Self, impl Future<Output = ()> + Send + 'static), LogError> {
+        let head = log.head().await?;
+        let hub = Arc::new(Hub {
+            log,
+            limits,
+            state: Mutex::new(State {
+                processed: head,
+                by_ticket: HashMap::new(),
+                by_scene: HashMap::new(),
+                broadcast: HashMap::new(),
+                finished: false,
+                open: 0,
+                per_peer: HashMap::new(),
+                next_id: 0,
+            }),
+            live: metrics.subscribers.clone(),
+            lag: metrics.subscriber_lag.clone(),
+        });
+        Ok((Self { hub: hub.clone() }, hub.run(shutdown)))
+    }
+
+    /// Subscriptions open now, replaying or live.
+    pub fn count(&self) -> usize {
+        usize::try_from(self.hub.live.get()).unwrap_or(0)
+    }
+
+    /// Entries of the live index: ticket and scene keys plus broadcast members. Falls back
+    /// to zero when every subscription has ended, which is how tests see memory returned.
+    pub fn index_size(&self) -> usize {
+        let state = self.hub.lock();
+        state.by_ticket.len() + state.by_scene.len() + state.broadcast.len()
+    }
+
+    /// The caps the service enforces.
+    pub fn limits(&self) -> SubscriptionLimits {
+        self.hub.limits
+    }
+}
+
+/// The hub's shared half: what subscriptions join, leave and are counted by.
+pub(super) struct Hub {
+    pub(super) log: Arc<dyn EventLog>,
+    limits: SubscriptionLimits,
+    /// A std lock: no section awaits. Held by the reader for one batch at a time, so a
+    /// join sees a consistent `processed` cursor (see [`Hub::join`]).
+    state: Mutex<State>,
+    live: IntGauge,
+    pub(super) lag: Histogram,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub").finish_non_exhaustive()
+    }
+}
+
+struct State {
+    /// Every event up to here has been offered to every slot registered at the time.
+    processed: Cursor,
+    /// Slots of subscriptions filtered on tickets, under each of their tickets.
+    by_ticket: HashMap<Box<str>, Vec<Arc<Slot>>>,
+    /// Slots of subscriptions filtered on scenes (and not tickets), under each scene.
+    by_scene: HashMap<Box<str>, Vec<Arc<Slot>>>,
+    /// Slots of subscriptions with a `types` filter or none, by id.
+    broadcast: HashMap<u64, Arc<Slot>>,
+    /// The log was drained at shutdown: no slot will get more.
+    finished: bool,
+    /// Subscriptions open, for the service-wide cap.
+    open: usize,
+    /// Subscriptions open per connection (its peer address), for the per-connection cap.
+    per_peer: HashMap<SocketAddr, usize>,
+    next_id: u64,
+}
+
+/// Which part of the index a filter lives in.
+enum Key<'a> {
+    Tickets(&'a std::collections::HashSet<String>),
+    Scenes(&'a std::collections::HashSet<String>),
+    Broadcast,
+}
+
+fn key_of(filter: &Filter) -> Key<'_> {
+    if !filter.tickets().is_empty() {
+        Key::Tickets(filter.tickets())
+    } else if !filter.scenes().is_empty() {
+        Key::Scenes(filter.scenes())
+    } else {
+        Key::Broadcast
+    }
+}
+
+impl State {
+    fn insert(&mut self, slot: &Arc<Slot>) {
+        match key_of(&slot.filter) {
+            Key::Tickets(keys) => add(&mut self.by_ticket, keys, slot),
+            Key::Scenes(keys) => add(&mut self.by_scene, keys, slot),
+            Key::Broadcast => {
+                self.broadcast.insert(slot.id, slot.clone());
+            }
+        }
+    }
+
+    /// Takes `slot` out of the index; a slot already gone is fine.
+    fn remove(&mut self, slot: &Arc<Slot>) {
+        match key_of(&slot.filter) {
+            Key::Tickets(keys) => drop_from(&mut self.by_ticket, keys, slot),
+            Key::Scenes(keys) => drop_from(&mut self.by_scene, keys, slot),
+            Key::Broadcast => {
+                self.broadcast.remove(&slot.id);
+                shrink(&mut self.broadcast);
+            }
+        }
+    }
+
+    /// Releases every slot (shutdown, or a log failure the hub cannot dispatch past).
+    fn release_all(&mut self, release: Release) {
+        let slots = self
+            .by_ticket
+            .drain()
+            .chain(self.by_scene.drain())
+            .flat_map(|(_, slots)| slots)
+            .chain(self.broadcast.drain().map(|(_, slot)| slot));
+        for slot in slots {
+            slot.release(release);
+        }
+        self.by_ticket.shrink_to_fit();
+        self.by_scene.shrink_to_fit();
+        self.broadcast.shrink_to_fit();
+    }
+}
+
+fn add(
+    index: &mut HashMap<Box<str>, Vec<Arc<Slot>>>,
+    keys: &std::collections::HashSet<String>,
+    slot: &Arc<Slot>,
+) {
+    for key in keys {
+        match index.get_mut(key.as_str()) {
+            Some(slots) => slots.push(slot.clone()),
+            None => {
+                index.insert(key.as_str().into(), vec![slot.clone()]);
+            }
+        }
+    }
+}
+
+fn drop_from(
+    index: &mut HashMap<Box<str>, Vec<Arc<Slot>>>,
+    keys: &std::collections::HashSet<String>,
+    slot: &Arc<Slot>,
+) {
+    for key in keys {
+        if let Some(slots) = index.get_mut(key.as_str()) {
+            slots.retain(|s| s.id != slot.id);
+            if slots.is_empty() {
+                index.remove(key.as_str());
+            }
+        }
+    }
+    shrink(index);
+}
+
+/// A map that emptied out gives most of its table back; amortised, as it halves at most
+/// once per quarter of its capacity removed.
+fn shrink<K: Eq + std::hash::Hash, V>(map: &mut HashMap<K, V>) {
+    if map.capacity() > 64 && map.len() < map.capacity() / 4 {
+        map.shrink_to(map.len() * 2);
+    }
+}
+
+/// One live subscription as the hub sees it: its filter and its inbox. A new slot is made
+/// each time a subscription joins, so `floor` never changes.
+pub(super) struct Slot {
+    id: u64,
+    filter: Arc<Filter>,
+    /// The subscription read everything up to here from the log itself.
+    floor: Cursor,
+    inbox: Mutex<Inbox>,
+    /// Wakes the subscription's stream; a notification sent while it is not waiting is
+    /// kept, so none is lost between its check of the inbox and its wait.
+    pub(super) ready: Notify,
+}
+
+#[derive(Default)]
+struct Inbox {
+    deliveries: VecDeque<Delivery>,
+    released: Option<Release>,
+}
+
+/// How the hub let go of a slot; each carries the cursor up to which the inbox holds
+/// every matching event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Release {
+    /// The inbox filled up (or the log failed under the hub): read the log from there.
+    Detached(Cursor),
+    /// Shutdown: the log is drained, and everything up to there was offered.
+    Finished(Cursor),
+}
+
+/// What a subscription finds in its inbox.
+pub(super) enum Taken {
+    Delivery(Delivery),
+    Released(Release),
+    Empty,
+}
+
+impl Slot {
+    fn lock(&self) -> MutexGuard<'_, Inbox> {
+        self.inbox.lock().expect("inbox lock poisoned")
+    }
+
+    /// Queues `delivery`; `covered` is the hub's cursor before it. False when the inbox
+    /// was full, which releases the slot.
+    fn offer(&self, delivery: Delivery, covered: Cursor) -> bool {
+        let mut inbox = self.lock();
+        if inbox.released.is_some() {
+            return true;
+        }
+        if inbox.deliveries.len() >= INBOX_CAPACITY {
+            inbox.released = Some(Release::Detached(covered));
+            drop(inbox);
+            self.ready.notify_one();
+            return false;
+        }
+        inbox.deliveries.push_back(delivery);
+        drop(inbox);
+        self.ready.notify_one();
+        true
+    }
+
+    fn release(&self, release: Release) {
+        self.lock().released.get_or_insert(release);
+        self.ready.notify_one();
+    }
+
+    /// The oldest queued delivery; then, if released, how.
+    pub(super) fn take(&self) -> Taken {
+        let mut inbox = self.lock();
+        match inbox.deliveries.pop_front() {
+            Some(delivery) => {
+                if inbox.deliveries.is_empty() && inbox.deliveries.capacity() > INBOX_KEEP {
+                    inbox.deliveries = VecDeque::new();
+                }
+                Taken::Delivery(delivery)
+            }
+            None => inbox.released.map_or(Taken::Empty, Taken::Released),
+        }
+    }
+}
+
+/// What joining the live index gave.
+pub(super) enum Joined {
+    /// Registered. Everything up to `processed` was dispatched before the slot existed:
+    /// the subscription reads what it has not read of that from the log; later events
+    /// come to the slot.
+    Live { slot: Arc<Slot>, processed: Cursor },
+    /// The hub has drained the log at shutdown; nothing more comes.
+    Finished,
+}
+
+/// A subscription's place in the hub: counted against the caps while it lives, and in the
+/// index while it holds a slot. Dropping it leaves both.
+pub(super) struct Membership {
+    hub: Arc<Hub>,
+    peer: Option<SocketAddr>,
+    slot: Option<Arc<Slot>>,
+}
+
+impl Hub {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().expect("hub lock poisoned")
+    }
+
+    /// Counts a new subscription from `peer` against the caps.
+    pub(super) fn admit(
+        self: &Arc<Self>,
+        peer: Option<SocketAddr>,
+    ) -> Result<Membership, SubscribeError> {
+        let mut state = self.lock();
+        if state.open >= self.limits.max_subscriptions {
+            return Err(SubscribeError::ServiceFull {
+                limit: self.limits.max_subscriptions,
+            });
+        }
+        if let Some(peer) = peer {
+            let on_connection = state.per_peer.entry(peer).or_insert(0);
+            let limit = self.limits.max_streams_per_connection as usize;
+            if *on_connection >= limit {
+                if *on_connection == 0 {
+                    state.per_peer.remove(&peer);
+                }
+                return Err(SubscribeError::ConnectionFull { limit });
+            }
+            *on_connection += 1;
+        }
+        state.open += 1;
+        self.live.inc();
+        Ok(Membership {
+            hub: self.clone(),
+            peer,
+            slot: None,
+        })
+    }
+
+    /// The reader: dispatches every event after `processed`, until shutdown has drained
+    /// the log.
+    async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        loop {
+            // At shutdown the webhook has already stopped: the log is complete.
+            let draining = shutdown.is_cancelled();
+            let after = self.lock().processed;
+            match self.log.read_after(after, BATCH).await {
+                Ok(batch) if !batch.is_empty() => self.dispatch(batch),
+                Ok(_) if draining => {
+                    let mut state = self.lock();
+                    state.finished = true;
+                    let processed = state.processed;
+                    state.release_all(Release::Finished(processed));
+                    return;
+                }
+                Ok(_) => {
+                    tokio::select! {
+                        () = self.log.wait_after(after) => {}
+                        () = shutdown.cancelled() => {}
+                    }
+                }
+                Err(error) => {
+                    // Every live subscription reads the log itself from where the hub
+                    // stopped, so each meets this error (or gets past it) on its own.
+                    tracing::warn!(%error, "fan-out cannot read the event log; subscribers read it themselves");
+                    {
+                        let mut state = self.lock();
+                        let processed = state.processed;
+                        state.release_all(Release::Detached(processed));
+                        if let LogError::OutOfRange { resume_from, .. } = error {
+                            state.processed = resume_from;
+                        }
+                    }
+                    tokio::select! {
+                        () = tokio::time::sleep(RETRY_AFTER) => {}
+                        () = shutdown.cancelled() => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// Offers each entry to the slots it may match, in order.
+    fn dispatch(&self, batch: Vec<Entry>) {
+        let mut state = self.lock();
+        let mut full = Vec::new();
+        for entry in batch {
+            let covered = state.processed;
+            if entry.cursor <= covered {
+                continue;
+            }
+            let event = &entry.event;
+            // One wire cache per event, made only if some slot takes it.
+            let mut wire: Option<Arc<OnceLock<Bytes>>> = None;
+            let mut offer = |slot: &Arc<Slot>| {
+                if entry.cursor <= slot.floor || !slot.filter.matches(event) {
+                    return;
+                }
+                let delivery = Delivery {
+                    cursor: entry.cursor,
+                    event: entry.event.clone(),
+                    wire: wire.get_or_insert_with(Arc::default).clone(),
+                };
+                if !slot.offer(delivery, covered) {
+                    full.push(slot.clone());
+                }
+            };
+            if let Some(slots) = state.by_ticket.get(event.ticket.as_str()) {
+                slots.iter().for_each(&mut offer);
+            }
+            if let Some(slots) = state.by_scene.get(event.scene.as_str()) {
+                slots.iter().for_each(&mut offer);
+            }
+            state.broadcast.values().for_each(&mut offer);
+            for slot in full.drain(..) {
+                state.remove(&slot);
+            }
+            state.processed = entry.cursor;
+        }
+    }
+}
+
+impl Membership {
+    /// Joins the live index, having read the log up to `position` and found nothing more.
+    pub(super) fn join(&mut self, filter: &Arc<Filter>, position: Cursor) -> Joined {
+        let mut state = self.hub.lock();
+        if state.finished {
+            return Joined::Finished;
+        }
+        let slot = Arc::new(Slot {
+            id: state.next_id,
+            filter: filter.clone(),
+            floor: position,
+            inbox: Mutex::new(Inbox::default()),
+            ready: Notify::new(),
+        });
+        state.next_id += 1;
+        state.insert(&slot);
+        self.slot = Some(slot.clone());
+        Joined::Live {
+            slot,
+            processed: state.processed,
+        }
+    }
+
+    /// Forgets the slot the hub released (it is no longer in the index).
+    pub(super) fn released(&mut self) {
+        self.slot = None;
+    }
+}
+
+impl Drop for Membership {
+    fn drop(&mut self) {
+        let mut state = self.hub.lock();
+        if let Some(slot) = self.slot.take() {
+            state.remove(&slot);
+        }
+        state.open -= 1;
+        if let Some(peer) = self.peer
+            && let Some(count) = state.per_peer.get_mut(&peer)
+        {
+            *count -= 1;
+            if *count == 0 {
+                state.per_peer.remove(&peer);
+                shrink(&mut state.per_peer);
+            }
+        }
+        drop(state);
+        self.hub.live.dec();
+    }
+}
