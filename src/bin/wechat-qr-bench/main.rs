@@ -27,6 +27,7 @@ mod pushes;
 mod report;
 mod resume;
 mod rpc_load;
+mod waiters;
 
 use std::{process::ExitCode, time::Duration};
 
@@ -81,16 +82,20 @@ enum Scenario {
     Memory,
     /// Replay of retained events to a resuming subscriber.
     Resume,
+    /// CPU per push and bytes per stream with up to 100,000 idle ticket-filtered
+    /// waiters; latency to the one a scan matches.
+    Waiters,
 }
 
 impl Scenario {
-    const EACH: [Self; 6] = [
+    const EACH: [Self; 7] = [
         Self::Ingest,
         Self::Latency,
         Self::CreateTicket,
         Self::GetImage,
         Self::Memory,
         Self::Resume,
+        Self::Waiters,
     ];
 
     fn name(self) -> &'static str {
@@ -102,6 +107,7 @@ impl Scenario {
             Self::GetImage => "get-image",
             Self::Memory => "memory",
             Self::Resume => "resume",
+            Self::Waiters => "waiters",
         }
     }
 }
@@ -228,6 +234,7 @@ async fn run(cli: Cli) -> ExitCode {
             Scenario::GetImage => get_image::run(&scale).await,
             Scenario::Memory => memory::run(&scale).await,
             Scenario::Resume => resume::run(&scale).await,
+            Scenario::Waiters => waiters::run(&scale).await,
         };
         eprintln!(
             "   {} done in {:.1} s",

@@ -72,6 +72,20 @@ impl Process {
         Ok(kib * 1024)
     }
 
+    /// CPU time it has used, user and system, all threads: `utime + stime` from
+    /// `/proc/PID/stat`, in clock ticks of USER_HZ (100 per second on Linux).
+    pub(crate) fn cpu_time(&self) -> Result<Duration> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))?;
+        // The command name may hold spaces; the fields after it do not. utime and stime
+        // are fields 14 and 15, the 12th and 13th after the name.
+        let rest = stat.rsplit_once(')').ok_or("malformed /proc/PID/stat")?.1;
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks = |i: usize| -> Result<u64> {
+            Ok(fields.get(i).ok_or("short /proc/PID/stat")?.parse()?)
+        };
+        Ok(Duration::from_millis((ticks(11)? + ticks(12)?) * 10))
+    }
+
     /// Fails if the process has exited.
     fn check_alive(&mut self) -> Result<()> {
         match self.child.try_wait()? {

@@ -71,9 +71,14 @@ impl PushFactory {
 
     /// The push of a `SCAN` by the `index`th user, signed now.
     pub(crate) fn push(&self, index: u64) -> Push {
+        self.push_of(index, TICKET)
+    }
+
+    /// The push of a `SCAN` of `ticket` by the `index`th user, signed now.
+    pub(crate) fn push_of(&self, index: u64, ticket: &str) -> Push {
         let scan = Scan {
             openid: openid(self.id, index),
-            ticket: TICKET.to_owned(),
+            ticket: ticket.to_owned(),
             scene: SCENE.to_owned(),
             new_follower: false,
         };
