@@ -10,8 +10,13 @@
 //!                    synced to the data directory (events::DurableLog) │ before `success`;
 //!                                                              │ cursor-ordered log + wake-up
 //!                                                              ▼
-//!  grpc::wire (StreamEvents) ◀── events::Subscription (one stream per subscriber, reads
-//!     │  each event encoded once       the log from its own cursor, filters)
+//!                                        events::Subscribers: the fan-out hub, the one
+//!                                        live reader; finds an event's subscribers by
+//!                                        ticket / scene index plus the broadcast set
+//!                                                              │ one shared delivery each
+//!                                                              ▼
+//!  grpc::wire (StreamEvents) ◀── events::Subscription (one stream per subscriber: its
+//!     │  each event encoded once       inbox when live, the log when replaying or behind)
 //!     ▼
 //!  gRPC clients (Python, Go, TypeScript, grpcurl)
 //!

@@ -104,8 +104,8 @@ impl Subscribers {
         usize::try_from(self.hub.live.get()).unwrap_or(0)
     }
 
-    /// Entries of the live index: ticket and scene keys plus broadcast members. Falls back
-    /// to zero when every subscription has ended, which is how tests see memory returned.
+    /// Entries of the live index: ticket and scene keys plus broadcast members. Zero once
+    /// every subscription has ended: cancelled streams leave nothing behind.
     pub fn index_size(&self) -> usize {
         let state = self.hub.lock();
         state.by_ticket.len() + state.by_scene.len() + state.broadcast.len()
