@@ -277,6 +277,14 @@ pub(super) enum Release {
     Finished(Cursor),
 }
 
+/// What became of an offer.
+enum Offered {
+    /// In the inbox; `was_empty` means the subscription may be waiting for it.
+    Queued { was_empty: bool },
+    /// The inbox was full: the slot is released.
+    Full,
+}
+
 /// What a subscription finds in its inbox.
 pub(super) enum Taken {
     Delivery(Delivery),
@@ -289,23 +297,24 @@ impl Slot {
         self.inbox.lock().expect("inbox lock poisoned")
     }
 
-    /// Queues `delivery`; `covered` is the hub's cursor before it. False when the inbox
-    /// was full, which releases the slot.
-    fn offer(&self, delivery: Delivery, covered: Cursor) -> bool {
+    /// Queues `delivery`; `covered` is the hub's cursor before it. Does not wake the
+    /// subscription: the hub wakes each slot once per batch, after queueing, and only
+    /// the slots whose inbox was empty (a subscription only waits on an empty inbox, and
+    /// a [`Notify`] keeps a permit for one that is about to wait).
+    fn offer(&self, delivery: Delivery, covered: Cursor) -> Offered {
         let mut inbox = self.lock();
         if inbox.released.is_some() {
-            return true;
+            return Offered::Queued { was_empty: false };
         }
         if inbox.deliveries.len() >= INBOX_CAPACITY {
             inbox.released = Some(Release::Detached(covered));
             drop(inbox);
             self.ready.notify_one();
-            return false;
+            return Offered::Full;
         }
+        let was_empty = inbox.deliveries.is_empty();
         inbox.deliveries.push_back(delivery);
-        drop(inbox);
-        self.ready.notify_one();
-        true
+        Offered::Queued { was_empty }
     }
 
     fn release(&self, release: Release) {
@@ -429,6 +438,9 @@ impl Hub {
     fn dispatch(&self, batch: Vec<Entry>) {
         let mut state = self.lock();
         let mut full = Vec::new();
+        // Slots to wake once the whole batch is queued: one wake-up per subscription and
+        // batch, not per event, so a burst costs each subscriber one scheduling.
+        let mut to_wake: Vec<Arc<Slot>> = Vec::new();
         for entry in batch {
             let covered = state.processed;
             if entry.cursor <= covered {
@@ -446,8 +458,10 @@ impl Hub {
                     event: entry.event.clone(),
                     wire: wire.get_or_insert_with(Arc::default).clone(),
                 };
-                if !slot.offer(delivery, covered) {
-                    full.push(slot.clone());
+                match slot.offer(delivery, covered) {
+                    Offered::Queued { was_empty: true } => to_wake.push(slot.clone()),
+                    Offered::Queued { was_empty: false } => {}
+                    Offered::Full => full.push(slot.clone()),
                 }
             };
             if let Some(slots) = state.by_ticket.get(event.ticket.as_str()) {
@@ -461,6 +475,10 @@ impl Hub {
                 state.remove(&slot);
             }
             state.processed = entry.cursor;
+        }
+        drop(state);
+        for slot in to_wake {
+            slot.ready.notify_one();
         }
     }
 }

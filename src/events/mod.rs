@@ -139,7 +139,11 @@ impl DedupKey {
     /// The key of a push with these fields.
     pub fn new(openid: &str, create_time: u64, event: &str, event_key: &str) -> Self {
         // A separator that cannot occur in XML text keeps field boundaries unambiguous.
-        Self(format!("{openid}\u{0}{create_time}\u{0}{event}\u{0}{event_key}").into_boxed_str())
+        // `CreateTime` first, fixed width: keys then sort roughly by arrival, so the
+        // durable store's de-duplication B-tree grows at its end and retention trims its
+        // start, instead of touching a random page per push (3.4–4.6x the ingest, see
+        // bench/engines/RESULTS.md).
+        Self(format!("{create_time:020}\u{0}{openid}\u{0}{event}\u{0}{event_key}").into_boxed_str())
     }
 
     /// The key as text, as the durable log stores it.
