@@ -58,7 +58,7 @@ async fn wechatpy(args: &[&str], stdin: &str) -> String {
 /// Encrypts `xml` with wechatpy and returns the query string and body WeChat would send.
 async fn wechatpy_push(token: &str, key: &str, app_id: &str, xml: &str) -> (String, Vec<u8>) {
     let ts = now().to_string();
-    let nonce = "424242";
+    let nonce = &rand::random::<u32>().to_string();
     let sealed: serde_json::Value =
         serde_json::from_str(&wechatpy(&["encrypt", token, key, app_id, nonce, &ts], xml).await)
             .unwrap();
@@ -395,7 +395,7 @@ async fn burst(
             let url = format!(
                 "{}?{}",
                 service.webhook_url,
-                signed_query(TOKEN, &t.to_string(), "n")
+                signed_query(TOKEN, &t.to_string(), &format!("n{prefix}{i}"))
             );
             let body = scan_xml("SCAN", &format!("{prefix}{i:06}"), "1", "T", t);
             tasks.spawn(async move {

@@ -127,7 +127,14 @@ async fn bad_input_is_refused_without_events_and_the_server_keeps_serving() {
         ("missing FromUserName", good_query.clone(), xml.replace("<FromUserName><![CDATA[o-bad]]></FromUserName>", "").into(), 400),
         ("oversized", good_query.clone(), format!("<xml><Pad>{}</Pad></xml>", "x".repeat(70 * 1024)).into(), 413),
     ];
-    for (name, query, body, expected) in cases {
+    for (i, (name, query, body, expected)) in cases.into_iter().enumerate() {
+        // Each bad body under a nonce of its own: a second body under one already-used
+        // (timestamp, nonce) is refused as a replay before it is decoded.
+        let query = if query == good_query {
+            signed_query(TOKEN, &ts, &format!("bad{i}"))
+        } else {
+            query
+        };
         let (status, _) = service.post(&query, body).await;
         assert_eq!(status, expected, "{name}");
     }

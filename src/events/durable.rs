@@ -34,6 +34,9 @@ const DEDUP: TableDefinition<'_, &str, u64> = TableDefinition::new("dedup");
 const META: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("meta");
 /// Small records the layers above keep beside the log (permanent scenes).
 const RECORDS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("records");
+/// The replay guard's seals (see `seals.rs`), keyed timestamp first so expiry trims the
+/// start of the tree.
+const SEALS: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("seals");
 
 /// The store's file inside the data directory.
 pub const STORE_FILE: &str = "wechat-qr.redb";
@@ -187,6 +190,12 @@ enum Request {
         value: Vec<u8>,
         reply: oneshot::Sender<Result<(), LogError>>,
     },
+    /// Remember a replay-guard seal.
+    Seal {
+        key: Vec<u8>,
+        value: Vec<u8>,
+        reply: oneshot::Sender<Result<(), LogError>>,
+    },
     /// Close the store and stop the thread.
     Close { reply: oneshot::Sender<()> },
 }
@@ -215,6 +224,8 @@ struct Writer {
     tail: Arc<RwLock<Tail>>,
     epoch: u32,
     retention: Retention,
+    /// How long seals are kept past their timestamp.
+    seal_keep: Duration,
     /// Bytes of retained events as stored.
     bytes: u64,
     head: watch::Sender<u64>,
@@ -225,7 +236,12 @@ impl DurableLog {
     /// Opens (or creates) the store in `dir` for the account `app_id`. Creates the
     /// directory, takes its lock and checks the account; on any failure the directory's
     /// data is left untouched. Starts the writer thread.
-    pub fn open(dir: &Path, app_id: &str, retention: Retention) -> Result<Arc<Self>, OpenError> {
+    pub fn open(
+        dir: &Path,
+        app_id: &str,
+        retention: Retention,
+        seal_keep: Duration,
+    ) -> Result<Arc<Self>, OpenError> {
         std::fs::create_dir_all(dir).map_err(|source| OpenError::Create {
             path: dir.to_owned(),
             source,
@@ -295,6 +311,7 @@ impl DurableLog {
             tail: tail.clone(),
             epoch,
             retention,
+            seal_keep,
             bytes,
             head: head.clone(),
             writable: writable.clone(),
@@ -353,6 +370,42 @@ impl DurableLog {
         answer
             .await
             .map_err(|_| LogError::Unavailable("the event log writer has stopped".to_owned()))?
+    }
+
+    /// Queues a seal for the store; the receiver answers once it is committed.
+    pub(super) fn remember_seal(
+        &self,
+        seal: &super::Seal,
+    ) -> oneshot::Receiver<Result<(), LogError>> {
+        let (key, value) = super::seals::encode(seal);
+        let (reply, answer) = oneshot::channel();
+        if let Err(e) = self.send(Request::Seal { key, value, reply }) {
+            let (reply, answer) = oneshot::channel();
+            let _ = reply.send(Err(e));
+            return answer;
+        }
+        answer
+    }
+
+    /// The stored seals with a timestamp of `oldest` or later.
+    pub(super) fn seals_since(&self, oldest: u64) -> Result<Vec<super::Seal>, LogError> {
+        let guard = self.db.read().expect("store lock poisoned");
+        let db = guard
+            .as_ref()
+            .ok_or_else(|| LogError::Unavailable("the event store is reopening".to_owned()))?;
+        let read = db.begin_read().map_err(storage_error)?;
+        let table = read.open_table(SEALS).map_err(storage_error)?;
+        let mut seals = Vec::new();
+        for row in table
+            .range(&oldest.to_be_bytes()[..]..)
+            .map_err(storage_error)?
+        {
+            let (key, value) = row.map_err(storage_error)?;
+            if let Some(seal) = super::seals::decode(key.value(), value.value()) {
+                seals.push(seal);
+            }
+        }
+        Ok(seals)
     }
 
     /// The store file.
@@ -431,6 +484,7 @@ fn prepare(db: &Database, app_id: &str) -> Result<(u32, u64, u64), Prepare> {
         write.open_table(EVENTS).map_err(|e| store(&e))?;
         write.open_table(DEDUP).map_err(|e| store(&e))?;
         write.open_table(RECORDS).map_err(|e| store(&e))?;
+        write.open_table(SEALS).map_err(|e| store(&e))?;
         let stored_app = meta
             .get("app_id")
             .map_err(|e| store(&e))?
@@ -520,6 +574,8 @@ struct Batch {
     appended: Vec<Entry>,
     /// How many of the oldest events retention removed.
     removed: u64,
+    /// Whether expired seals were removed (the transaction must then be committed).
+    removed_seals: bool,
 }
 
 /// An answer held until its transaction is committed.
@@ -654,6 +710,7 @@ impl Writer {
             let mut events = write.open_table(EVENTS).map_err(storage_error)?;
             let mut dedup = write.open_table(DEDUP).map_err(storage_error)?;
             let mut records = write.open_table(RECORDS).map_err(storage_error)?;
+            let mut seals = write.open_table(SEALS).map_err(storage_error)?;
             // Keys appended in this batch: two deliveries of one push in the same batch.
             let mut fresh: HashMap<DedupKey, u64> = HashMap::new();
             for request in requests {
@@ -702,6 +759,12 @@ impl Writer {
                             .map_err(storage_error)?;
                         replies.push(Reply::Record(reply));
                     }
+                    Request::Seal { key, value, reply } => {
+                        seals
+                            .insert(key.as_slice(), value.as_slice())
+                            .map_err(storage_error)?;
+                        replies.push(Reply::Record(reply));
+                    }
                     Request::Close { .. } => unreachable!("split off before the batch"),
                 }
             }
@@ -740,13 +803,35 @@ impl Writer {
                 self.bytes = self.bytes.saturating_sub(size);
                 batch.removed += 1;
             }
+            // Seals past the replay window guard nothing any more.
+            let expired = (now_ms / 1000).saturating_sub(self.seal_keep.as_secs());
+            loop {
+                let Some((key, _)) = seals.first().map_err(storage_error)? else {
+                    break;
+                };
+                let old = key
+                    .value()
+                    .get(..8)
+                    .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                    .is_some_and(|b| u64::from_be_bytes(b) < expired);
+                drop(key);
+                if !old {
+                    break;
+                }
+                seals.pop_first().map_err(storage_error)?;
+                batch.removed_seals = true;
+            }
             let mut meta = write.open_table(META).map_err(storage_error)?;
             meta.insert("next_seq", &next_seq.to_be_bytes()[..])
                 .map_err(storage_error)?;
             meta.insert("bytes", &self.bytes.to_be_bytes()[..])
                 .map_err(storage_error)?;
         }
-        if batch.appended.is_empty() && batch.removed == 0 && replies.is_empty() {
+        if batch.appended.is_empty()
+            && batch.removed == 0
+            && !batch.removed_seals
+            && replies.is_empty()
+        {
             write.abort().map_err(storage_error)?;
             return Ok(batch);
         }
@@ -787,6 +872,9 @@ fn fail_all(requests: Vec<Request>, why: &str) {
                 let _ = reply.send(Err(error));
             }
             Request::Record { reply, .. } => {
+                let _ = reply.send(Err(error));
+            }
+            Request::Seal { reply, .. } => {
                 let _ = reply.send(Err(error));
             }
             Request::Close { reply } => {

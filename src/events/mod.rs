@@ -10,6 +10,7 @@ mod fanout;
 mod filter;
 mod log;
 mod memory;
+mod seals;
 mod subscription;
 
 use std::{sync::Arc, time::SystemTime};
@@ -20,6 +21,7 @@ pub use fanout::{SubscribeError, Subscribers};
 pub use filter::Filter;
 pub use log::{Appended, Entry, EventLog, LogError};
 pub use memory::MemoryLog;
+pub use seals::{Seal, SealBook, SealCheck, SealKind, Sealed};
 pub use subscription::{Delivery, StreamEnd, Subscription};
 
 use crate::config::{Retention, Storage};
@@ -69,22 +71,42 @@ pub struct Backend {
     pub log: Arc<dyn EventLog>,
     /// Records kept beside it.
     pub records: Arc<dyn Records>,
+    /// The replay guard's memory of accepted `(timestamp, nonce)` pairs.
+    pub seals: Arc<SealBook>,
 }
 
 impl Backend {
-    /// Opens the backend `storage` names, for the account `app_id`.
-    pub fn open(storage: &Storage, app_id: &str, retention: Retention) -> Result<Self, OpenError> {
+    /// Opens the backend `storage` names, for the account `app_id`; seals are kept for
+    /// `seal_keep` (the replay window), at most `max_seals` of them.
+    pub fn open(
+        storage: &Storage,
+        app_id: &str,
+        retention: Retention,
+        seal_keep: std::time::Duration,
+        max_seals: usize,
+    ) -> Result<Self, OpenError> {
         Ok(match storage {
             Storage::Durable { dir } => {
-                let log = DurableLog::open(dir, app_id, retention)?;
+                let log = DurableLog::open(dir, app_id, retention, seal_keep)?;
+                let seals =
+                    SealBook::new(seal_keep, max_seals, Some(log.clone())).map_err(|e| {
+                        OpenError::Store {
+                            path: log.file().to_owned(),
+                            reason: e.to_string(),
+                        }
+                    })?;
                 Self {
                     log: log.clone(),
                     records: log,
+                    seals: Arc::new(seals),
                 }
             }
             Storage::Memory => Self {
                 log: MemoryLog::new(retention),
                 records: Arc::new(NoRecords),
+                seals: Arc::new(
+                    SealBook::new(seal_keep, max_seals, None).expect("no store to read"),
+                ),
             },
         })
     }

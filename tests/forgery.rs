@@ -1,0 +1,206 @@
+//! Forged pushes on captured query strings: a plaintext push's `signature` covers the
+//! token, timestamp and nonce but not the body, so whoever sees one query string (a proxy
+//! log, the handshake, a push in transit) could attach any body to it. Each test performs
+//! the attack and shows it refused — 403, no event — while real pushes are still
+//! delivered, and WeChat's genuine retries still acknowledged once.
+
+mod common;
+
+use std::process::Stdio;
+
+use common::{TOKEN, TestService, config, exactly, now, scan_xml, signed_query, subscribe};
+use tokio::io::AsyncWriteExt;
+use wechat_qr::{config::EncryptMode, pb, secret::Secret};
+
+fn fresh_query() -> String {
+    signed_query(
+        TOKEN,
+        &now().to_string(),
+        &format!("n{}", rand::random::<u64>()),
+    )
+}
+
+#[tokio::test]
+async fn one_captured_query_carries_no_forged_body_and_real_pushes_keep_flowing() {
+    let service = TestService::start().await;
+    let mut everything = subscribe(&service, pb::StreamEventsRequest::default()).await;
+    let captured = fresh_query();
+    let genuine = scan_xml("SCAN", "o-genuine", "1", "T-genuine", now());
+    assert_eq!(
+        service.post(&captured, genuine.clone().into()).await,
+        (200, "success".to_owned())
+    );
+
+    // The attack: 1,000 different bodies on the captured query, among them the scan of
+    // someone else's login code; real pushes with their own queries in between.
+    let mut real = Vec::new();
+    for i in 0..1_000 {
+        let forged = scan_xml(
+            "SCAN",
+            &format!("o-attacker-{i}"),
+            "login-victim",
+            "T-victims-login-code",
+            now(),
+        );
+        let (status, body) = service.post(&captured, forged.into()).await;
+        assert_eq!(status, 403, "forged body {i} refused: {body}");
+        if i % 100 == 0 {
+            let openid = format!("o-real-{i}");
+            let (status, _) = service
+                .post(
+                    &fresh_query(),
+                    scan_xml("SCAN", &openid, "2", "T-real", now()).into(),
+                )
+                .await;
+            assert_eq!(status, 200);
+            real.push(openid);
+        }
+    }
+    // WeChat's retry of the genuine push: the same query, the same body.
+    assert_eq!(
+        service.post(&captured, genuine.into()).await,
+        (200, "success".to_owned())
+    );
+
+    let events = exactly(&mut everything, 1 + real.len()).await;
+    let openids: Vec<&str> = events.iter().map(|e| e.openid.as_str()).collect();
+    assert_eq!(openids[0], "o-genuine");
+    assert_eq!(
+        &openids[1..],
+        real.iter().map(String::as_str).collect::<Vec<_>>()
+    );
+    let refused = service
+        .running()
+        .metrics
+        .webhook_pushes
+        .with_label_values(&["replayed"])
+        .get();
+    assert_eq!(refused, 1_000);
+}
+
+#[tokio::test]
+async fn a_handshake_query_never_carries_a_push() {
+    let service = TestService::start().await;
+    let mut everything = subscribe(&service, pb::StreamEventsRequest::default()).await;
+    let handshake = format!("{}&echostr=hello-echo", fresh_query());
+    let answer = service
+        .http
+        .get(format!("{}?{handshake}", service.webhook_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    assert_eq!(answer.text().await.unwrap(), "hello-echo");
+
+    let forged = scan_xml("SCAN", "o-attacker", "1", "T-victim", now());
+    // The handshake's query as it is, and without its echostr.
+    let (status, _) = service.post(&handshake, forged.clone().into()).await;
+    assert_eq!(status, 403);
+    let without_echo = handshake.replace("&echostr=hello-echo", "");
+    let (status, _) = service.post(&without_echo, forged.into()).await;
+    assert_eq!(status, 403);
+
+    common::push(&service, &scan_xml("SCAN", "o-real", "1", "T", now())).await;
+    let events = exactly(&mut everything, 1).await;
+    assert_eq!(events[0].openid, "o-real");
+}
+
+const KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
+
+/// wechatpy's encryption of `xml` under `timestamp` and `nonce`: (msg_signature, body).
+async fn wechatpy_encrypt(xml: &str, timestamp: &str, nonce: &str) -> (String, String) {
+    let python = std::env::var("WECHAT_QR_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/wechatpy_crypto.py");
+    let app_id = wechat_qr::config::dev::APP_ID;
+    let mut child = tokio::process::Command::new(&python)
+        .args([script, "encrypt", TOKEN, KEY, app_id, nonce, timestamp])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{python} not runnable: {e}; run ./scripts/test"));
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(xml.as_bytes())
+        .await
+        .unwrap();
+    let output = child.wait_with_output().await.unwrap();
+    assert!(
+        output.status.success(),
+        "wechatpy failed: run ./scripts/test"
+    );
+    let sealed: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    (
+        sealed["msg_signature"].as_str().unwrap().to_owned(),
+        format!(
+            "<xml><ToUserName><![CDATA[gh_test]]></ToUserName><Encrypt><![CDATA[{}]]></Encrypt></xml>",
+            sealed["encrypt"].as_str().unwrap()
+        ),
+    )
+}
+
+#[tokio::test]
+async fn in_compatible_mode_an_encrypted_pushs_signature_carries_no_plaintext_forgery() {
+    let mut cfg = config();
+    cfg.encoding_aes_key = Some(Secret::new(KEY));
+    cfg.encrypt_mode = Some(EncryptMode::Compatible);
+    let service = TestService::start_with(cfg).await;
+    let mut everything = subscribe(&service, pb::StreamEventsRequest::default()).await;
+    let (timestamp, nonce) = (now().to_string(), format!("{}", rand::random::<u32>()));
+    let xml = scan_xml("SCAN", "o-encrypted", "1", "T", now());
+    let (msg_signature, body) = wechatpy_encrypt(&xml, &timestamp, &nonce).await;
+    let plain = signed_query(TOKEN, &timestamp, &nonce);
+    let encrypted = format!("{plain}&encrypt_type=aes&msg_signature={msg_signature}");
+    assert_eq!(
+        service.post(&encrypted, body.into()).await,
+        (200, "success".to_owned())
+    );
+
+    // The attack: the encrypted push's `signature`, a plaintext body of one's choosing.
+    let forged = scan_xml("SCAN", "o-attacker", "1", "T-victim", now());
+    let (status, _) = service.post(&plain, forged.into()).await;
+    assert_eq!(status, 403);
+
+    // WeChat re-encrypting its retry under the same timestamp and nonce is no forgery:
+    // msg_signature authenticates the new ciphertext. Acknowledged, logged once.
+    let (msg_signature, body) = wechatpy_encrypt(&xml, &timestamp, &nonce).await;
+    let retry = format!("{plain}&encrypt_type=aes&msg_signature={msg_signature}");
+    assert_eq!(
+        service.post(&retry, body.into()).await,
+        (200, "success".to_owned())
+    );
+    common::push(&service, &scan_xml("SCAN", "o-real", "1", "T", now())).await;
+    let events = exactly(&mut everything, 2).await;
+    assert_eq!(events[0].openid, "o-encrypted");
+    assert_eq!(events[1].openid, "o-real");
+}
+
+#[tokio::test]
+async fn the_memory_of_used_queries_survives_a_restart() {
+    let data = tempfile::tempdir().unwrap();
+    let mut cfg = config();
+    cfg.data_dir = data.path().to_owned();
+    let captured = fresh_query();
+    let genuine = scan_xml("SCAN", "o-before-restart", "1", "T", now());
+    let before = TestService::start_with(cfg.clone()).await;
+    assert_eq!(
+        before.post(&captured, genuine.clone().into()).await,
+        (200, "success".to_owned())
+    );
+    before.stop().await;
+
+    let after = TestService::start_with(cfg).await;
+    let mut everything = subscribe(&after, pb::StreamEventsRequest::default()).await;
+    let forged = scan_xml("SCAN", "o-attacker", "1", "T-victim", now());
+    let (status, _) = after.post(&captured, forged.into()).await;
+    assert_eq!(status, 403, "the query was used before the restart");
+    assert_eq!(
+        after.post(&captured, genuine.into()).await,
+        (200, "success".to_owned()),
+        "WeChat's retry after the restart"
+    );
+    common::push(&after, &scan_xml("SCAN", "o-real", "1", "T", now())).await;
+    let events = exactly(&mut everything, 1).await;
+    assert_eq!(events[0].openid, "o-real", "the retry added nothing");
+}
