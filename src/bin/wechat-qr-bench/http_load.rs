@@ -22,7 +22,7 @@ use hyper::{
 use hyper_util::rt::TokioIo;
 use tokio::{net::TcpStream, task::JoinSet};
 
-use crate::{Result, pushes::Push};
+use crate::{Result, histogram::Histogram, pushes::Push};
 
 /// One keep-alive connection to a webhook.
 pub(crate) struct Connection {
@@ -212,6 +212,19 @@ pub(crate) async fn paced(
     schedule: Schedule,
     connections: usize,
 ) -> Result<Paced> {
+    paced_acks(addr, pushes, schedule, connections, None).await
+}
+
+/// [`paced`], recording into `acks` each push's acknowledgement latency: from when it was
+/// due on the schedule (not when a connection was free to write it, so a webhook slow to
+/// answer counts in full: no coordinated omission) until its `200 success` was read.
+pub(crate) async fn paced_acks(
+    addr: SocketAddr,
+    pushes: Vec<Push>,
+    schedule: Schedule,
+    connections: usize,
+    acks: Option<Arc<Histogram>>,
+) -> Result<Paced> {
     let (done, result) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
         .name("pusher".into())
@@ -221,7 +234,7 @@ pub(crate) async fn paced(
                 .build()
                 .map_err(crate::BoxError::from)
                 .and_then(|runtime| {
-                    runtime.block_on(send_paced(addr, pushes, schedule, connections))
+                    runtime.block_on(send_paced(addr, pushes, schedule, connections, acks))
                 });
             let _ = done.send(sent);
         })?;
@@ -233,6 +246,7 @@ async fn send_paced(
     pushes: Vec<Push>,
     schedule: Schedule,
     connections: usize,
+    acks: Option<Arc<Histogram>>,
 ) -> Result<Paced> {
     let (idle_tx, mut idle) = tokio::sync::mpsc::channel(connections);
     for _ in 0..connections {
@@ -259,9 +273,12 @@ async fn send_paced(
     while let Some(i) = ticks.recv().await {
         let mut connection = idle.recv().await.expect("connections come back");
         max_lag = max_lag.max(Instant::now().saturating_duration_since(schedule.due(i)));
-        let (pushes, idle_tx) = (pushes.clone(), idle_tx.clone());
+        let (pushes, idle_tx, acks) = (pushes.clone(), idle_tx.clone(), acks.clone());
         in_flight.spawn(async move {
             let posted = connection.post(&pushes[i]).await;
+            if let (Ok(()), Some(acks)) = (&posted, &acks) {
+                acks.record(schedule.due(i).elapsed());
+            }
             let _ = idle_tx.send(connection).await;
             posted
         });

@@ -24,6 +24,7 @@ mod latency;
 mod memory;
 mod processes;
 mod pushes;
+mod recovery;
 mod report;
 mod resume;
 mod rpc_load;
@@ -85,16 +86,19 @@ enum Scenario {
     /// CPU per push and bytes per stream with up to 100,000 idle ticket-filtered
     /// waiters; latency to the one a scan matches.
     Waiters,
+    /// Restart after kill -9 on a full retention: time to serve, RSS, disk.
+    Recovery,
 }
 
 impl Scenario {
-    const EACH: [Self; 7] = [
+    const EACH: [Self; 8] = [
         Self::Ingest,
         Self::Latency,
         Self::CreateTicket,
         Self::GetImage,
         Self::Memory,
         Self::Resume,
+        Self::Recovery,
         Self::Waiters,
     ];
 
@@ -108,6 +112,7 @@ impl Scenario {
             Self::Memory => "memory",
             Self::Resume => "resume",
             Self::Waiters => "waiters",
+            Self::Recovery => "recovery",
         }
     }
 }
@@ -235,6 +240,7 @@ async fn run(cli: Cli) -> ExitCode {
             Scenario::Memory => memory::run(&scale).await,
             Scenario::Resume => resume::run(&scale).await,
             Scenario::Waiters => waiters::run(&scale).await,
+            Scenario::Recovery => recovery::run(&scale).await,
         };
         eprintln!(
             "   {} done in {:.1} s",

@@ -72,6 +72,25 @@ impl Process {
         Ok(kib * 1024)
     }
 
+    /// Bytes it has caused to be written to storage (`write_bytes` of `/proc/PID/io`):
+    /// what its fsyncs had to push to the disk.
+    pub(crate) fn written_bytes(&self) -> Result<u64> {
+        let io = std::fs::read_to_string(format!("/proc/{}/io", self.child.id()))?;
+        Ok(io
+            .lines()
+            .find_map(|l| l.strip_prefix("write_bytes:"))
+            .and_then(|v| v.trim().parse().ok())
+            .ok_or("no write_bytes in /proc/PID/io")?)
+    }
+
+    /// `kill -9`: the process dies at once, with no chance to flush or close anything
+    /// (a crash, an OOM kill); returns once it is gone.
+    pub(crate) fn kill9(&mut self) -> Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
+    }
+
     /// CPU time it has used, user and system, all threads: `utime + stime` from
     /// `/proc/PID/stat`, in clock ticks of USER_HZ (100 per second on Linux).
     pub(crate) fn cpu_time(&self) -> Result<Duration> {
@@ -80,9 +99,8 @@ impl Process {
         // are fields 14 and 15, the 12th and 13th after the name.
         let rest = stat.rsplit_once(')').ok_or("malformed /proc/PID/stat")?.1;
         let fields: Vec<&str> = rest.split_whitespace().collect();
-        let ticks = |i: usize| -> Result<u64> {
-            Ok(fields.get(i).ok_or("short /proc/PID/stat")?.parse()?)
-        };
+        let ticks =
+            |i: usize| -> Result<u64> { Ok(fields.get(i).ok_or("short /proc/PID/stat")?.parse()?) };
         Ok(Duration::from_millis((ticks(11)? + ticks(12)?) * 10))
     }
 
@@ -237,8 +255,9 @@ pub(crate) struct Service {
     pub(crate) webhook_addr: SocketAddr,
     /// Its simulator's base URL.
     pub(crate) simulator_url: String,
-    /// Its data directory, removed when the service is.
-    _data: DataDir,
+    /// Its data directory, removed when the service is; `None` for a directory the
+    /// caller owns ([`Service::start_in`]).
+    _data: Option<DataDir>,
 }
 
 /// A fresh data directory under the system's temporary directory, removed on drop (after
@@ -268,18 +287,31 @@ impl Service {
     /// defaults; any `WECHAT_*` variable of the harness's own environment is removed, so
     /// the run does not depend on the shell it was started from.
     pub(crate) async fn start(env: &[(&str, &str)]) -> Result<Self> {
+        let data = DataDir::new()?;
+        let dir = data.0.clone();
+        Self::spawn_in(&dir, env, Some(data)).await
+    }
+
+    /// [`start`](Self::start) on the data directory `dir`, which the caller owns and which
+    /// outlives this service: to restart on the same data.
+    pub(crate) async fn start_in(dir: &Path, env: &[(&str, &str)]) -> Result<Self> {
+        Self::spawn_in(dir, env, None).await
+    }
+
+    async fn spawn_in(dir: &Path, env: &[(&str, &str)], data: Option<DataDir>) -> Result<Self> {
         let mut command = Command::new(service_binary()?);
         for (key, _) in std::env::vars() {
             if key.starts_with("WECHAT_") {
                 command.env_remove(key);
             }
         }
-        let data = DataDir::new()?;
         command
-            .env("WECHAT_QR_DATA_DIR", &data.0)
+            .env("WECHAT_QR_DATA_DIR", dir)
             .env("WECHAT_QR_GRPC_ADDR", "127.0.0.1:0")
             .env("WECHAT_QR_HTTP_ADDR", "127.0.0.1:0")
             .env("WECHAT_QR_SIMULATOR_ADDR", "127.0.0.1:0")
+            // Two services run side by side in some scenarios (ingest, recovery).
+            .env("WECHAT_QR_ADMIN_ADDR", "127.0.0.1:0")
             // The default level, as deployed.
             .env("RUST_LOG", "info")
             .envs(env.iter().copied())

@@ -39,6 +39,10 @@ pub(crate) struct PushFactory {
     signer: Signer,
     /// Distinguishes the OpenIDs of this factory from those of any other in the run.
     id: u32,
+    /// Every `timestamp&nonce` this factory signed: the webhook's replay guard refuses a
+    /// pair seen before with another body, and a random `u32` nonce repeats within one
+    /// second's timestamp once pools of 100,000 pushes are signed in that second.
+    used: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl PushFactory {
@@ -66,6 +70,7 @@ impl PushFactory {
                 account: dev::ACCOUNT.to_owned(),
             },
             id: rand::random(),
+            used: Default::default(),
         }
     }
 
@@ -83,7 +88,17 @@ impl PushFactory {
             new_follower: false,
         };
         let xml = push::scan_xml(dev::ACCOUNT, &scan, push::now_secs());
-        let signed = self.signer.sign(&xml, &scan.openid);
+        let signed = loop {
+            let signed = self.signer.sign(&xml, &scan.openid);
+            if self
+                .used
+                .lock()
+                .expect("nonce set")
+                .insert(timestamp_and_nonce(&signed.query))
+            {
+                break signed;
+            }
+        };
         Push {
             uri: format!("{}?{}", webhook::PATH, signed.query)
                 .parse()
@@ -96,6 +111,16 @@ impl PushFactory {
     pub(crate) fn pool(&self, from: u64, count: u64) -> Vec<Push> {
         (from..from + count).map(|i| self.push(i)).collect()
     }
+}
+
+/// `timestamp=..&nonce=..` of a signed query, as one string.
+fn timestamp_and_nonce(query: &str) -> String {
+    let mut pair: Vec<&str> = query
+        .split('&')
+        .filter(|p| p.starts_with("timestamp=") || p.starts_with("nonce="))
+        .collect();
+    pair.sort_unstable();
+    pair.join("&")
 }
 
 /// The OpenID of the `index`th user of factory `id`.
