@@ -250,8 +250,15 @@ pub async fn start(
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
     };
     // grpcurl releases before 1.8.8 only speak the v1alpha reflection protocol.
-    let reflection_v1 = reflection().build_v1()?;
-    let reflection_v1alpha = reflection().build_v1alpha()?;
+    // Every service refuses requests beyond the configured size, not tonic's 4 MB default.
+    let max_request = settings.messages.max_request_bytes;
+    let health_service = health_service.max_decoding_message_size(max_request);
+    let reflection_v1 = reflection()
+        .build_v1()?
+        .max_decoding_message_size(max_request);
+    let reflection_v1alpha = reflection()
+        .build_v1alpha()?
+        .max_decoding_message_size(max_request);
     // The hub is the one live reader of the log; it drains the log into the streams once
     // the webhook has stopped, so it runs until the server's tasks are done.
     let (subscribers, hub) = Subscribers::start(
@@ -277,7 +284,7 @@ pub async fn start(
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(QrServiceRoutes::new(service))
+        .add_service(QrServiceRoutes::new(service, settings.messages))
         // TCP_NODELAY: small replies must not wait ~40 ms for the peer's delayed ACK
         // (tonic applies its own nodelay default only to listeners it binds itself).
         .serve_with_incoming_shutdown(TcpIncoming::from(grpc_listener).with_nodelay(Some(true)), {

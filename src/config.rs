@@ -52,6 +52,15 @@ pub struct ServeConfig {
         default_value = "127.0.0.1:8081"
     )]
     pub simulator_addr: SocketAddr,
+    /// Let the simulator listen on a non-loopback address, and the webhook take pushes
+    /// signed with the public development token on one. Off: such a start is refused,
+    /// since anyone who can reach them could mint tokens or forge scans.
+    #[arg(
+        long,
+        env = "WECHAT_QR_ALLOW_SIMULATOR_ON_NETWORK",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub allow_simulator_on_network: bool,
     /// The Official Account's AppID.
     #[arg(long, env = "WECHAT_APP_ID")]
     pub app_id: Option<String>,
@@ -144,6 +153,15 @@ pub struct ServeConfig {
     /// Most tries of one upstream call when WeChat is busy or unreachable.
     #[arg(long, env = "WECHAT_QR_UPSTREAM_ATTEMPTS", default_value_t = 3)]
     pub upstream_attempts: u32,
+    /// Largest QR image read from `showqrcode`, in bytes; a longer answer is refused
+    /// without being held in memory. It also sizes the largest gRPC response.
+    #[arg(long, env = "WECHAT_QR_MAX_IMAGE_BYTES", default_value_t = 2 * 1024 * 1024)]
+    pub max_image_bytes: usize,
+    /// Largest gRPC request accepted, in bytes (OUT_OF_RANGE past it): room for a
+    /// StreamEvents filter of a thousand tickets and scenes; the other requests are
+    /// under 1 KiB.
+    #[arg(long, env = "WECHAT_QR_MAX_REQUEST_BYTES", default_value_t = 256 * 1024)]
+    pub max_request_bytes: usize,
     /// Bytes of QR images kept in memory.
     #[arg(long, env = "WECHAT_QR_IMAGE_CACHE_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub image_cache_bytes: u64,
@@ -193,6 +211,33 @@ pub enum TokenSource {
 /// A configuration that cannot work.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// One of the two credentials without the other: neither WeChat nor the simulator
+    /// is what the operator asked for.
+    #[error(
+        "{set} is set but {missing} is not: set both to use WeChat, or neither to run the \
+         embedded simulator"
+    )]
+    MissingCredential {
+        /// The variable that is set.
+        set: &'static str,
+        /// The variable that is missing.
+        missing: &'static str,
+    },
+    /// The simulator, or the webhook with the public development token, on a
+    /// non-loopback address without `--allow-simulator-on-network`.
+    #[error(
+        "{what} would listen on {addr}, which is not a loopback address: with no \
+         WECHAT_APP_ID/WECHAT_APP_SECRET the service runs the embedded simulator, whose \
+         credentials and development token are public. Use a loopback address, configure \
+         real credentials, or set --allow-simulator-on-network \
+         (WECHAT_QR_ALLOW_SIMULATOR_ON_NETWORK=true) if you mean it"
+    )]
+    SimulatorOnNetwork {
+        /// Which listener, by its variable.
+        what: &'static str,
+        /// The address asked for.
+        addr: SocketAddr,
+    },
     /// Credentials are set but the webhook would have nothing to check signatures with.
     #[error("WECHAT_TOKEN is required when WECHAT_APP_ID and WECHAT_APP_SECRET are set")]
     MissingToken,
@@ -235,6 +280,8 @@ pub struct Upstream {
     pub timeout: Duration,
     /// Most tries of one upstream call.
     pub attempts: u32,
+    /// Largest image read from `showqrcode`.
+    pub max_image_bytes: usize,
     /// Bytes of images cached.
     pub image_cache_bytes: u64,
     /// Cache lifetime of images of permanent or unknown tickets.
@@ -319,6 +366,18 @@ pub struct SubscriptionLimits {
     pub max_filter_entry_bytes: usize,
 }
 
+/// Sizes of gRPC messages, so a request cannot take megabytes before it is validated.
+#[derive(Debug, Clone, Copy)]
+pub struct MessageLimits {
+    /// Largest decoded request.
+    pub max_request_bytes: usize,
+    /// Largest encoded response: the largest image and room for the rest of its message.
+    pub max_response_bytes: usize,
+}
+
+/// Room in a GetImage response for what accompanies the image (its URL, content type).
+const RESPONSE_HEADROOM_BYTES: usize = 64 * 1024;
+
 /// Everything [`crate::app::start`] needs, resolved and validated.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -338,12 +397,29 @@ pub struct Settings {
     pub storage: Storage,
     /// Caps on subscriptions.
     pub limits: SubscriptionLimits,
+    /// Caps on gRPC message sizes.
+    pub messages: MessageLimits,
 }
 
 impl ServeConfig {
     /// Validates the settings and decides whether the simulator runs.
     pub fn resolve(&self) -> Result<Settings, ConfigError> {
-        let real_credentials = self.app_id.is_some() && self.app_secret.is_some();
+        let real_credentials = match (&self.app_id, &self.app_secret) {
+            (Some(_), Some(_)) => true,
+            (None, None) => false,
+            (Some(_), None) => {
+                return Err(ConfigError::MissingCredential {
+                    set: "WECHAT_APP_ID",
+                    missing: "WECHAT_APP_SECRET",
+                });
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::MissingCredential {
+                    set: "WECHAT_APP_SECRET",
+                    missing: "WECHAT_APP_ID",
+                });
+            }
+        };
         let token_source = match (self.token_source, &self.token_url) {
             (TokenSourceKind::Stable, _) => TokenSource::Stable,
             (TokenSourceKind::Token, _) => TokenSource::Token,
@@ -368,6 +444,26 @@ impl ServeConfig {
             (None, true) => return Err(ConfigError::MissingToken),
             (None, false) => Secret::new(dev::TOKEN),
         };
+        if !real_credentials && !self.allow_simulator_on_network {
+            // The simulator hands out tokens and pushes scans to anyone who asks; the dev
+            // token is in the README, so a webhook checking it authenticates nobody. An
+            // operator-chosen WECHAT_TOKEN makes the webhook as safe as with WeChat.
+            let public_webhook = self.token.is_none().then_some(self.http_addr);
+            for (what, addr) in [
+                (
+                    "the embedded simulator (WECHAT_QR_SIMULATOR_ADDR)",
+                    Some(self.simulator_addr),
+                ),
+                (
+                    "the webhook with the public development token (WECHAT_QR_HTTP_ADDR)",
+                    public_webhook,
+                ),
+            ] {
+                if let Some(addr) = addr.filter(|a| !a.ip().is_loopback()) {
+                    return Err(ConfigError::SimulatorOnNetwork { what, addr });
+                }
+            }
+        }
         check_token("WECHAT_TOKEN", &token)?;
         let mut tokens = vec![token.clone()];
         if let Some(previous) = &self.previous_token {
@@ -403,10 +499,10 @@ impl ServeConfig {
             .app_id
             .clone()
             .unwrap_or_else(|| dev::APP_ID.to_owned());
-        let app_secret = match (&self.app_secret, real_credentials) {
-            (Some(secret), true) => secret.clone(),
-            _ => Secret::new(dev::APP_SECRET),
-        };
+        let app_secret = self
+            .app_secret
+            .clone()
+            .unwrap_or_else(|| Secret::new(dev::APP_SECRET));
         let simulator = (!real_credentials).then(|| SimulatorSettings {
             addr: self.simulator_addr,
             app_id: app_id.clone(),
@@ -439,6 +535,7 @@ impl ServeConfig {
                 refresh_at: self.token_refresh_at,
                 timeout: Duration::from_millis(self.upstream_timeout_ms.max(1)),
                 attempts: self.upstream_attempts.max(1),
+                max_image_bytes: self.max_image_bytes.max(1),
                 image_cache_bytes: self.image_cache_bytes,
                 image_ttl: Duration::from_secs(self.image_ttl_seconds.max(1)),
                 permanent_store,
@@ -470,6 +567,13 @@ impl ServeConfig {
                 max_streams_per_connection: self.max_streams_per_connection.max(1),
                 max_filter_entries: self.max_filter_entries.max(1),
                 max_filter_entry_bytes: self.max_filter_entry_bytes.max(1),
+            },
+            messages: MessageLimits {
+                max_request_bytes: self.max_request_bytes.max(1),
+                max_response_bytes: self
+                    .max_image_bytes
+                    .max(1)
+                    .saturating_add(RESPONSE_HEADROOM_BYTES),
             },
         })
     }

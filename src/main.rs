@@ -81,13 +81,22 @@ async fn serve(config: ServeConfig) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     tracing::info!(grpc_addr = %running.grpc_addr, "gRPC listening (reflection and health enabled)");
     tracing::info!(webhook_url = %running.webhook_url(), "webhook listening for WeChat pushes");
-    if let Some(sim) = &running.simulator {
-        tracing::info!(
+    // One line that says which WeChat this is; the simulator at WARN, so a production
+    // deployment that lost its credentials is noticed.
+    match &running.simulator {
+        Some(sim) => tracing::warn!(
+            mode = "simulator",
             simulator_url = %format!("http://{}", sim.addr),
-            "no WECHAT_APP_ID/WECHAT_APP_SECRET: running on the embedded WeChat simulator; \
-             simulate a scan with: wechat-qr simulate-scan --simulator http://{} --ticket <TICKET> --openid <OPENID> [--new-follower]",
+            "no WECHAT_APP_ID/WECHAT_APP_SECRET: running on the embedded WeChat simulator, \
+             NOT WeChat (public development credentials); simulate a scan with: \
+             wechat-qr simulate-scan --simulator http://{} --ticket <TICKET> --openid <OPENID> [--new-follower]",
             sim.addr
-        );
+        ),
+        None => tracing::info!(
+            mode = "wechat",
+            app_id = running.client.app_id(),
+            "talking to WeChat for the configured account"
+        ),
     }
     wait_for_signal().await;
     tracing::info!("shutting down: no new pushes, ending streams with their resume cursors");

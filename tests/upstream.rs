@@ -238,18 +238,19 @@ async fn a_failed_token_fetch_is_shared_not_cached_and_retried_by_the_next_call(
 #[tokio::test]
 async fn tokens_are_refreshed_ahead_in_the_background() {
     let mut cfg = config();
-    // Tokens live 2 s; refresh once half-way.
-    cfg.simulator_faults = Some(r#"{"token_ttl_seconds": 2}"#.into());
-    cfg.token_refresh_at = 0.5;
+    // Tokens live 60 s (the shortest lifetime the client accepts); refresh after 1.5% of
+    // it, 0.9 s.
+    cfg.simulator_faults = Some(r#"{"token_ttl_seconds": 60}"#.into());
+    cfg.token_refresh_at = 0.015;
     let service = TestService::start_with(cfg).await;
     let mut client = service.client().await;
     client.create_ticket(temporary(1)).await.unwrap();
     assert_eq!(service.simulator().stats().token_fetches, 1);
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    // Past half its life: this call uses the still-valid token and starts a refresh.
+    // Past the refresh mark: this call uses the still-valid token and starts a refresh.
     set_faults(
         &service,
-        serde_json::json!({ "latency_ms": 300, "token_ttl_seconds": 2 }),
+        serde_json::json!({ "latency_ms": 300, "token_ttl_seconds": 60 }),
     )
     .await;
     let started = Instant::now();

@@ -2,7 +2,8 @@
 //! Upstream errcodes map to codes a caller can act on — quota → RESOURCE_EXHAUSTED,
 //! account configuration or permission → FAILED_PRECONDITION, busy or unreachable →
 //! UNAVAILABLE, the caller's deadline → DEADLINE_EXCEEDED — and every status carries a
-//! `google.rpc.ErrorInfo` (a stable `reason`, plus WeChat's errcode and errmsg) so
+//! `google.rpc.ErrorInfo` (a stable `reason`, plus WeChat's errcode and its errmsg, cut
+//! to [`crate::wechat::MAX_ERRMSG_BYTES`] where the answer is read) so
 //! generated clients in any language can branch on it without parsing messages.
 //! Invalid requests also carry a `google.rpc.BadRequest` naming the field.
 
@@ -84,6 +85,7 @@ fn upstream_code(error: &WeChatError) -> (Code, &'static str) {
         }
         WeChatError::HttpStatus { .. } => (Code::Internal, "WECHAT_HTTP_ERROR"),
         WeChatError::BadResponse { .. } => (Code::Internal, "WECHAT_BAD_RESPONSE"),
+        WeChatError::TooLarge { .. } => (Code::Internal, "WECHAT_ANSWER_TOO_LARGE"),
         WeChatError::DeadlineExceeded { .. } => (Code::DeadlineExceeded, "DEADLINE_EXCEEDED"),
         WeChatError::TicketNotFound => (Code::NotFound, "TICKET_NOT_FOUND"),
     }
@@ -105,6 +107,10 @@ fn upstream_metadata(error: &WeChatError) -> HashMap<String, String> {
         | WeChatError::BadResponse { endpoint, .. }
         | WeChatError::DeadlineExceeded { endpoint } => {
             metadata.insert("endpoint".into(), (*endpoint).into());
+        }
+        WeChatError::TooLarge { endpoint, limit } => {
+            metadata.insert("endpoint".into(), (*endpoint).into());
+            metadata.insert("limit".into(), limit.to_string());
         }
         WeChatError::HttpStatus { endpoint, status } => {
             metadata.insert("endpoint".into(), (*endpoint).into());

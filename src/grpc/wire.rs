@@ -6,7 +6,8 @@
 //! with a codec whose messages are already-encoded [`Bytes`] — each event's
 //! `StreamEventsResponse`, encoded by the first subscriber that sends it and cached in the
 //! [`Delivery`] the fan-out hub gives every live subscriber of that event — and hands every other method to the generated `QrServiceServer`. The bytes
-//! on the wire are exactly what the generated code would send.
+//! on the wire are exactly what the generated code would send, and both paths enforce the
+//! same [`MessageLimits`].
 
 use std::{
     convert::Infallible,
@@ -27,7 +28,7 @@ use tonic::{
 };
 
 use super::{QrService, to_response};
-use crate::{events::Delivery, pb};
+use crate::{config::MessageLimits, events::Delivery, pb};
 
 /// The full gRPC path of StreamEvents.
 const STREAM_EVENTS: &str = "/wechat.qr.v1.QrService/StreamEvents";
@@ -118,14 +119,21 @@ impl ServerStreamingService<pb::StreamEventsRequest> for StreamEventsWire {
 pub struct QrServiceRoutes {
     service: QrService,
     generated: pb::qr_service_server::QrServiceServer<QrService>,
+    /// Applied to the hand-written StreamEvents path as to the generated one: a request
+    /// over the limit is refused (OUT_OF_RANGE) from its length prefix, before its body
+    /// is buffered.
+    limits: MessageLimits,
 }
 
 impl QrServiceRoutes {
-    /// Routes for `service`.
-    pub fn new(service: QrService) -> Self {
+    /// Routes for `service`, refusing messages beyond `limits`.
+    pub fn new(service: QrService, limits: MessageLimits) -> Self {
         Self {
-            generated: pb::qr_service_server::QrServiceServer::new(service.clone()),
+            generated: pb::qr_service_server::QrServiceServer::new(service.clone())
+                .max_decoding_message_size(limits.max_request_bytes)
+                .max_encoding_message_size(limits.max_response_bytes),
             service,
+            limits,
         }
     }
 }
@@ -146,11 +154,11 @@ impl Service<http::Request<Body>> for QrServiceRoutes {
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
         if request.uri().path() == STREAM_EVENTS {
             let service = StreamEventsWire(self.service.clone());
-            Box::pin(async move {
-                Ok(Grpc::new(WireCodec)
-                    .server_streaming(service, request)
-                    .await)
-            })
+            let mut grpc = Grpc::new(WireCodec).apply_max_message_size_config(
+                Some(self.limits.max_request_bytes),
+                Some(self.limits.max_response_bytes),
+            );
+            Box::pin(async move { Ok(grpc.server_streaming(service, request).await) })
         } else {
             self.generated.call(request)
         }

@@ -5,6 +5,12 @@
 /// Errcodes meaning the access_token is invalid or expired: drop it, refetch, retry once.
 pub const TOKEN_ERRCODES: [i64; 3] = [40001, 40014, 42001];
 
+/// Most bytes of WeChat's `errmsg` (or of any detail taken from an answer) kept in an
+/// error. WeChat's own are under 100 bytes; an upstream that answers a megabyte would
+/// otherwise overflow the gRPC status headers and hide the real error behind tonic's
+/// "metadata size exceeds".
+pub const MAX_ERRMSG_BYTES: usize = 256;
+
 /// An upstream failure.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WeChatError {
@@ -49,6 +55,15 @@ pub enum WeChatError {
         endpoint: &'static str,
         /// What was wrong with it.
         detail: String,
+    },
+    /// The answer was longer than its limit; reading stopped there, so a huge answer
+    /// costs no memory.
+    #[error("WeChat {endpoint} answered more than the {limit}-byte limit")]
+    TooLarge {
+        /// Which API answered.
+        endpoint: &'static str,
+        /// The limit, in bytes.
+        limit: usize,
     },
     /// `showqrcode` does not know the ticket (or it expired).
     #[error("ticket not found or expired")]
@@ -95,6 +110,15 @@ impl WeChatError {
         self.errcode().is_some_and(|c| TOKEN_ERRCODES.contains(&c))
     }
 
+    /// A 200 whose body is not what the API documents; `detail` is bounded, since parse
+    /// errors quote the answer.
+    pub(crate) fn bad_response(endpoint: &'static str, detail: impl std::fmt::Display) -> Self {
+        Self::BadResponse {
+            endpoint,
+            detail: truncated(&detail.to_string(), MAX_ERRMSG_BYTES),
+        }
+    }
+
     pub(crate) fn transport(endpoint: &'static str, err: reqwest::Error) -> Self {
         // `without_url`: the URL of qrcode/create carries the access_token.
         let err = err.without_url();
@@ -115,7 +139,32 @@ impl WeChatError {
         Self::Unreachable {
             endpoint,
             kind,
-            detail,
+            detail: truncated(&detail, MAX_ERRMSG_BYTES),
         }
+    }
+}
+
+/// At most `max` bytes of `text`, cut on a character boundary and marked with `…` when cut.
+pub(crate) fn truncated(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::truncated;
+
+    #[test]
+    fn truncation_keeps_short_text_and_cuts_long_text_on_a_char_boundary() {
+        assert_eq!(truncated("ok", 4), "ok");
+        assert_eq!(truncated("abcdef", 4), "abcd…");
+        // "中" is 3 bytes: 4 bytes hold one of them, not one and a third.
+        assert_eq!(truncated("中中中", 4), "中…");
     }
 }

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use url::Url;
 
-pub use error::{TOKEN_ERRCODES, TransportKind, WeChatError};
+pub use error::{MAX_ERRMSG_BYTES, TOKEN_ERRCODES, TransportKind, WeChatError};
 pub use images::{ImageCache, NOT_FOUND_TTL};
 pub use permanent::{KnownTicket, PermanentTickets, StoreError};
 pub use retry::RetryPolicy;
@@ -37,6 +37,11 @@ pub const MAX_EXPIRE_SECONDS: u32 = 2_592_000;
 pub const MAX_PERMANENT_SCENE_ID: u32 = 100_000;
 /// Longest `scene_str`, in characters.
 pub const MAX_SCENE_STR_CHARS: usize = 64;
+/// Longest `Content-Type` of an image accepted from `showqrcode`.
+const MAX_CONTENT_TYPE_BYTES: usize = 128;
+/// Most bytes of a JSON answer read from WeChat or the token service. WeChat's are a few
+/// hundred bytes; reading stops past this, so a gigabyte answer costs 64 KiB.
+pub const MAX_JSON_BYTES: usize = 64 * 1024;
 
 /// The scene a code carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -196,10 +201,16 @@ impl Api {
             },
         )
         .await?;
-        Ok(AccessToken::new(
-            Secret::new(reply.access_token),
-            reply.expires_in,
-        ))
+        let token = AccessToken::new(Secret::new(reply.access_token), reply.expires_in);
+        if token.lifetime.as_secs() != reply.expires_in {
+            tracing::warn!(
+                endpoint,
+                expires_in = reply.expires_in,
+                used = token.lifetime.as_secs(),
+                "token source answered an implausible expires_in; clamped"
+            );
+        }
+        Ok(token)
     }
 
     async fn qrcode_create(
@@ -256,16 +267,14 @@ impl Api {
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
             .to_ascii_lowercase();
-        if !content_type.starts_with("image/") {
-            return Err(WeChatError::BadResponse {
-                endpoint: ENDPOINT,
-                detail: format!("content type {content_type:?} is not an image"),
-            });
+        // A MIME type is a few words; a longer one would only inflate every response.
+        if !content_type.starts_with("image/") || content_type.len() > MAX_CONTENT_TYPE_BYTES {
+            return Err(WeChatError::bad_response(
+                ENDPOINT,
+                format_args!("content type {content_type:?} is not an image"),
+            ));
         }
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| WeChatError::transport(ENDPOINT, e))?;
+        let bytes = read_body(ENDPOINT, response, self.upstream.max_image_bytes).await?;
         Ok(QrImage {
             bytes,
             content_type: if content_type == "image/jpg" {
@@ -475,10 +484,8 @@ impl WeChatClient {
 }
 
 fn parse_url(base: &Url, path: &str, endpoint_name: &'static str) -> Result<Url, WeChatError> {
-    Url::parse(&endpoint(base, path)).map_err(|e| WeChatError::BadResponse {
-        endpoint: endpoint_name,
-        detail: format!("bad base URL: {e}"),
-    })
+    Url::parse(&endpoint(base, path))
+        .map_err(|e| WeChatError::bad_response(endpoint_name, format_args!("bad base URL: {e}")))
 }
 
 /// Reads a WeChat JSON answer: an `errcode` other than 0 is an error, anything else must
@@ -491,32 +498,54 @@ async fn read_json<T: serde::de::DeserializeOwned>(
     if status != 200 {
         return Err(WeChatError::HttpStatus { endpoint, status });
     }
-    let body = response
-        .bytes()
-        .await
-        .map_err(|e| WeChatError::transport(endpoint, e))?;
-    let value: serde_json::Value =
-        serde_json::from_slice(&body).map_err(|e| WeChatError::BadResponse {
-            endpoint,
-            detail: format!("not JSON: {e}"),
-        })?;
+    let body = read_body(endpoint, response, MAX_JSON_BYTES).await?;
+    let value: serde_json::Value = serde_json::from_slice(&body)
+        .map_err(|e| WeChatError::bad_response(endpoint, format_args!("not JSON: {e}")))?;
     let errcode = value.get("errcode").and_then(|c| c.as_i64()).unwrap_or(0);
     if errcode != 0 {
-        let errmsg = value
-            .get("errmsg")
-            .and_then(|m| m.as_str())
-            .unwrap_or_default()
-            .to_owned();
+        let errmsg = error::truncated(
+            value
+                .get("errmsg")
+                .and_then(|m| m.as_str())
+                .unwrap_or_default(),
+            MAX_ERRMSG_BYTES,
+        );
         return Err(WeChatError::Api {
             endpoint,
             errcode,
             errmsg,
         });
     }
-    serde_json::from_value(value).map_err(|e| WeChatError::BadResponse {
-        endpoint,
-        detail: e.to_string(),
-    })
+    serde_json::from_value(value).map_err(|e| WeChatError::bad_response(endpoint, e))
+}
+
+/// The body of `response`, refused as soon as it is known to exceed `limit` bytes — from
+/// its `Content-Length`, or while it streams in — so an answer never takes more memory
+/// than its limit.
+async fn read_body(
+    endpoint: &'static str,
+    mut response: reqwest::Response,
+    limit: usize,
+) -> Result<Bytes, WeChatError> {
+    let too_large = WeChatError::TooLarge { endpoint, limit };
+    if response
+        .content_length()
+        .is_some_and(|length| length > limit as u64)
+    {
+        return Err(too_large);
+    }
+    let mut body = bytes::BytesMut::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| WeChatError::transport(endpoint, e))?
+    {
+        if body.len() + chunk.len() > limit {
+            return Err(too_large);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
 }
 
 /// `base` + `path`, keeping any path prefix `base` has (unlike `Url::join`).

@@ -102,6 +102,7 @@ fn result_label<T>(result: &Result<T, WeChatError>) -> String {
             TransportKind::Broken => "connection_broken".into(),
         },
         Err(WeChatError::BadResponse { .. }) => "bad_response".into(),
+        Err(WeChatError::TooLarge { .. }) => "too_large".into(),
         Err(WeChatError::DeadlineExceeded { .. }) => "deadline".into(),
     }
 }

@@ -10,6 +10,9 @@
 //!   it is still the cached one — a concurrent caller may already have replaced it — and
 //!   the refetch asks for `force_refresh` at most once every 30 s, WeChat's rate limit.
 //! - **Expiry**: a token is never used in the last tenth of its life (at most 5 minutes).
+//! - **Clamped lifetimes**: `expires_in` is taken within [`MIN_LIFETIME`, `MAX_LIFETIME`],
+//!   so a broken token source answering 0 cannot make every call a fetch, nor one
+//!   answering years keep a token cached forever.
 
 use std::{
     sync::{
@@ -27,6 +30,15 @@ use crate::{metrics::Metrics, secret::Secret};
 /// WeChat allows a `force_refresh` of the stable token at most this often.
 pub const FORCE_REFRESH_INTERVAL: Duration = Duration::from_secs(30);
 
+/// Shortest lifetime a token is given, whatever `expires_in` says: with the default
+/// refresh share that is one fetch every 48 s at most, about 1,800 a day, under the
+/// daily quota of `cgi-bin/token` (2,000). A token that really dies sooner is rejected
+/// by WeChat (40001/42001), dropped and refetched.
+pub const MIN_LIFETIME: Duration = Duration::from_secs(60);
+/// Longest lifetime a token is given: WeChat's own, 7,200 s. No source can hand out a
+/// longer-lived token, so anything above is a broken source.
+pub const MAX_LIFETIME: Duration = Duration::from_secs(7200);
+
 /// A token and when it was fetched.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccessToken {
@@ -34,17 +46,18 @@ pub struct AccessToken {
     pub value: Secret,
     /// When it was fetched.
     pub fetched_at: Instant,
-    /// `expires_in` as WeChat gave it.
+    /// `expires_in` as WeChat gave it, clamped to [`MIN_LIFETIME`, `MAX_LIFETIME`].
     pub lifetime: Duration,
 }
 
 impl AccessToken {
-    /// A token WeChat just said lives `expires_in` seconds.
+    /// A token WeChat just said lives `expires_in` seconds, its lifetime clamped to
+    /// [`MIN_LIFETIME`, `MAX_LIFETIME`].
     pub fn new(value: Secret, expires_in: u64) -> Self {
         Self {
             value,
             fetched_at: Instant::now(),
-            lifetime: Duration::from_secs(expires_in),
+            lifetime: Duration::from_secs(expires_in).clamp(MIN_LIFETIME, MAX_LIFETIME),
         }
     }
 
