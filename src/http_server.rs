@@ -1,20 +1,23 @@
-//! The accept loop shared by the webhook and the simulator: HTTP/1.1 on hyper, a header
-//! read timeout against idle or slow clients, and graceful shutdown that stops accepting
-//! and lets in-flight requests finish.
+//! The accept loop shared by the webhook, the admin listener and the simulator: HTTP/1.1
+//! on hyper, a cap on open connections taken before accepting (as mini-redis does), a
+//! header read timeout against idle or slow clients, and graceful shutdown that stops
+//! accepting and lets in-flight requests finish.
 
-use std::{future::Future, time::Duration};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Request, Response, body::Incoming, server::conn::http1, service::service_fn};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpListener;
+use tokio::{net::TcpListener, sync::Semaphore};
 use tokio_util::sync::CancellationToken;
 
 /// How long a client may take to send its request headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long in-flight requests may take to finish after shutdown starts.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections a listener without a configured cap (the simulator) holds open at once.
+pub(crate) const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 
 /// A response with a fully buffered body: every answer here is small.
 pub(crate) type HttpResponse = Response<Full<Bytes>>;
@@ -37,7 +40,7 @@ pub(crate) fn text(status: u16, body: impl Into<Bytes>) -> HttpResponse {
         .expect("static response parts are valid")
 }
 
-/// Serves `handler` on `listener` until `shutdown`, then drains in-flight requests.
+/// Serves `handler` on `listener` with [`DEFAULT_MAX_CONNECTIONS`]; see [`serve_capped`].
 pub(crate) async fn serve<H, F>(
     name: &'static str,
     listener: TcpListener,
@@ -47,8 +50,53 @@ pub(crate) async fn serve<H, F>(
     H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = HandlerResult> + Send + 'static,
 {
+    serve_capped(name, listener, DEFAULT_MAX_CONNECTIONS, handler, shutdown).await;
+}
+
+/// Serves `handler` on `listener` until `shutdown`, then drains in-flight requests.
+///
+/// At most `max_connections` connections are open at once. The permit is taken *before*
+/// `accept`, so past the cap a flood waits in the kernel's listen backlog (then in the
+/// clients' SYN retries) instead of costing a file descriptor each: the process keeps
+/// the descriptors its other listeners, the event log and the upstream client need.
+/// Idle connections give their permit back within [`HEADER_READ_TIMEOUT`].
+pub(crate) async fn serve_capped<H, F>(
+    name: &'static str,
+    listener: TcpListener,
+    max_connections: usize,
+    handler: H,
+    shutdown: CancellationToken,
+) where
+    H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = HandlerResult> + Send + 'static,
+{
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let permits = Arc::new(Semaphore::new(max_connections.max(1)));
+    // Logged once per episode of saturation, not once per waiting connection.
+    let mut saturated = false;
     loop {
+        let permit = match permits.clone().try_acquire_owned() {
+            Ok(permit) => {
+                saturated = false;
+                permit
+            }
+            Err(_) => {
+                if !saturated {
+                    saturated = true;
+                    tracing::warn!(
+                        listener = name,
+                        max_connections,
+                        "connection cap reached: new connections wait until one closes"
+                    );
+                }
+                tokio::select! {
+                    permit = permits.clone().acquire_owned() => {
+                        permit.expect("the semaphore is never closed")
+                    }
+                    () = shutdown.cancelled() => break,
+                }
+            }
+        };
         let (stream, _peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -77,6 +125,7 @@ pub(crate) async fn serve<H, F>(
             if let Err(e) = connection.await {
                 tracing::debug!(listener = name, error = %e, "connection ended with an error");
             }
+            drop(permit);
         });
     }
     drop(listener);

@@ -25,11 +25,13 @@
 //!                                                     ├─ wechat::ImageCache, wechat::PermanentTickets
 //! ```
 //!
-//! [`app::start`] wires it together: it binds the gRPC and webhook listeners (and, when no
-//! WeChat credentials are configured, the [`simulator`]), and stops everything on one
-//! [`tokio_util::sync::CancellationToken`] — the webhook first, then the streams.
-//! [`metrics`] and [`logging`] are what operators see.
+//! [`app::start`] wires it together: it binds the gRPC, webhook and admin listeners (and,
+//! when no WeChat credentials are configured, the [`simulator`]), and stops everything on
+//! one [`tokio_util::sync::CancellationToken`] — the webhook first, then the streams.
+//! [`metrics`] (served by the admin listener, apart from the webhook) and [`logging`] are
+//! what operators see.
 
+mod admin;
 pub mod app;
 pub mod config;
 pub mod events;

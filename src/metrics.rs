@@ -1,4 +1,4 @@
-//! Prometheus metrics, served as text at `/metrics` on the webhook listener. One registry
+//! Prometheus metrics, served as text at `/metrics` on the admin listener. One registry
 //! per service instance (not a process-global recorder), so every running service —
 //! several in one test process — reports only its own numbers.
 
@@ -18,8 +18,10 @@ pub struct Metrics {
     /// gRPC call latency by method and status code (for StreamEvents: until the stream
     /// is set up).
     pub grpc_latency: HistogramVec,
-    /// Webhook requests by outcome.
+    /// Webhook POSTs (pushes) by outcome.
     pub webhook_pushes: IntCounterVec,
+    /// Webhook GETs (WeChat's server-URL handshake) by outcome: `accepted` or a refusal.
+    pub webhook_handshakes: IntCounterVec,
     /// Events appended to the log (after de-duplication).
     pub events_emitted: IntCounter,
     /// Events delivered to subscribers.
@@ -111,7 +113,12 @@ impl Metrics {
             grpc_latency,
             webhook_pushes: counter_vec(
                 "webhook_pushes_total",
-                "webhook requests by outcome",
+                "webhook pushes (POST) by outcome",
+                &["outcome"],
+            ),
+            webhook_handshakes: counter_vec(
+                "webhook_handshakes_total",
+                "webhook handshakes (GET with echostr) by outcome",
                 &["outcome"],
             ),
             events_emitted: counter("events_emitted_total", "events appended to the event log"),

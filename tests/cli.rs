@@ -141,6 +141,7 @@ async fn the_binary_runs_on_the_simulator_with_no_configuration_and_stops_on_sig
         .current_dir(cwd.path())
         .env("WECHAT_QR_GRPC_ADDR", "127.0.0.1:0")
         .env("WECHAT_QR_HTTP_ADDR", "127.0.0.1:0")
+        .env("WECHAT_QR_ADMIN_ADDR", "127.0.0.1:0")
         .env("WECHAT_QR_SIMULATOR_ADDR", "127.0.0.1:0")
         .stdout(Stdio::piped())
         .kill_on_drop(true)

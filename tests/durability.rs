@@ -45,9 +45,9 @@ impl Binary {
             .unwrap();
         let log = Arc::new(Mutex::new(String::new()));
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let (mut grpc_addr, mut webhook_url) = (None, None);
+        let (mut grpc_addr, mut webhook_url, mut admin_url) = (None, None, None);
         let deadline = Instant::now() + Duration::from_secs(30);
-        while grpc_addr.is_none() || webhook_url.is_none() {
+        while grpc_addr.is_none() || webhook_url.is_none() || admin_url.is_none() {
             let line = tokio::time::timeout_at(deadline.into(), lines.next_line())
                 .await
                 .unwrap_or_else(|_| panic!("addresses not logged:\n{}", log.lock().unwrap()))
@@ -60,10 +60,9 @@ impl Binary {
             };
             grpc_addr = grpc_addr.or_else(|| value("grpc_addr"));
             webhook_url = webhook_url.or_else(|| value("webhook_url"));
+            admin_url = admin_url.or_else(|| value("admin_url"));
             log.lock().unwrap().push_str(&(line + "\n"));
         }
-        let webhook_url = webhook_url.unwrap();
-        let admin_url = webhook_url.trim_end_matches("/wechat").to_owned();
         let drained = log.clone();
         tokio::spawn(async move {
             while let Ok(Some(line)) = lines.next_line().await {
@@ -73,8 +72,8 @@ impl Binary {
         Self {
             child,
             grpc_addr: grpc_addr.unwrap(),
-            webhook_url,
-            admin_url,
+            webhook_url: webhook_url.unwrap(),
+            admin_url: admin_url.unwrap(),
             log,
         }
     }
@@ -167,6 +166,7 @@ fn command(data_dir: &Path, env: &[(&str, &str)]) -> tokio::process::Command {
     command
         .env("WECHAT_QR_GRPC_ADDR", "127.0.0.1:0")
         .env("WECHAT_QR_HTTP_ADDR", "127.0.0.1:0")
+        .env("WECHAT_QR_ADMIN_ADDR", "127.0.0.1:0")
         .env("WECHAT_QR_SIMULATOR_ADDR", "127.0.0.1:0")
         .env("WECHAT_QR_DATA_DIR", data_dir)
         .envs(env.iter().copied())

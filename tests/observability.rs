@@ -16,7 +16,7 @@ use wechat_qr::{
 
 /// Scrapes `/metrics` into `name{labels} -> value`.
 async fn scrape(service: &TestService) -> HashMap<String, f64> {
-    let url = format!("http://{}/metrics", service.running().http_addr);
+    let url = format!("{}/metrics", service.admin_url);
     let response = service.http.get(url).send().await.unwrap();
     assert_eq!(response.status(), 200);
     assert!(
@@ -226,6 +226,7 @@ async fn json_logs_carry_request_ids_and_never_a_secret() {
         .env("RUST_LOG", "debug")
         .env("WECHAT_QR_GRPC_ADDR", "127.0.0.1:0")
         .env("WECHAT_QR_HTTP_ADDR", "127.0.0.1:0")
+        .env("WECHAT_QR_ADMIN_ADDR", "127.0.0.1:0")
         .env("WECHAT_APP_ID", dev::APP_ID)
         .env("WECHAT_APP_SECRET", dev::APP_SECRET)
         .env("WECHAT_TOKEN", webhook_token)

@@ -15,21 +15,25 @@ use std::{
 };
 
 use bytes::Bytes;
-use http_body_util::Full;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use hyper::{Method, Request, Response, body::Incoming};
+use hyper::{Method, Request, body::Incoming};
 use tracing::Instrument;
 
 use crate::{
     config::{EncryptMode, WebhookSettings},
     events::{Appended, EventLog, LogError},
     http_server::{HttpResponse, text},
+    logging::LogBudget,
     metrics::Metrics,
 };
 use push::{DecodeError, Push};
 
 /// The path WeChat pushes to.
 pub const PATH: &str = "/wechat";
+
+/// Refused requests logged per second; the rest are counted in one summary line a second
+/// (and every one in `webhook_pushes_total` / `webhook_handshakes_total`).
+pub const REFUSALS_LOGGED_PER_SECOND: u32 = 5;
 
 /// Why a request was refused. Each maps to one HTTP status in [`PushError::status`].
 #[derive(Debug, thiserror::Error)]
@@ -143,6 +147,8 @@ pub struct Webhook {
     settings: WebhookSettings,
     log: Arc<dyn EventLog>,
     metrics: Arc<Metrics>,
+    /// Paces the log lines of refused requests (see [`REFUSALS_LOGGED_PER_SECOND`]).
+    refusals_logged: Arc<LogBudget>,
 }
 
 impl Webhook {
@@ -156,47 +162,59 @@ impl Webhook {
             settings,
             log,
             metrics,
+            refusals_logged: LogBudget::new("webhook request refused", REFUSALS_LOGGED_PER_SECOND),
         })
     }
 
-    /// Routes one HTTP request: `/wechat`, `/metrics`, `/healthz`.
+    /// Routes one HTTP request. Only `/wechat` exists here (404 elsewhere): this listener
+    /// faces the internet, so metrics and health live on the admin listener.
     pub async fn handle(self: Arc<Self>, request: Request<Incoming>) -> HttpResponse {
-        match (request.method(), request.uri().path()) {
-            (&Method::GET, "/healthz") => return text(200, "ok"),
-            (&Method::GET, "/metrics") => return metrics_response(self.metrics.render()),
-            (_, PATH) => {}
-            _ => return text(404, "not found"),
+        if request.uri().path() != PATH {
+            return text(404, "not found");
         }
+        if !matches!(*request.method(), Method::GET | Method::POST) {
+            return text(405, "method not allowed");
+        }
+        // Validated to a plain id (or replaced), so it cannot pose as extra fields.
         let request_id = crate::logging::request_id(
             request
                 .headers()
                 .get("x-request-id")
                 .and_then(|v| v.to_str().ok()),
         );
-        let span = tracing::info_span!("push", %request_id, method = %request.method());
+        let span = tracing::info_span!("push", %request_id, method = request.method().as_str());
         async move {
-            let (outcome, result) = match *request.method() {
-                Method::GET => match self.handshake(request.uri().query()) {
-                    Ok(echo) => ("handshake", Ok(echo)),
-                    Err(e) => (e.outcome(), Err(e)),
-                },
-                Method::POST => match self.push(request).await {
-                    Ok(outcome) => (outcome.label(), Ok(Bytes::from_static(b"success"))),
-                    Err(e) => (e.outcome(), Err(e)),
-                },
-                _ => return text(405, "method not allowed"),
+            // Handshakes and pushes are counted apart, so the push counter counts pushes.
+            let (counter, outcome, result) = if request.method() == Method::GET {
+                let counter = &self.metrics.webhook_handshakes;
+                match self.handshake(request.uri().query()) {
+                    Ok(echo) => (counter, "accepted", Ok(echo)),
+                    Err(e) => (counter, e.outcome(), Err(e)),
+                }
+            } else {
+                let counter = &self.metrics.webhook_pushes;
+                match self.push(request).await {
+                    Ok(outcome) => (counter, outcome.label(), Ok(Bytes::from_static(b"success"))),
+                    Err(e) => (counter, e.outcome(), Err(e)),
+                }
             };
-            self.metrics
-                .webhook_pushes
-                .with_label_values(&[outcome])
-                .inc();
+            counter.with_label_values(&[outcome]).inc();
             match result {
                 Ok(body) => {
                     tracing::debug!(outcome, "push answered");
                     text(200, body)
                 }
                 Err(error) => {
-                    tracing::info!(%error, outcome, "webhook request refused");
+                    // Anyone can cause these: every one is counted, only a few a second
+                    // are written. The message is a quoted value, never raw text, as
+                    // decode errors may quote the sender's input.
+                    if self.refusals_logged.admit() {
+                        tracing::info!(
+                            error = error.to_string().as_str(),
+                            outcome,
+                            "webhook request refused"
+                        );
+                    }
                     text(error.status(), error.to_string())
                 }
             }
@@ -335,14 +353,6 @@ impl Webhook {
             Ok(Ok(collected)) => Ok(collected.to_bytes()),
         }
     }
-}
-
-fn metrics_response(body: String) -> HttpResponse {
-    Response::builder()
-        .status(200)
-        .header("content-type", "text/plain; version=0.0.4; charset=utf-8")
-        .body(Full::new(Bytes::from(body)))
-        .expect("static response parts are valid")
 }
 
 /// The query string, with each parameter allowed at most once.

@@ -1,7 +1,9 @@
 //! Decoding one push body (WeChat's XML) into an [`events::Event`](crate::events::Event),
 //! or into the reason it is not one. Hostile input is stopped here: bodies that are not
-//! UTF-8, carry a DOCTYPE (entity expansion), nest deeper than any WeChat push, or miss a
-//! field an event needs are errors; messages that are not scan events are `Ignored`.
+//! UTF-8, carry a DOCTYPE (entity expansion), nest deeper than any WeChat push, miss a
+//! field an event needs, hold a field longer (in bytes) than WeChat ever sends, or a
+//! control character in a field that names something are errors; messages that are not
+//! scan events are `Ignored`.
 
 use std::time::SystemTime;
 
@@ -34,13 +36,20 @@ pub enum DecodeError {
     /// `CreateTime` is not a number of seconds.
     #[error("CreateTime is not a Unix timestamp")]
     BadCreateTime,
-    /// A field far longer than WeChat ever sends (a huge CDATA, say).
-    #[error("field {0} longer than {1} characters")]
+    /// A field far longer than WeChat ever sends (a huge CDATA, say), in UTF-8 bytes.
+    #[error("field {0} longer than {1} bytes")]
     FieldTooLong(&'static str, usize),
+    /// A control character, raw or as a character reference (`&#0;`, `&#x1b;` decode to
+    /// one): openids, scenes and tickets are printable, and a control character in them
+    /// could only confuse logs, terminals and the systems subscribers feed.
+    #[error("field {0} contains a control character")]
+    ControlCharacter(&'static str),
 }
 
-/// Longest value accepted per field: generous multiples of what WeChat sends, so an
-/// absurd value is refused instead of being stored and streamed to every subscriber.
+/// Longest value accepted per field, in UTF-8 bytes: generous multiples of what WeChat
+/// sends, so an absurd value is refused instead of being stored and streamed to every
+/// subscriber. Bytes, not characters: bytes are what an event costs in memory and on
+/// disk, and a limit in characters lets 4-byte characters take four times as much.
 const FIELD_LIMITS: [(&str, usize); 6] = [
     ("ToUserName", 64),
     ("FromUserName", 128),
@@ -164,8 +173,12 @@ fn check_lengths(xml: &PushXml) -> Result<(), DecodeError> {
         &xml.ticket,
     ];
     for ((name, limit), value) in FIELD_LIMITS.iter().zip(values) {
-        if value.as_ref().is_some_and(|v| v.chars().count() > *limit) {
+        let Some(value) = value else { continue };
+        if value.len() > *limit {
             return Err(DecodeError::FieldTooLong(name, *limit));
+        }
+        if value.chars().any(char::is_control) {
+            return Err(DecodeError::ControlCharacter(name));
         }
     }
     Ok(())
@@ -230,6 +243,61 @@ mod tests {
             (EventKind::Subscribe, "42")
         );
         assert!(event.new_follower);
+    }
+
+    fn scan_with(openid: &str, scene: &str, ticket: &str) -> String {
+        format!(
+            "<xml><ToUserName>gh_a</ToUserName><FromUserName>{openid}</FromUserName>\
+             <CreateTime>123</CreateTime><MsgType>event</MsgType><Event>SCAN</Event>\
+             <EventKey>{scene}</EventKey><Ticket>{ticket}</Ticket></xml>"
+        )
+    }
+
+    #[test]
+    fn limits_count_bytes_not_characters() {
+        // 32 four-byte characters: 32 characters, 128 bytes, FromUserName's limit.
+        let at_limit = "\u{1D54F}".repeat(32);
+        assert!(decode(&scan_with(&at_limit, "1", "T")).is_ok());
+        let over = format!("{at_limit}a");
+        assert_eq!(
+            decode(&scan_with(&over, "1", "T")),
+            Err(DecodeError::FieldTooLong("FromUserName", 128))
+        );
+        assert_eq!(
+            DecodeError::FieldTooLong("Ticket", 1024).to_string(),
+            "field Ticket longer than 1024 bytes"
+        );
+    }
+
+    #[test]
+    fn control_characters_are_refused_raw_or_as_references() {
+        // quick-xml itself refuses `&#0;` (not a legal XML character); the other control
+        // characters are legal XML and are refused here.
+        let refused = |result: Result<Push, DecodeError>, field: &'static str| match result {
+            Err(DecodeError::ControlCharacter(name)) => name == field,
+            Err(DecodeError::Malformed(message)) => message.contains("not permitted"),
+            _ => false,
+        };
+        for bad in [
+            "o&#0;x",
+            "o&#x1b;[2J",
+            "o&#10;x",
+            "o&#x7f;",
+            "o&#x85;",
+            "o\u{7}x",
+        ] {
+            let openid = decode(&scan_with(bad, "1", "T"));
+            assert!(refused(openid, "FromUserName"), "openid {bad:?}");
+            let scene = decode(&scan_with("o", bad, "T"));
+            assert!(refused(scene, "EventKey"), "scene {bad:?}");
+            let ticket = decode(&scan_with("o", "1", bad));
+            assert!(refused(ticket, "Ticket"), "ticket {bad:?}");
+        }
+        assert_eq!(
+            decode(&scan_with("o&#x1b;[2J", "1", "T")),
+            Err(DecodeError::ControlCharacter("FromUserName"))
+        );
+        assert!(decode(&scan_with("o-Ünï_cödé", "scène 1", "T")).is_ok());
     }
 
     #[test]
