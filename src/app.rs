@@ -82,6 +82,8 @@ pub struct Running {
     pub grpc_addr: SocketAddr,
     /// The bound webhook address.
     pub http_addr: SocketAddr,
+    /// The bound admin address (`/metrics`, `/healthz`).
+    pub admin_addr: SocketAddr,
     /// The simulator, when no credentials are configured.
     pub simulator: Option<RunningSimulator>,
     /// The upstream client (its token cache counts fetches).
@@ -99,6 +101,11 @@ impl Running {
     /// The webhook's URL.
     pub fn webhook_url(&self) -> String {
         format!("http://{}{}", self.http_addr, webhook::PATH)
+    }
+
+    /// The admin listener's base URL (`/metrics` and `/healthz` below it).
+    pub fn admin_url(&self) -> String {
+        format!("http://{}", self.admin_addr)
     }
 
     /// Waits until every listener has stopped (after the shutdown token is cancelled).
@@ -183,6 +190,8 @@ pub async fn start(
     let http_addr = local_addr(&http_listener);
     let grpc_listener = bind("gRPC", settings.grpc_addr).await?;
     let grpc_addr = local_addr(&grpc_listener);
+    let admin_listener = bind("the admin endpoints", settings.admin_addr).await?;
+    let admin_addr = local_addr(&admin_listener);
 
     let metrics = Arc::new(Metrics::new());
     let backend = Backend::open(
@@ -220,9 +229,10 @@ pub async fn start(
     let streams_shutdown = CancellationToken::new();
     {
         let webhook = webhook.clone();
-        let serve_webhook = crate::http_server::serve(
+        let serve_webhook = crate::http_server::serve_capped(
             "webhook",
             http_listener,
+            settings.webhook.max_connections,
             move |request| {
                 let webhook = webhook.clone();
                 async move { Ok(webhook.handle(request).await) }
@@ -235,6 +245,12 @@ pub async fn start(
             streams_shutdown.cancel();
         });
     }
+
+    tasks.spawn(crate::admin::serve(
+        admin_listener,
+        metrics.clone(),
+        shutdown.clone(),
+    ));
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<QrServiceServer<QrService>>().await;
@@ -316,6 +332,7 @@ pub async fn start(
     Ok(Running {
         grpc_addr,
         http_addr,
+        admin_addr,
         simulator,
         client,
         log,

@@ -45,6 +45,18 @@ pub struct ServeConfig {
     /// Address of the HTTP listener that receives WeChat's pushes at `/wechat`.
     #[arg(long, env = "WECHAT_QR_HTTP_ADDR", default_value = "127.0.0.1:8080")]
     pub http_addr: SocketAddr,
+    /// Address of the admin listener (`/metrics`, `/healthz`), kept off the webhook
+    /// listener that faces the internet.
+    #[arg(long, env = "WECHAT_QR_ADMIN_ADDR", default_value = "127.0.0.1:9090")]
+    pub admin_addr: SocketAddr,
+    /// Most webhook connections open at once; past it, new ones wait in the kernel's
+    /// backlog instead of taking a file descriptor each.
+    #[arg(
+        long,
+        env = "WECHAT_QR_MAX_WEBHOOK_CONNECTIONS",
+        default_value_t = 1024
+    )]
+    pub max_webhook_connections: usize,
     /// Address of the embedded simulator (only when no credentials are configured).
     #[arg(
         long,
@@ -307,6 +319,8 @@ pub struct WebhookSettings {
     pub max_body_bytes: usize,
     /// Deadline for receiving a whole body.
     pub body_read_timeout: Duration,
+    /// Connections open at once on the webhook listener.
+    pub max_connections: usize,
 }
 
 /// The simulator's account, when it runs.
@@ -385,6 +399,8 @@ pub struct Settings {
     pub grpc_addr: SocketAddr,
     /// Webhook listener address.
     pub http_addr: SocketAddr,
+    /// Admin listener address (`/metrics`, `/healthz`).
+    pub admin_addr: SocketAddr,
     /// The upstream account. When the simulator runs, its bases are filled in at start.
     pub upstream: Upstream,
     /// Webhook verification.
@@ -520,6 +536,7 @@ impl ServeConfig {
         Ok(Settings {
             grpc_addr: self.grpc_addr,
             http_addr: self.http_addr,
+            admin_addr: self.admin_addr,
             upstream: Upstream {
                 api_base: self
                     .api_base
@@ -549,6 +566,7 @@ impl ServeConfig {
                     .then(|| Duration::from_secs(self.replay_window_seconds)),
                 max_body_bytes: self.max_push_bytes,
                 body_read_timeout: Duration::from_millis(self.push_read_timeout_ms),
+                max_connections: self.max_webhook_connections.max(1),
             },
             simulator,
             retention: Retention {

@@ -81,6 +81,7 @@ async fn serve(config: ServeConfig) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     tracing::info!(grpc_addr = %running.grpc_addr, "gRPC listening (reflection and health enabled)");
     tracing::info!(webhook_url = %running.webhook_url(), "webhook listening for WeChat pushes");
+    tracing::info!(admin_url = %running.admin_url(), "admin listening: /metrics, /healthz");
     // One line that says which WeChat this is; the simulator at WARN, so a production
     // deployment that lost its credentials is noticed.
     match &running.simulator {

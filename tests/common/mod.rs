@@ -24,6 +24,8 @@ pub fn config() -> ServeConfig {
     ServeConfig {
         grpc_addr: "127.0.0.1:0".parse().unwrap(),
         http_addr: "127.0.0.1:0".parse().unwrap(),
+        admin_addr: "127.0.0.1:0".parse().unwrap(),
+        max_webhook_connections: 1024,
         simulator_addr: "127.0.0.1:0".parse().unwrap(),
         allow_simulator_on_network: false,
         app_id: None,
@@ -68,6 +70,8 @@ pub struct TestService {
     pub running: Option<Running>,
     pub grpc_addr: std::net::SocketAddr,
     pub webhook_url: String,
+    /// The admin listener's base URL (`/metrics`, `/healthz`).
+    pub admin_url: String,
     pub shutdown: CancellationToken,
     pub http: reqwest::Client,
     /// The server's own data directory, removed when the test ends (unless the test
@@ -96,6 +100,7 @@ impl TestService {
         Self {
             grpc_addr: running.grpc_addr,
             webhook_url: running.webhook_url(),
+            admin_url: running.admin_url(),
             running: Some(running),
             shutdown,
             http: reqwest::Client::builder().no_proxy().build().unwrap(),
