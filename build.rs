@@ -16,7 +16,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .bytes(".")
         .file_descriptor_set_path(out_dir.join("wechat_qr_descriptor.bin"))
         .compile_protos(
-            &[PathBuf::from("proto/wechat/qr/v1/qr_service.proto")],
+            &[
+                PathBuf::from("proto/wechat/qr/v1/qr_service.proto"),
+                PathBuf::from("proto/wechat/qr/v1/channel_stats.proto"),
+            ],
             &[PathBuf::from("proto"), include],
         )?;
     println!("cargo:rerun-if-changed=proto");
