@@ -198,9 +198,16 @@ pub async fn start(
         &settings.storage,
         &settings.upstream.app_id,
         settings.retention,
+        settings.webhook.seal_keep(),
+        webhook::MAX_SEALS,
     )?;
     let log = backend.log.clone();
-    let webhook = Webhook::new(settings.webhook.clone(), log.clone(), metrics.clone());
+    let webhook = Webhook::new(
+        settings.webhook.clone(),
+        log.clone(),
+        backend.seals.clone(),
+        metrics.clone(),
+    );
     let permanent = PermanentTickets::open(
         backend.records.clone(),
         settings.upstream.permanent_store.as_deref(),

@@ -323,6 +323,15 @@ pub struct WebhookSettings {
     pub max_connections: usize,
 }
 
+impl WebhookSettings {
+    /// How long the replay guard remembers an accepted `(timestamp, nonce)`: as long as
+    /// the replay window lets that query through (five minutes when the window is off,
+    /// so the memory stays bounded).
+    pub fn seal_keep(&self) -> Duration {
+        self.replay_window.unwrap_or(Duration::from_secs(300))
+    }
+}
+
 /// The simulator's account, when it runs.
 #[derive(Debug, Clone)]
 pub struct SimulatorSettings {

@@ -88,6 +88,8 @@ async fn metrics_move_exactly_with_traffic() {
         "<xml><ToUserName>gh</ToUserName><FromUserName>o</FromUserName><CreateTime>{t}</CreateTime><MsgType>text</MsgType></xml>"
     );
     let good = signed_query(TOKEN, &t.to_string(), "n");
+    // Each other body under a nonce of its own, as WeChat sends them.
+    let good_with = |nonce: &str| signed_query(TOKEN, &t.to_string(), nonce);
     let pushes: Vec<(String, Vec<u8>)> = vec![
         (good.clone(), xml.clone().into()),
         (good.clone(), xml.clone().into()),
@@ -95,9 +97,9 @@ async fn metrics_move_exactly_with_traffic() {
             signed_query("wrong-token", &t.to_string(), "n"),
             xml.clone().into(),
         ),
-        (good.clone(), b"<xml><oops".to_vec()),
-        (good.clone(), vec![b'x'; 70_000]),
-        (good.clone(), text.into()),
+        (good_with("n2"), b"<xml><oops".to_vec()),
+        (good_with("n3"), vec![b'x'; 70_000]),
+        (good_with("n4"), text.into()),
     ];
     for (query, body) in pushes {
         service.post(&query, body).await;

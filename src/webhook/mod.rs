@@ -21,15 +21,21 @@ use tracing::Instrument;
 
 use crate::{
     config::{EncryptMode, WebhookSettings},
-    events::{Appended, EventLog, LogError},
+    events::{Appended, EventLog, LogError, Seal, SealBook, SealCheck, SealKind, Sealed},
     http_server::{HttpResponse, text},
     logging::LogBudget,
     metrics::Metrics,
 };
 use push::{DecodeError, Push};
+use sha2::{Digest, Sha256};
 
 /// The path WeChat pushes to.
 pub const PATH: &str = "/wechat";
+
+/// Most `(timestamp, nonce)` seals the replay guard holds: 2,000 pushes a second for a
+/// five-minute window is 600,000. Past it, pushes are answered 503 (WeChat retries) until
+/// old seals leave the window.
+pub const MAX_SEALS: usize = 1_000_000;
 
 /// Refused requests logged per second; the rest are counted in one summary line a second
 /// (and every one in `webhook_pushes_total` / `webhook_handshakes_total`).
@@ -71,6 +77,16 @@ pub enum PushError {
     /// The connection failed while reading the body.
     #[error("body could not be read")]
     BodyRead,
+    /// This `(timestamp, nonce)` was already accepted with another body (or on a
+    /// handshake): a captured query string carrying a forged body.
+    #[error("timestamp and nonce already used with another body")]
+    ReusedNonce,
+    /// A POST carrying a handshake's `echostr`: a handshake query is never a push's.
+    #[error("a handshake query is not accepted for a push")]
+    HandshakeQuery,
+    /// The replay guard's memory is full of seals still inside the window; WeChat retries.
+    #[error("too many pushes within the replay window")]
+    SealsFull,
     /// The XML is not a push.
     #[error("bad push: {0}")]
     Decode(#[from] DecodeError),
@@ -117,6 +133,8 @@ impl PushError {
                 "wrong_mode"
             }
             Self::MissingParam(_) | Self::RepeatedParam(_) | Self::BadTimestamp => "bad_query",
+            Self::ReusedNonce | Self::HandshakeQuery => "replayed",
+            Self::SealsFull => "seals_full",
             Self::Log(_) => "log_unavailable",
         }
     }
@@ -124,7 +142,12 @@ impl PushError {
     /// The HTTP status answered.
     pub fn status(&self) -> u16 {
         match self {
-            Self::BadSignature | Self::StaleTimestamp | Self::PlaintextRefused => 403,
+            Self::BadSignature
+            | Self::StaleTimestamp
+            | Self::PlaintextRefused
+            | Self::ReusedNonce
+            | Self::HandshakeQuery => 403,
+            Self::SealsFull => 503,
             Self::Decrypt(crypto::CryptoError::AppId) => 403,
             Self::TooLarge(_) => 413,
             Self::BodyTimeout => 408,
@@ -146,6 +169,8 @@ impl PushError {
 pub struct Webhook {
     settings: WebhookSettings,
     log: Arc<dyn EventLog>,
+    /// Every `(timestamp, nonce)` accepted within the replay window, with its body's digest.
+    seals: Arc<SealBook>,
     metrics: Arc<Metrics>,
     /// Paces the log lines of refused requests (see [`REFUSALS_LOGGED_PER_SECOND`]).
     refusals_logged: Arc<LogBudget>,
@@ -156,11 +181,13 @@ impl Webhook {
     pub fn new(
         settings: WebhookSettings,
         log: Arc<dyn EventLog>,
+        seals: Arc<SealBook>,
         metrics: Arc<Metrics>,
     ) -> Arc<Self> {
         Arc::new(Self {
             settings,
             log,
+            seals,
             metrics,
             refusals_logged: LogBudget::new("webhook request refused", REFUSALS_LOGGED_PER_SECOND),
         })
@@ -232,7 +259,32 @@ impl Webhook {
         let echostr = query.required("echostr")?;
         self.check_timestamp(&timestamp)?;
         self.check_signature(&timestamp, &nonce, &signature)?;
+        // Remembered, so this query can never carry a push afterwards.
+        self.seal(&timestamp, &nonce, echostr.as_bytes(), SealKind::Handshake)?;
         Ok(Bytes::from(echostr.into_owned()))
+    }
+
+    /// Checks the `(timestamp, nonce)` of a request whose signature holds against those
+    /// already accepted, and remembers it: the same body again is WeChat's retry, another
+    /// body a forgery on a captured query string.
+    fn seal(
+        &self,
+        timestamp: &str,
+        nonce: &str,
+        body: &[u8],
+        kind: SealKind,
+    ) -> Result<Sealed, PushError> {
+        let sealed = self.seals.check(Seal {
+            timestamp: timestamp.parse().map_err(|_| PushError::BadTimestamp)?,
+            nonce: nonce.to_owned(),
+            digest: Sha256::digest(body).into(),
+            kind,
+        });
+        match sealed.check {
+            SealCheck::Fresh | SealCheck::Retry => Ok(sealed),
+            SealCheck::Reused => Err(PushError::ReusedNonce),
+            SealCheck::Full => Err(PushError::SealsFull),
+        }
     }
 
     async fn push(&self, request: Request<Incoming>) -> Result<Accepted, PushError> {
@@ -241,12 +293,15 @@ impl Webhook {
         let timestamp = query.required("timestamp")?.into_owned();
         let nonce = query.required("nonce")?.into_owned();
         self.check_timestamp(&timestamp)?;
+        if query.optional("echostr")?.is_some() {
+            return Err(PushError::HandshakeQuery);
+        }
         let encrypted = match query.optional("encrypt_type")?.as_deref() {
             None | Some("raw") => false,
             Some("aes") => true,
             Some(_) => return Err(PushError::UnknownEncryptType),
         };
-        let xml = if encrypted {
+        let (xml, sealed) = if encrypted {
             if self.settings.mode == EncryptMode::Plaintext {
                 return Err(PushError::EncryptedRefused);
             }
@@ -262,16 +317,19 @@ impl Webhook {
             ) {
                 return Err(PushError::BadSignature);
             }
-            Bytes::from(self.decrypt(&encrypt)?)
+            let sealed = self.seal(&timestamp, &nonce, &body, SealKind::Encrypted)?;
+            (Bytes::from(self.decrypt(&encrypt)?), sealed)
         } else {
             if self.settings.mode == EncryptMode::Safe {
                 return Err(PushError::PlaintextRefused);
             }
             // Checked before the body is read: a forged push costs us no body.
             self.check_signature(&timestamp, &nonce, &query.required("signature")?)?;
-            self.read_body(request).await?
+            let body = self.read_body(request).await?;
+            let sealed = self.seal(&timestamp, &nonce, &body, SealKind::Plaintext)?;
+            (body, sealed)
         };
-        Ok(match push::decode_push(&xml, received_time)? {
+        let accepted = match push::decode_push(&xml, received_time)? {
             Push::Event(event, key) => match self.log.append(event, key).await? {
                 Appended::New(cursor) => {
                     self.metrics.events_emitted.inc();
@@ -284,10 +342,17 @@ impl Webhook {
                 }
             },
             Push::Ignored { msg_type } => {
-                tracing::debug!(%msg_type, "push is not a QR event; acknowledged");
+                tracing::debug!(
+                    msg_type = msg_type.as_str(),
+                    "push is not a QR event; acknowledged"
+                );
                 Accepted::Ignored
             }
-        })
+        };
+        // `success` only once the seal is durable too, so after a restart this query still
+        // cannot carry another body (after an append this has already happened).
+        sealed.durable().await?;
+        Ok(accepted)
     }
 
     /// WeChat's `signature` over (token, timestamp, nonce), against every accepted token.

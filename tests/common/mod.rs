@@ -148,7 +148,10 @@ impl TestService {
 
     /// POSTs a plaintext push signed with `token`.
     pub async fn push_signed(&self, token: &str, xml: &str) -> (u16, String) {
-        let query = signed_query(token, &now().to_string(), "nonce123");
+        // A fresh nonce per push, as WeChat sends: the webhook refuses a (timestamp,
+        // nonce) it accepted before with another body.
+        let nonce = format!("n{}", rand::random::<u64>());
+        let query = signed_query(token, &now().to_string(), &nonce);
         self.post(&query, xml.as_bytes().to_vec()).await
     }
 
