@@ -8,6 +8,10 @@ use url::Url;
 
 use crate::{secret::Secret, webhook::crypto::AesKey};
 
+mod file;
+
+pub use file::{AccountConfig, ClientConfig, FileConfig, FileError, METHODS};
+
 /// WeChat's production API host (token, qrcode/create).
 pub const WECHAT_API_BASE: &str = "https://api.weixin.qq.com";
 /// WeChat's host for `showqrcode`.

@@ -4,11 +4,13 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use std::{ffi::OsString, path::PathBuf};
+
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, parser::ValueSource};
 use tokio_util::sync::CancellationToken;
 use wechat_qr::{
     app,
-    config::ServeConfig,
+    config::{FileConfig, ServeConfig},
     logging::{self, LogFormat},
     simulator::ScanRequest,
 };
@@ -20,6 +22,10 @@ struct Cli {
     command: Option<Command>,
     #[command(flatten)]
     serve: ServeConfig,
+    /// A TOML configuration file: server settings (named like their flags), [[accounts]]
+    /// and [[clients]]. Flags and environment variables override it.
+    #[arg(long, env = "WECHAT_QR_CONFIG", global = true)]
+    config: Option<PathBuf>,
     /// How log lines are written.
     #[arg(long, env = "WECHAT_QR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     log_format: LogFormat,
@@ -31,6 +37,12 @@ enum Command {
     Serve,
     /// Make the running simulator push a signed scan event for a ticket to the webhook.
     SimulateScan(SimulateScan),
+    /// Check a configuration file (default: --config) and print the effective
+    /// configuration, secrets redacted.
+    CheckConfig {
+        /// The file to check.
+        file: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -57,12 +69,32 @@ struct SimulateScan {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let args: Vec<OsString> = std::env::args_os().collect();
+    let (cli, matches, file) = match parse(&args) {
+        Ok(parsed) => parsed,
+        Err(message) => {
+            eprintln!("wechat-qr: {message}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(Command::CheckConfig { .. }) = &cli.command {
+        return match file {
+            Some(file) => {
+                print!("{}", effective(&matches, &file));
+                ExitCode::SUCCESS
+            }
+            None => {
+                eprintln!("wechat-qr: check-config needs a file (check-config FILE, or --config)");
+                ExitCode::FAILURE
+            }
+        };
+    }
     logging::init(cli.log_format);
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime starts");
     let result = match cli.command {
         None | Some(Command::Serve) => runtime.block_on(serve(cli.serve)),
         Some(Command::SimulateScan(args)) => runtime.block_on(simulate_scan(args)),
+        Some(Command::CheckConfig { .. }) => unreachable!("answered before the runtime starts"),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -71,6 +103,115 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The flags, environment and configuration file, merged: a flag or environment variable
+/// wins over the file, the file over the default.
+fn parse(args: &[OsString]) -> Result<(Cli, clap::ArgMatches, Option<FileConfig>), String> {
+    let matches = Cli::command().get_matches_from(args);
+    let cli = Cli::from_arg_matches(&matches).map_err(|e| e.to_string())?;
+    let path = match &cli.command {
+        Some(Command::CheckConfig { file: Some(file) }) => Some(file.clone()),
+        _ => cli.config.clone(),
+    };
+    let Some(path) = path else {
+        return Ok((cli, matches, None));
+    };
+    let command = Cli::command();
+    let server_ids: Vec<String> = ServeConfig::augment_args(clap::Command::new("serve"))
+        .get_arguments()
+        .map(|arg| arg.get_id().to_string())
+        .collect();
+    let mut file = FileConfig::load(&path, &server_ids).map_err(|e| e.to_string())?;
+    let long_of = |id: &str| {
+        command
+            .get_arguments()
+            .find(|arg| arg.get_id() == id)
+            .and_then(|arg| arg.get_long())
+            .map(str::to_owned)
+    };
+    let merged = file.merged_args(args, &matches, long_of);
+    let matches = Cli::command()
+        .try_get_matches_from(merged)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut cli = Cli::from_arg_matches(&matches).map_err(|e| e.to_string())?;
+    let given = |id: &str| {
+        !file.applied.contains(id)
+            && matches!(
+                matches.value_source(id),
+                Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+            )
+    };
+    file.apply_accounts(&mut cli.serve, given)
+        .map_err(|e| e.to_string())?;
+    Ok((cli, matches, Some(file)))
+}
+
+/// The effective configuration as TOML, each setting with where it came from; secrets
+/// are never printed.
+fn effective(matches: &clap::ArgMatches, file: &FileConfig) -> String {
+    let quote = |s: &str| format!("{s:?}");
+    let mut out = format!(
+        "# {} is valid; effective configuration:\n",
+        file.path.display()
+    );
+    for arg in ServeConfig::augment_args(clap::Command::new("serve")).get_arguments() {
+        let id = arg.get_id().as_str();
+        let secret = arg.is_hide_env_values_set();
+        let from = if file.applied.contains(id) {
+            "file"
+        } else {
+            match matches.value_source(id) {
+                Some(ValueSource::CommandLine) => "flag",
+                Some(ValueSource::EnvVariable) => "environment",
+                Some(ValueSource::DefaultValue) => "default",
+                _ => "unset",
+            }
+        };
+        let value = match matches.get_raw(id) {
+            _ if secret && from != "unset" => quote("<redacted>"),
+            Some(mut raw) => raw
+                .next()
+                .map_or_else(String::new, |v| quote(&v.to_string_lossy())),
+            None => continue,
+        };
+        out.push_str(&format!("{id} = {value}  # {from}\n"));
+    }
+    for account in &file.accounts {
+        out.push_str(&format!(
+            "\n[[accounts]]\napp_id = {}\napp_secret = \"<redacted>\"\n",
+            quote(&account.app_id)
+        ));
+        for (name, present) in [
+            ("token", account.token.is_some()),
+            ("encoding_aes_key", account.encoding_aes_key.is_some()),
+            ("previous_token", account.previous_token.is_some()),
+            (
+                "previous_encoding_aes_key",
+                account.previous_encoding_aes_key.is_some(),
+            ),
+        ] {
+            if present {
+                out.push_str(&format!("{name} = \"<redacted>\"\n"));
+            }
+        }
+        if let Some(mode) = account.encrypt_mode {
+            out.push_str(&format!(
+                "encrypt_mode = {}\n",
+                quote(&format!("{mode:?}").to_lowercase())
+            ));
+        }
+        for (name, value) in [
+            ("original_id", &account.original_id),
+            ("api_base", &account.api_base),
+            ("mp_base", &account.mp_base),
+        ] {
+            if let Some(value) = value {
+                out.push_str(&format!("{name} = {}\n", quote(value)));
+            }
+        }
+    }
+    out
 }
 
 async fn serve(config: ServeConfig) -> Result<(), String> {
