@@ -17,10 +17,14 @@ use url::Url;
 use crate::{
     config::Settings,
     events::{Backend, EventLog, LogError, OpenError, Subscribers},
-    grpc::{QrService, QrServiceRoutes},
+    grpc::{ChannelStatsService, MAX_STATS_RESPONSE_BYTES, QrService, QrServiceRoutes},
     metrics::Metrics,
-    pb::{self, qr_service_server::QrServiceServer},
+    pb::{
+        self, channel_stats_service_server::ChannelStatsServiceServer,
+        qr_service_server::QrServiceServer,
+    },
     simulator::Simulator,
+    stats::{ChannelStats, StatsError},
     webhook::{self, Webhook},
     wechat::{PermanentTickets, StoreError, WeChatClient, WeChatError},
 };
@@ -61,6 +65,9 @@ pub enum StartError {
     /// The event log could not tell its head, where the fan-out hub starts.
     #[error("cannot read the event log: {0}")]
     Log(#[from] LogError),
+    /// The channel statistics could not be opened.
+    #[error(transparent)]
+    Stats(#[from] StatsError),
     /// The reflection service could not read the descriptor set.
     #[error("cannot build gRPC reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
@@ -92,6 +99,8 @@ pub struct Running {
     pub log: Arc<dyn EventLog>,
     /// How many StreamEvents subscriptions are running.
     pub subscribers: Subscribers,
+    /// The channel statistics.
+    pub stats: ChannelStats,
     /// Every metric, as `/metrics` serves them.
     pub metrics: Arc<Metrics>,
     tasks: JoinSet<()>,
@@ -115,7 +124,8 @@ impl Running {
                 tracing::error!(error = %e, "a server task failed");
             }
         }
-        // Every listener has stopped: nothing appends any more.
+        // Every listener has stopped: nothing appends or counts any more.
+        self.stats.close();
         self.log.close().await;
     }
 }
@@ -292,6 +302,26 @@ pub async fn start(
     )
     .await?;
     tasks.spawn(hub);
+    // Counts from its own cursor; stops with the shutdown and resumes there next start.
+    let (stats, stats_follower) = ChannelStats::start(
+        &settings.storage,
+        &settings.upstream.app_id,
+        settings.stats_retain_days,
+        log.clone(),
+        shutdown.clone(),
+    )
+    .await?;
+    tasks.spawn(stats_follower);
+    health
+        .set_serving::<ChannelStatsServiceServer<ChannelStatsService>>()
+        .await;
+    let stats_service = ChannelStatsServiceServer::new(ChannelStatsService::new(
+        stats.clone(),
+        settings.upstream.app_id.clone(),
+        metrics.clone(),
+    ))
+    .max_decoding_message_size(max_request)
+    .max_encoding_message_size(MAX_STATS_RESPONSE_BYTES);
     let service = QrService::new(client.clone(), subscribers.clone(), metrics.clone());
     let grpc = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
@@ -308,6 +338,7 @@ pub async fn start(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(QrServiceRoutes::new(service, settings.messages))
+        .add_service(stats_service)
         // TCP_NODELAY: small replies must not wait ~40 ms for the peer's delayed ACK
         // (tonic applies its own nodelay default only to listeners it binds itself).
         .serve_with_incoming_shutdown(TcpIncoming::from(grpc_listener).with_nodelay(Some(true)), {
@@ -344,6 +375,7 @@ pub async fn start(
         client,
         log,
         subscribers,
+        stats,
         metrics,
         tasks,
     })

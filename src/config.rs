@@ -133,6 +133,10 @@ pub struct ServeConfig {
     /// The data directory of the durable event log; created on start.
     #[arg(long, env = "WECHAT_QR_DATA_DIR", default_value = "./wechat-qr-data")]
     pub data_dir: PathBuf,
+    /// Days of channel statistics kept (ChannelStatsService), independently of the
+    /// event log's retention.
+    #[arg(long, env = "WECHAT_QR_STATS_RETAIN_DAYS", default_value_t = 400)]
+    pub stats_retain_days: u32,
     /// Most StreamEvents subscriptions open at once, over all connections.
     #[arg(long, env = "WECHAT_QR_MAX_SUBSCRIPTIONS", default_value_t = 200_000)]
     pub max_subscriptions: usize,
@@ -424,6 +428,8 @@ pub struct Settings {
     pub retention: Retention,
     /// Where events and permanent scenes are kept.
     pub storage: Storage,
+    /// Days of channel statistics kept.
+    pub stats_retain_days: u32,
     /// Caps on subscriptions.
     pub limits: SubscriptionLimits,
     /// Caps on gRPC message sizes.
@@ -593,6 +599,7 @@ impl ServeConfig {
                 },
                 EventLogKind::Memory => Storage::Memory,
             },
+            stats_retain_days: self.stats_retain_days.max(1),
             limits: SubscriptionLimits {
                 max_subscriptions: self.max_subscriptions.max(1),
                 max_streams_per_connection: self.max_streams_per_connection.max(1),

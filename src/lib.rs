@@ -30,6 +30,10 @@
 //! one [`tokio_util::sync::CancellationToken`] — the webhook first, then the streams.
 //! [`metrics`] (served by the admin listener, apart from the webhook) and [`logging`] are
 //! what operators see.
+//!
+//! [`stats`] follows the same log from a cursor of its own and keeps per-scene counts
+//! (scans, new followers, distinct users, attributed unfollows in 15-minute slots) in a
+//! store of its own, which `grpc::ChannelStatsService` answers from.
 
 mod admin;
 pub mod app;
@@ -41,10 +45,11 @@ pub mod logging;
 pub mod metrics;
 pub mod secret;
 pub mod simulator;
+pub mod stats;
 pub mod webhook;
 pub mod wechat;
 
-/// Code generated from `proto/wechat/qr/v1/qr_service.proto`.
+/// Code generated from `proto/wechat/qr/v1/qr_service.proto` and `channel_stats.proto`.
 pub mod pb {
     #![allow(missing_docs, unreachable_pub, clippy::all)]
     tonic::include_proto!("wechat.qr.v1");

@@ -14,6 +14,7 @@ use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::{
     events::{LogError, StreamEnd, SubscribeError},
+    stats::StatsError,
     wechat::WeChatError,
 };
 
@@ -43,6 +44,9 @@ pub enum ApiError {
     /// A cap on open subscriptions was reached.
     #[error(transparent)]
     TooManySubscriptions(SubscribeError),
+    /// The channel statistics cannot answer.
+    #[error(transparent)]
+    Stats(#[from] StatsError),
 }
 
 impl From<SubscribeError> for ApiError {
@@ -167,6 +171,12 @@ impl From<ApiError> for Status {
                     message,
                 )
             }
+            ApiError::Stats(_) => (
+                Code::Unavailable,
+                "STATS_UNAVAILABLE",
+                HashMap::new(),
+                message,
+            ),
             ApiError::StreamEnded(StreamEnd::ShuttingDown { resume_after }) => (
                 Code::Unavailable,
                 "SHUTTING_DOWN",

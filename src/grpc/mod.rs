@@ -1,8 +1,10 @@
 //! The `wechat.qr.v1.QrService` implementation: validates requests, calls the upstream
-//! client for tickets and images, and turns event-log subscriptions into gRPC streams.
+//! client for tickets and images, and turns event-log subscriptions into gRPC streams;
+//! `stats.rs` serves `wechat.qr.v1.ChannelStatsService` from the channel statistics.
 //! Every failure goes through [`ApiError`] and becomes a `Status` in `error.rs`.
 
 mod error;
+mod stats;
 mod validate;
 mod wire;
 
@@ -16,6 +18,7 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
 pub use error::{ApiError, ERROR_DOMAIN};
+pub use stats::{ChannelStatsService, MAX_RESPONSE_BYTES as MAX_STATS_RESPONSE_BYTES};
 pub use wire::QrServiceRoutes;
 
 use crate::{

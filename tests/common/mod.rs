@@ -47,6 +47,7 @@ pub fn config() -> ServeConfig {
         event_log: wechat_qr::config::EventLogKind::Durable,
         // Empty: TestService gives each server a temporary data directory of its own.
         data_dir: std::path::PathBuf::new(),
+        stats_retain_days: 400,
         max_subscriptions: 200_000,
         max_streams_per_connection: 20_000,
         max_filter_entries: 1_000,
