@@ -142,7 +142,11 @@ pub(crate) async fn run(scale: &Scale) -> Result<Outcome> {
             checked = true;
         }
     }
-    service.process.kill9()?;
+    // For comparison, once: a clean stop (SIGTERM, the store closed) and a restart.
+    drop(service);
+    let spawned = Instant::now();
+    let service = Service::start_in(&data.0, &env).await?;
+    let clean = measure(scale, &service, spawned, old, false).await?;
     drop(service);
     let on_disk_after = disk_usage(&data.0)?;
 
@@ -179,7 +183,9 @@ pub(crate) async fn run(scale: &Scale) -> Result<Outcome> {
     let disk_row = Row::plain(
         format!("recovery: data directory on disk, {n} retained events"),
         format!(
-            "{} ({} B per event)",
+            "{} allocated ({} B per event); file {} ({} B)",
+            report::bytes(on_disk.allocated as f64),
+            report::thousands(on_disk.allocated / retained),
             report::bytes(on_disk.apparent as f64),
             report::thousands(on_disk.apparent / retained)
         ),
@@ -213,6 +219,12 @@ pub(crate) async fn run(scale: &Scale) -> Result<Outcome> {
                 list(&full_starts, |s| s.resumed),
                 list(&empty_starts, |s| s.serving),
                 list(&empty_starts, |s| s.resumed),
+            ),
+            format!(
+                "recovery: after a clean stop (SIGTERM) instead: spawn → SERVING {}, → resume answers {}, RSS {}",
+                report::duration(clean.serving),
+                report::duration(clean.resumed),
+                report::bytes(clean.rss as f64),
             ),
             format!(
                 "recovery: data directory {} apparent, {} allocated on disk, before the first kill; {} and {} after the last",
