@@ -1,53 +1,63 @@
 //! The admin listener: `GET /metrics` (Prometheus text) and `GET /healthz` for operators
 //! and scrapers, on an address of its own (`WECHAT_QR_ADMIN_ADDR`, loopback by default),
 //! as linkerd's admin server does. The webhook listener faces the internet and serves
-//! only WeChat's pushes; what the service counts about itself stays off it.
+//! only WeChat's pushes; what the service counts about itself stays off it. The web
+//! console (`/console/` and its gRPC-Web calls, see [`crate::console`]) lives here too, so
+//! it is exactly as exposed as the admin listener.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http_body_util::Full;
-use hyper::{Method, Request, Response, body::Incoming};
+use hyper::{Method, Request, Response, StatusCode, body::Incoming};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    http_server::{self, HttpResponse, text},
+    console::{self, Body, Console},
+    http_server,
     metrics::Metrics,
 };
 
-/// Connections the admin listener holds open at once: scrapers and probes, a handful.
+/// Connections the admin listener holds open at once: scrapers and probes, and a few
+/// console tabs (a browser keeps up to six HTTP/1.1 connections per origin, one held by
+/// each live event stream).
 const MAX_ADMIN_CONNECTIONS: usize = 64;
 
-/// Serves `/metrics` and `/healthz` on `listener` until `shutdown`.
+/// Serves `/metrics`, `/healthz` and the console on `listener` until `shutdown`.
 pub(crate) async fn serve(
     listener: TcpListener,
     metrics: Arc<Metrics>,
+    console: Console,
     shutdown: CancellationToken,
 ) {
+    let console = Arc::new(console);
     http_server::serve_capped(
         "admin",
         listener,
         MAX_ADMIN_CONNECTIONS,
         move |request| {
             let metrics = metrics.clone();
-            async move { Ok(route(&request, &metrics)) }
+            let console = console.clone();
+            async move { Ok(route(request, &metrics, &console).await) }
         },
         shutdown,
     )
     .await;
 }
 
-fn route(request: &Request<Incoming>, metrics: &Metrics) -> HttpResponse {
+async fn route(request: Request<Incoming>, metrics: &Metrics, console: &Console) -> Response<Body> {
+    if Console::owns(request.uri().path()) {
+        return console.handle(request).await;
+    }
     match (request.method(), request.uri().path()) {
         // Liveness: the process answers. Readiness (the event log's disk) is gRPC health's
         // NOT_SERVING and the `event_log_writable` gauge.
-        (&Method::GET, "/healthz") => text(200, "ok"),
+        (&Method::GET, "/healthz") => console::text(StatusCode::OK, "ok"),
         (&Method::GET, "/metrics") => Response::builder()
             .status(200)
             .header("content-type", "text/plain; version=0.0.4; charset=utf-8")
-            .body(Full::new(Bytes::from(metrics.render())))
+            .body(console::full(Bytes::from(metrics.render())))
             .expect("static response parts are valid"),
-        _ => text(404, "not found"),
+        _ => console::text(StatusCode::NOT_FOUND, "not found"),
     }
 }

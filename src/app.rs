@@ -11,11 +11,12 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use tokio::{net::TcpListener, task::JoinSet};
 use tokio_util::sync::CancellationToken;
-use tonic::transport::server::TcpIncoming;
+use tonic::{service::Routes, transport::server::TcpIncoming};
 use url::Url;
 
 use crate::{
     config::Settings,
+    console::Console,
     events::{Backend, EventLog, LogError, OpenError, Subscribers},
     grpc::{ChannelStatsService, MAX_STATS_RESPONSE_BYTES, QrService, QrServiceRoutes},
     metrics::Metrics,
@@ -115,6 +116,11 @@ impl Running {
     /// The admin listener's base URL (`/metrics` and `/healthz` below it).
     pub fn admin_url(&self) -> String {
         format!("http://{}", self.admin_addr)
+    }
+
+    /// The web console's URL, on the admin listener.
+    pub fn console_url(&self) -> String {
+        format!("http://{}{}", self.admin_addr, crate::console::PATH)
     }
 
     /// Waits until every listener has stopped (after the shutdown token is cancelled).
@@ -263,12 +269,6 @@ pub async fn start(
         });
     }
 
-    tasks.spawn(crate::admin::serve(
-        admin_listener,
-        metrics.clone(),
-        shutdown.clone(),
-    ));
-
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<QrServiceServer<QrService>>().await;
     tasks.spawn(report_writability(
@@ -323,6 +323,18 @@ pub async fn start(
     .max_decoding_message_size(max_request)
     .max_encoding_message_size(MAX_STATS_RESPONSE_BYTES);
     let service = QrService::new(client.clone(), subscribers.clone(), metrics.clone());
+    let qr_routes = QrServiceRoutes::new(service, settings.messages);
+    // The console's gRPC-Web reaches these very instances: one hub, one set of caps.
+    let console_services = Routes::new(qr_routes.clone()).add_service(stats_service.clone());
+    tasks.spawn(crate::admin::serve(
+        admin_listener,
+        metrics.clone(),
+        Console::new(
+            console_services,
+            simulator.as_ref().map(|sim| sim.simulator.clone()),
+        ),
+        shutdown.clone(),
+    ));
     let grpc = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
         // Subscriptions per connection are counted by the service (RESOURCE_EXHAUSTED
@@ -337,7 +349,7 @@ pub async fn start(
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(QrServiceRoutes::new(service, settings.messages))
+        .add_service(qr_routes)
         .add_service(stats_service)
         // TCP_NODELAY: small replies must not wait ~40 ms for the peer's delayed ACK
         // (tonic applies its own nodelay default only to listeners it binds itself).

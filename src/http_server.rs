@@ -28,8 +28,9 @@ pub(crate) type HttpResponse = Response<Full<Bytes>>;
 #[error("connection aborted on purpose")]
 pub(crate) struct AbortConnection;
 
-/// What a handler returns.
-pub(crate) type HandlerResult = Result<HttpResponse, AbortConnection>;
+/// What a handler returns: a buffered response by default; the admin listener's
+/// console streams gRPC-Web responses, so the body type is the handler's choice.
+pub(crate) type HandlerResult<B = Full<Bytes>> = Result<Response<B>, AbortConnection>;
 
 /// A plain-text response.
 pub(crate) fn text(status: u16, body: impl Into<Bytes>) -> HttpResponse {
@@ -41,14 +42,16 @@ pub(crate) fn text(status: u16, body: impl Into<Bytes>) -> HttpResponse {
 }
 
 /// Serves `handler` on `listener` with [`DEFAULT_MAX_CONNECTIONS`]; see [`serve_capped`].
-pub(crate) async fn serve<H, F>(
+pub(crate) async fn serve<H, F, B>(
     name: &'static str,
     listener: TcpListener,
     handler: H,
     shutdown: CancellationToken,
 ) where
     H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
-    F: Future<Output = HandlerResult> + Send + 'static,
+    F: Future<Output = HandlerResult<B>> + Send + 'static,
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     serve_capped(name, listener, DEFAULT_MAX_CONNECTIONS, handler, shutdown).await;
 }
@@ -60,7 +63,7 @@ pub(crate) async fn serve<H, F>(
 /// clients' SYN retries) instead of costing a file descriptor each: the process keeps
 /// the descriptors its other listeners, the event log and the upstream client need.
 /// Idle connections give their permit back within [`HEADER_READ_TIMEOUT`].
-pub(crate) async fn serve_capped<H, F>(
+pub(crate) async fn serve_capped<H, F, B>(
     name: &'static str,
     listener: TcpListener,
     max_connections: usize,
@@ -68,7 +71,9 @@ pub(crate) async fn serve_capped<H, F>(
     shutdown: CancellationToken,
 ) where
     H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
-    F: Future<Output = HandlerResult> + Send + 'static,
+    F: Future<Output = HandlerResult<B>> + Send + 'static,
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let permits = Arc::new(Semaphore::new(max_connections.max(1)));

@@ -29,7 +29,8 @@
 //! when no WeChat credentials are configured, the [`simulator`]), and stops everything on
 //! one [`tokio_util::sync::CancellationToken`] — the webhook first, then the streams.
 //! [`metrics`] (served by the admin listener, apart from the webhook) and [`logging`] are
-//! what operators see.
+//! what operators see; the web console (`/console/` on the admin listener) is what people
+//! look at: a page embedded in the binary, calling the same services over gRPC-Web.
 //!
 //! [`stats`] follows the same log from a cursor of its own and keeps per-scene counts
 //! (scans, new followers, distinct users, attributed unfollows in 15-minute slots) in a
@@ -38,6 +39,7 @@
 mod admin;
 pub mod app;
 pub mod config;
+mod console;
 pub mod events;
 pub mod grpc;
 mod http_server;

@@ -223,6 +223,7 @@ async fn serve(config: ServeConfig) -> Result<(), String> {
     tracing::info!(grpc_addr = %running.grpc_addr, "gRPC listening (reflection and health enabled)");
     tracing::info!(webhook_url = %running.webhook_url(), "webhook listening for WeChat pushes");
     tracing::info!(admin_url = %running.admin_url(), "admin listening: /metrics, /healthz");
+    tracing::info!(console_url = %running.console_url(), "web console: open it in a browser");
     // One line that says which WeChat this is; the simulator at WARN, so a production
     // deployment that lost its credentials is noticed.
     match &running.simulator {

@@ -1,0 +1,35 @@
+// The console's entry point: asks the server what it offers (info.json), starts the three
+// views, and switches between them by the URL's #fragment (#codes, #channels, #live).
+
+import { byId, errorText, fetchInfo } from "./api.js";
+import { initChannels } from "./channels.js";
+import { initCodes } from "./codes.js";
+import { initLive } from "./live.js";
+
+const VIEWS = ["codes", "channels", "live"] as const;
+
+function showView(): void {
+  const wanted = location.hash.slice(1);
+  const view = (VIEWS as readonly string[]).includes(wanted) ? wanted : "codes";
+  for (const name of VIEWS) {
+    byId(`view-${name}`).hidden = name !== view;
+    byId(`tab-${name}`).classList.toggle("active", name === view);
+  }
+}
+
+async function main(): Promise<void> {
+  window.addEventListener("hashchange", showView);
+  showView();
+  try {
+    const info = await fetchInfo();
+    byId("mode").textContent = info.simulator ? "on the embedded WeChat simulator" : "on WeChat";
+    initCodes(info);
+    initChannels();
+    initLive();
+    document.body.dataset.ready = "true";
+  } catch (error) {
+    byId("mode").textContent = `cannot reach the service: ${errorText(error)}`;
+  }
+}
+
+void main();
