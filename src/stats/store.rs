@@ -9,8 +9,8 @@
 //! - `days`: (UTC day, scene id) → the day's non-empty slots, each with its three counters
 //!   and the sorted ids of the distinct users it reached. One record per scene and day
 //!   keeps a 30-day query to ~31 reads per scene, while 15-minute slots fit every IANA
-//!   zone's hours (see `buckets.rs`). Users are stored as small interned ids, 4 bytes
-//!   each, so distinct-user counts over any range are a union of short sorted lists.
+//!   zone's hours (see `buckets.rs`). Users are stored as dense interned ids, 4 bytes
+//!   each, so distinct users over any range are counted with one stamp array per query.
 //! - `scenes`: scene → its id, lifetime totals, first and last activity (ListScenes).
 //! - `scene_names`: id → scene, for answers; `scene_users`: (scene id, user id), the
 //!   lifetime distinct users.
@@ -472,42 +472,50 @@ impl StatsStore {
         self.with_db(|db| {
             let read = db.begin_read().map_err(store_error)?;
             let days = read.open_table(DAYS).map_err(store_error)?;
-            let mut tally = Tally::new(edges);
+            let users = read
+                .open_table(META)
+                .map_err(store_error)?
+                .get("next_user")
+                .map_err(store_error)?
+                .map_or(1, |v| le32(v.value(), 0));
+            let mut tally = Tally::new(edges, users);
             let mut named: Vec<(String, SceneTally)> = Vec::new();
             if query.scenes.is_empty() {
-                // Day-major: one range read over every scene's records of the range.
+                // One range read over every scene's records of the range (day-major),
+                // then each scene's days in order.
+                let mut records: Vec<(u32, u32, Vec<u8>)> = Vec::new();
                 for row in days
                     .range((first_day, 0)..=(last_day, u32::MAX))
                     .map_err(store_error)?
                 {
                     let (key, value) = row.map_err(store_error)?;
                     let (day, scene) = key.value();
-                    tally.add(scene, day, value.value());
+                    records.push((scene, day, value.value().to_vec()));
                 }
+                records.sort_by_key(|(scene, day, _)| (*scene, *day));
                 let names = read.open_table(SCENE_NAMES).map_err(store_error)?;
-                for (id, sums) in tally.scenes {
+                for group in records.chunk_by(|a, b| a.0 == b.0) {
+                    let id = group[0].0;
+                    let sums = tally.scene(group.iter().map(|(_, day, v)| (*day, v.as_slice())));
                     if let Some(name) = names.get(id).map_err(store_error)? {
                         named.push((name.value().to_owned(), sums));
                     }
                 }
             } else {
-                // Scene-major: point reads of the asked scenes' days, keyed by position.
+                // Point reads of the asked scenes' days.
                 let scenes = read.open_table(SCENES).map_err(store_error)?;
-                for (at, name) in query.scenes.iter().enumerate() {
-                    let key = u32::try_from(at).unwrap_or(u32::MAX);
-                    tally.known(key);
-                    let Some(row) = scenes.get(name.as_str()).map_err(store_error)? else {
-                        continue;
-                    };
-                    let id = SceneRow::decode(row.value()).id;
-                    for day in first_day..=last_day {
-                        if let Some(value) = days.get((day, id)).map_err(store_error)? {
-                            tally.add(key, day, value.value());
+                for name in &query.scenes {
+                    let mut records = Vec::new();
+                    if let Some(row) = scenes.get(name.as_str()).map_err(store_error)? {
+                        let id = SceneRow::decode(row.value()).id;
+                        for day in first_day..=last_day {
+                            if let Some(value) = days.get((day, id)).map_err(store_error)? {
+                                records.push((day, value.value().to_vec()));
+                            }
                         }
                     }
-                }
-                for (key, sums) in tally.scenes {
-                    named.push((query.scenes[key as usize].clone(), sums));
+                    let sums = tally.scene(records.iter().map(|(day, v)| (*day, v.as_slice())));
+                    named.push((name.clone(), sums));
                 }
             }
             named.sort_by(|(a_name, a), (b_name, b)| {
@@ -823,93 +831,95 @@ impl<'t> Batch<'t> {
     }
 }
 
-/// A query's running sums, per scene.
+/// A query's sums, one scene at a time. Distinct users are counted with stamps: one
+/// slot per user id (ids are dense, from 1), holding the bucket (or scene) pass that last
+/// saw the user, so each stored user id costs two array reads — no sorting, no hashing.
 struct Tally<'e> {
     edges: &'e [i64],
-    scenes: HashMap<u32, SceneTally>,
+    /// Per user id: the last bucket pass that counted it.
+    bucket_seen: Vec<u32>,
+    /// Per user id: the last scene pass that counted it.
+    scene_seen: Vec<u32>,
+    bucket_pass: u32,
+    scene_pass: u32,
 }
 
-/// One scene's sums: its non-empty buckets in order, and the users it reached.
-#[derive(Default)]
+/// One scene's sums: its non-empty buckets in order, and its totals.
 struct SceneTally {
     /// (bucket index, counts), buckets ascending.
     buckets: Vec<(usize, Counts)>,
-    /// Users of the bucket being summed (the last of `buckets`).
-    bucket_users: Vec<u32>,
-    /// Users over the whole range, with repeats.
-    all_users: Vec<u32>,
-    /// Sums over the range; `unique_users` is counted at the end.
     totals: Counts,
     buckets_total: usize,
 }
 
 impl<'e> Tally<'e> {
-    fn new(edges: &'e [i64]) -> Self {
+    fn new(edges: &'e [i64], users: u32) -> Self {
+        let users = users as usize + 1;
         Self {
             edges,
-            scenes: HashMap::new(),
+            bucket_seen: vec![0; users],
+            scene_seen: vec![0; users],
+            bucket_pass: 0,
+            scene_pass: 0,
         }
     }
 
-    /// A scene that is answered even without activity.
-    fn known(&mut self, scene: u32) {
-        let buckets_total = self.edges.len() - 1;
-        self.scenes.entry(scene).or_insert_with(|| SceneTally {
-            buckets_total,
-            ..SceneTally::default()
-        });
-    }
-
-    /// Adds a day record's slots that fall into the range. Records of a scene arrive in
-    /// day order, so its buckets fill in ascending order.
-    fn add(&mut self, scene: u32, day: u32, mut record: &[u8]) {
+    /// Sums one scene's day records, given in day order.
+    fn scene<'r>(&mut self, days: impl IntoIterator<Item = (u32, &'r [u8])>) -> SceneTally {
         let edges = self.edges;
         let (start, end) = (edges[0], edges[edges.len() - 1]);
-        self.known(scene);
-        let tally = self.scenes.get_mut(&scene).expect("just inserted");
-        let day_start = i64::from(day) * DAY_SECONDS;
-        while let Some(slot) = next_slot(&mut record) {
-            let at = day_start + i64::from(slot.index) * SLOT_SECONDS;
-            if at < start || at >= end || i64::from(slot.index) >= SLOTS_PER_DAY {
-                continue;
+        self.scene_pass += 1;
+        let mut tally = SceneTally {
+            buckets: Vec::new(),
+            totals: Counts::default(),
+            buckets_total: edges.len() - 1,
+        };
+        for (day, mut record) in days {
+            let day_start = i64::from(day) * DAY_SECONDS;
+            while let Some(slot) = next_slot(&mut record) {
+                let at = day_start + i64::from(slot.index) * SLOT_SECONDS;
+                if at < start || at >= end || i64::from(slot.index) >= SLOTS_PER_DAY {
+                    continue;
+                }
+                let bucket = edges.partition_point(|&e| e <= at) - 1;
+                if tally.buckets.last().is_none_or(|(b, _)| *b != bucket) {
+                    self.bucket_pass += 1;
+                    tally.buckets.push((bucket, Counts::default()));
+                }
+                let counts = &mut tally.buckets.last_mut().expect("just pushed").1;
+                counts.scans += u64::from(slot.scans);
+                counts.new_followers += u64::from(slot.new_followers);
+                counts.unfollows += u64::from(slot.unfollows);
+                tally.totals.scans += u64::from(slot.scans);
+                tally.totals.new_followers += u64::from(slot.new_followers);
+                tally.totals.unfollows += u64::from(slot.unfollows);
+                for user in slot.users() {
+                    let user = user as usize;
+                    if user >= self.bucket_seen.len() {
+                        self.bucket_seen.resize(user + 1, 0);
+                        self.scene_seen.resize(user + 1, 0);
+                    }
+                    if self.bucket_seen[user] != self.bucket_pass {
+                        self.bucket_seen[user] = self.bucket_pass;
+                        counts.unique_users += 1;
+                    }
+                    if self.scene_seen[user] != self.scene_pass {
+                        self.scene_seen[user] = self.scene_pass;
+                        tally.totals.unique_users += 1;
+                    }
+                }
             }
-            let bucket = edges.partition_point(|&e| e <= at) - 1;
-            if tally.buckets.last().is_none_or(|(b, _)| *b != bucket) {
-                tally.close_bucket();
-                tally.buckets.push((bucket, Counts::default()));
-            }
-            let counts = &mut tally.buckets.last_mut().expect("just pushed").1;
-            counts.scans += u64::from(slot.scans);
-            counts.new_followers += u64::from(slot.new_followers);
-            counts.unfollows += u64::from(slot.unfollows);
-            tally.totals.scans += u64::from(slot.scans);
-            tally.totals.new_followers += u64::from(slot.new_followers);
-            tally.totals.unfollows += u64::from(slot.unfollows);
-            tally.bucket_users.extend(slot.users());
         }
+        tally
     }
 }
 
 impl SceneTally {
-    /// Counts the distinct users of the bucket being summed.
-    fn close_bucket(&mut self) {
-        if let Some((_, counts)) = self.buckets.last_mut() {
-            self.bucket_users.sort_unstable();
-            self.bucket_users.dedup();
-            counts.unique_users = self.bucket_users.len() as u64;
-            self.all_users.append(&mut self.bucket_users);
-        }
-    }
-
-    fn finish(mut self, scene: String) -> SceneSeries {
-        self.close_bucket();
+    fn finish(self, scene: String) -> SceneSeries {
         let mut dense = vec![Counts::default(); self.buckets_total];
-        for (bucket, counts) in &self.buckets {
-            dense[*bucket] = *counts;
+        for (bucket, counts) in self.buckets {
+            dense[bucket] = counts;
         }
-        self.all_users.sort_unstable();
-        self.all_users.dedup();
-        self.totals.unique_users = self.all_users.len() as u64;
         SceneSeries {
             scene,
             buckets: dense,

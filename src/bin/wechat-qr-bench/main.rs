@@ -28,6 +28,7 @@ mod recovery;
 mod report;
 mod resume;
 mod rpc_load;
+mod stats;
 mod waiters;
 
 use std::{process::ExitCode, time::Duration};
@@ -88,10 +89,12 @@ enum Scenario {
     Waiters,
     /// Restart after kill -9 on a full retention: time to serve, RSS, disk.
     Recovery,
+    /// GetSceneStats over 30 days with 1,000,000 events counted, vs an empty range.
+    Stats,
 }
 
 impl Scenario {
-    const EACH: [Self; 8] = [
+    const EACH: [Self; 9] = [
         Self::Ingest,
         Self::Latency,
         Self::CreateTicket,
@@ -100,6 +103,7 @@ impl Scenario {
         Self::Resume,
         Self::Recovery,
         Self::Waiters,
+        Self::Stats,
     ];
 
     fn name(self) -> &'static str {
@@ -113,6 +117,7 @@ impl Scenario {
             Self::Resume => "resume",
             Self::Waiters => "waiters",
             Self::Recovery => "recovery",
+            Self::Stats => "stats",
         }
     }
 }
@@ -142,6 +147,8 @@ struct Scale {
     settle: Duration,
     /// Events replayed by the resume scenario.
     resume_events: u64,
+    /// Events counted into the statistics before the stats scenario's queries.
+    stats_events: u64,
 }
 
 impl Scale {
@@ -158,6 +165,7 @@ impl Scale {
             idle_subscribers: 10_000,
             settle: Duration::from_secs(1),
             resume_events: 100_000,
+            stats_events: 1_000_000,
         }
     }
 
@@ -174,6 +182,7 @@ impl Scale {
             idle_subscribers: 100,
             settle: Duration::from_millis(200),
             resume_events: 1_000,
+            stats_events: 20_000,
         }
     }
 }
@@ -241,6 +250,7 @@ async fn run(cli: Cli) -> ExitCode {
             Scenario::Resume => resume::run(&scale).await,
             Scenario::Waiters => waiters::run(&scale).await,
             Scenario::Recovery => recovery::run(&scale).await,
+            Scenario::Stats => stats::run(&scale).await,
         };
         eprintln!(
             "   {} done in {:.1} s",
