@@ -11,14 +11,20 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use tokio::{net::TcpListener, task::JoinSet};
 use tokio_util::sync::CancellationToken;
-use tonic::{service::Routes, transport::server::TcpIncoming};
+use tonic::{
+    service::Routes,
+    transport::{Certificate, Identity, ServerTlsConfig, server::TcpIncoming},
+};
 use url::Url;
 
 use crate::{
-    config::Settings,
+    config::{Settings, TlsSettings},
     console::Console,
     events::{Backend, EventLog, LogError, OpenError, Subscribers},
-    grpc::{ChannelStatsService, MAX_STATS_RESPONSE_BYTES, QrService, QrServiceRoutes},
+    grpc::{
+        Access, AccessError, ChannelStatsService, MAX_STATS_RESPONSE_BYTES, QrService,
+        QrServiceRoutes,
+    },
     metrics::Metrics,
     pb::{
         self, channel_stats_service_server::ChannelStatsServiceServer,
@@ -33,6 +39,9 @@ use crate::{
 /// Gap between HTTP/2 keepalive pings, so streams kept open for days survive idle
 /// timeouts of proxies and NATs in between.
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+
+/// How long a gRPC client may take to complete its TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long streams may take to deliver their last events at shutdown.
 const STREAM_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -72,6 +81,14 @@ pub enum StartError {
     /// The reflection service could not read the descriptor set.
     #[error("cannot build gRPC reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
+    /// The `[[clients]]` cannot be used with this account.
+    #[error(transparent)]
+    Access(#[from] AccessError),
+    /// The TLS certificate, key or client CA is not usable PEM.
+    #[error(
+        "cannot serve gRPC over TLS with WECHAT_QR_TLS_CERT / WECHAT_QR_TLS_KEY / WECHAT_QR_TLS_CLIENT_CA: {0}"
+    )]
+    Tls(#[source] tonic::transport::Error),
 }
 
 /// The embedded simulator of a running service.
@@ -104,6 +121,8 @@ pub struct Running {
     pub stats: ChannelStats,
     /// Every metric, as `/metrics` serves them.
     pub metrics: Arc<Metrics>,
+    /// Who may call the gRPC API; [`Access::replace`] reloads it.
+    pub access: Access,
     tasks: JoinSet<()>,
 }
 
@@ -228,12 +247,23 @@ pub async fn start(
         backend.records.clone(),
         settings.upstream.permanent_store.as_deref(),
     )
-    .await?;
+    .await?
+    .with_budget(&settings.upstream.app_id, settings.permanent_budget);
     let client = Arc::new(WeChatClient::new(
         settings.upstream.clone(),
         permanent,
         metrics.clone(),
     )?);
+    if let Some(left) = client.permanent_remaining().await {
+        metrics
+            .permanent_budget_remaining
+            .set(i64::try_from(left).unwrap_or(i64::MAX));
+    }
+    let access = Access::new(
+        &settings.clients,
+        &settings.upstream.app_id,
+        metrics.clone(),
+    )?;
     if let Some(sim) = &simulator {
         sim.simulator
             .set_webhook_url(format!("http://{http_addr}{}", webhook::PATH));
@@ -281,6 +311,9 @@ pub async fn start(
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            // google.rpc.ErrorInfo, BadRequest…: grpcurl prints an error's details only
+            // when reflection can describe them.
+            .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
     };
     // grpcurl releases before 1.8.8 only speak the v1alpha reflection protocol.
     // Every service refuses requests beyond the configured size, not tonic's 4 MB default.
@@ -335,7 +368,7 @@ pub async fn start(
         ),
         shutdown.clone(),
     ));
-    let grpc = tonic::transport::Server::builder()
+    let mut grpc = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
         // Subscriptions per connection are counted by the service (RESOURCE_EXHAUSTED
         // past the cap, which a client can act on); HTTP/2's own limit sits above it, so
@@ -345,7 +378,13 @@ pub async fn start(
                 .limits
                 .max_streams_per_connection
                 .saturating_add(UNARY_STREAM_HEADROOM),
-        )
+        );
+    if let Some(tls) = &settings.tls {
+        grpc = grpc.tls_config(tls_config(tls)).map_err(StartError::Tls)?;
+    }
+    let grpc = grpc
+        // Callers are checked once, around every service; health and reflection pass.
+        .layer(access.layer())
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -389,6 +428,20 @@ pub async fn start(
         subscribers,
         stats,
         metrics,
+        access,
         tasks,
     })
+}
+
+/// rustls for gRPC: the server's certificate, and with a client CA, client certificates
+/// required (a connection without one fails its handshake).
+fn tls_config(tls: &TlsSettings) -> ServerTlsConfig {
+    let config = ServerTlsConfig::new()
+        .identity(Identity::from_pem(&tls.cert, tls.key.expose()))
+        // A connection that never finishes its handshake does not hold a slot for long.
+        .timeout(TLS_HANDSHAKE_TIMEOUT);
+    match &tls.client_ca {
+        Some(ca) => config.client_ca_root(Certificate::from_pem(ca)),
+        None => config,
+    }
 }

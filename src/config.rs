@@ -195,6 +195,27 @@ pub struct ServeConfig {
     /// Faults the simulator injects from the start, as the JSON `POST /sim/faults` takes.
     #[arg(long, env = "WECHAT_QR_SIM_FAULTS")]
     pub simulator_faults: Option<String>,
+    /// Most permanent codes the data directory may hold for the account (those already
+    /// minted count); past it a new permanent scene is RESOURCE_EXHAUSTED before WeChat
+    /// is called. Unset: no cap but WeChat's own.
+    #[arg(long, env = "WECHAT_QR_PERMANENT_BUDGET")]
+    pub permanent_budget: Option<u64>,
+    /// The gRPC server's certificate chain (PEM): with `--tls-key`, gRPC is served over
+    /// TLS only.
+    #[arg(long, env = "WECHAT_QR_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of `--tls-cert`.
+    #[arg(long, env = "WECHAT_QR_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// CA certificates (PEM) that gRPC clients' certificates must chain to: every
+    /// connection then needs a client certificate (mTLS), and a `[[clients]]` entry with
+    /// a `subject` is identified by its certificate's common name. Needs `--tls-cert`.
+    #[arg(long, env = "WECHAT_QR_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub client_ca: Option<PathBuf>,
+    /// The callers allowed on the gRPC API (`[[clients]]` of the configuration file);
+    /// empty leaves it open to whoever reaches the port.
+    #[arg(skip)]
+    pub clients: Vec<ClientConfig>,
 }
 
 /// Which event log backend runs.
@@ -279,6 +300,16 @@ pub enum ConfigError {
     /// Simulator faults that do not parse.
     #[error("WECHAT_QR_SIM_FAULTS is not valid: {0}")]
     BadFaults(String),
+    /// A TLS file cannot be read.
+    #[error("cannot read {what} {path}: {source}")]
+    TlsFile {
+        /// Which setting, by its variable.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
 }
 
 /// The upstream WeChat account the service talks to.
@@ -361,6 +392,25 @@ pub struct SimulatorSettings {
     pub faults: crate::simulator::Faults,
 }
 
+/// gRPC over TLS, the PEM files read.
+#[derive(Clone)]
+pub struct TlsSettings {
+    /// The certificate chain.
+    pub cert: Vec<u8>,
+    /// Its private key.
+    pub key: Secret,
+    /// CAs a client certificate must chain to; `Some` makes client certificates required.
+    pub client_ca: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for TlsSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsSettings")
+            .field("client_ca", &self.client_ca.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 /// Retention of the event log.
 #[derive(Debug, Clone, Copy)]
 pub struct Retention {
@@ -434,6 +484,12 @@ pub struct Settings {
     pub limits: SubscriptionLimits,
     /// Caps on gRPC message sizes.
     pub messages: MessageLimits,
+    /// gRPC over TLS (and mTLS); `None`: plaintext.
+    pub tls: Option<TlsSettings>,
+    /// Most permanent codes kept for the account.
+    pub permanent_budget: Option<u64>,
+    /// The callers allowed on the gRPC API; empty: open.
+    pub clients: Vec<ClientConfig>,
 }
 
 impl ServeConfig {
@@ -551,6 +607,28 @@ impl ServeConfig {
             mode,
             faults,
         });
+        let read = |what: &'static str, path: &PathBuf| {
+            std::fs::read(path).map_err(|source| ConfigError::TlsFile {
+                what,
+                path: path.clone(),
+                source,
+            })
+        };
+        let tls = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsSettings {
+                cert: read("WECHAT_QR_TLS_CERT", cert)?,
+                key: Secret::new(
+                    String::from_utf8_lossy(&read("WECHAT_QR_TLS_KEY", key)?).into_owned(),
+                ),
+                client_ca: self
+                    .client_ca
+                    .as_ref()
+                    .map(|ca| read("WECHAT_QR_TLS_CLIENT_CA", ca))
+                    .transpose()?,
+            }),
+            // clap's `requires` refuses one without the other.
+            _ => None,
+        };
         let default_url = |s: &str| Url::parse(s).expect("constant URL parses");
         Ok(Settings {
             grpc_addr: self.grpc_addr,
@@ -613,6 +691,9 @@ impl ServeConfig {
                     .max(1)
                     .saturating_add(RESPONSE_HEADROOM_BYTES),
             },
+            tls,
+            permanent_budget: self.permanent_budget,
+            clients: self.clients.clone(),
         })
     }
 }

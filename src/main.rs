@@ -59,13 +59,11 @@ struct SimulateScan {
     /// Send the identical push this many times, as WeChat's retries do (1-3).
     #[arg(long, default_value_t = 1)]
     deliveries: usize,
-    /// The simulator's address, as the service logged it.
-    #[arg(
-        long,
-        env = "WECHAT_QR_SIMULATOR_URL",
-        default_value = "http://127.0.0.1:8081"
-    )]
-    simulator: url::Url,
+    /// The simulator, as a URL (`http://127.0.0.1:8081`) or an address (`127.0.0.1:8081`,
+    /// taken as `http://`). Default: the service's own setting, WECHAT_QR_SIMULATOR_ADDR
+    /// (or `simulator_addr` in --config), so both reach the same instance.
+    #[arg(long)]
+    simulator: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -92,8 +90,10 @@ fn main() -> ExitCode {
     logging::init(cli.log_format);
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime starts");
     let result = match cli.command {
-        None | Some(Command::Serve) => runtime.block_on(serve(cli.serve)),
-        Some(Command::SimulateScan(args)) => runtime.block_on(simulate_scan(args)),
+        None | Some(Command::Serve) => runtime.block_on(serve(cli.serve, cli.config)),
+        Some(Command::SimulateScan(args)) => {
+            runtime.block_on(simulate_scan(args, cli.serve.simulator_addr))
+        }
         Some(Command::CheckConfig { .. }) => unreachable!("answered before the runtime starts"),
     };
     match result {
@@ -210,17 +210,61 @@ fn effective(matches: &clap::ArgMatches, file: &FileConfig) -> String {
                 out.push_str(&format!("{name} = {}\n", quote(value)));
             }
         }
+        if let Some(budget) = account.permanent_budget {
+            out.push_str(&format!("permanent_budget = {budget}\n"));
+        }
+    }
+    let list = |items: &[String]| {
+        let quoted: Vec<String> = items.iter().map(|i| quote(i)).collect();
+        format!("[{}]", quoted.join(", "))
+    };
+    for client in &file.clients {
+        out.push_str(&format!("\n[[clients]]\nname = {}\n", quote(&client.name)));
+        if let Some(digest) = &client.token_sha256 {
+            out.push_str(&format!("token_sha256 = {}\n", quote(digest)));
+        }
+        if let Some(subject) = &client.subject {
+            out.push_str(&format!("subject = {}\n", quote(subject)));
+        }
+        match &client.methods {
+            Some(methods) => out.push_str(&format!("methods = {}\n", list(methods))),
+            None => out.push_str("# methods: all\n"),
+        }
+        match &client.accounts {
+            Some(accounts) => out.push_str(&format!("accounts = {}\n", list(accounts))),
+            None => out.push_str("# accounts: all\n"),
+        }
+        out.push_str(&format!("permanent = {}\n", client.permanent));
     }
     out
 }
 
-async fn serve(config: ServeConfig) -> Result<(), String> {
+async fn serve(config: ServeConfig, file: Option<PathBuf>) -> Result<(), String> {
+    let signals = Signals::install();
     let settings = config.resolve().map_err(|e| e.to_string())?;
+    // Anyone on the path can read tokens, tickets and openids off a plaintext port.
+    if settings.tls.is_none() && !settings.grpc_addr.ip().is_loopback() {
+        tracing::warn!(
+            grpc_addr = %settings.grpc_addr,
+            "gRPC is plaintext on a non-loopback address: bearer tokens, tickets and openids \
+             cross the network unencrypted; set WECHAT_QR_TLS_CERT and WECHAT_QR_TLS_KEY"
+        );
+    }
+    let tls = match &settings.tls {
+        None => "off",
+        Some(tls) if tls.client_ca.is_some() => "mutual (client certificates required)",
+        Some(_) => "on",
+    };
     let shutdown = CancellationToken::new();
     let running = app::start(settings, shutdown.clone())
         .await
         .map_err(|e| e.to_string())?;
-    tracing::info!(grpc_addr = %running.grpc_addr, "gRPC listening (reflection and health enabled)");
+    tracing::info!(
+        grpc_addr = %running.grpc_addr,
+        tls,
+        clients = running.access.len(),
+        "gRPC listening (reflection and health enabled)"
+    );
     tracing::info!(webhook_url = %running.webhook_url(), "webhook listening for WeChat pushes");
     tracing::info!(admin_url = %running.admin_url(), "admin listening: /metrics, /healthz");
     tracing::info!(console_url = %running.console_url(), "web console: open it in a browser");
@@ -241,36 +285,128 @@ async fn serve(config: ServeConfig) -> Result<(), String> {
             "talking to WeChat for the configured account"
         ),
     }
-    wait_for_signal().await;
+    signals
+        .wait(|| reload_clients(file.as_deref(), &running))
+        .await;
     tracing::info!("shutting down: no new pushes, ending streams with their resume cursors");
     shutdown.cancel();
     running.wait().await;
     Ok(())
 }
 
-async fn wait_for_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM handler installs");
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+/// SIGTERM and SIGHUP handlers, installed before the service announces itself: a SIGHUP
+/// that arrives once the addresses are logged must reload, not end the process.
+#[cfg(unix)]
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
 }
 
-async fn simulate_scan(args: SimulateScan) -> Result<(), String> {
+#[cfg(unix)]
+impl Signals {
+    fn install() -> Self {
+        use tokio::signal::unix::{SignalKind, signal};
+        Self {
+            term: signal(SignalKind::terminate()).expect("SIGTERM handler installs"),
+            hup: signal(SignalKind::hangup()).expect("SIGHUP handler installs"),
+        }
+    }
+
+    /// Waits for SIGINT or SIGTERM; each SIGHUP in between runs `reload`.
+    async fn wait(mut self, reload: impl Fn()) {
+        let ctrl_c = tokio::signal::ctrl_c();
+        tokio::pin!(ctrl_c);
+        loop {
+            tokio::select! {
+                _ = &mut ctrl_c => return,
+                _ = self.term.recv() => return,
+                _ = self.hup.recv() => reload(),
+            }
+        }
+    }
+}
+
+#[cfg(not(unix))]
+struct Signals;
+
+#[cfg(not(unix))]
+impl Signals {
+    fn install() -> Self {
+        Self
+    }
+
+    async fn wait(self, _reload: impl Fn()) {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// SIGHUP: reads the configuration file again and swaps in its `[[clients]]`; calls
+/// already admitted, open streams included, keep running. A file that does not load, or
+/// clients that do not fit this account, are refused and the current clients keep
+/// serving. Other settings take effect at the next start.
+fn reload_clients(file: Option<&std::path::Path>, running: &app::Running) {
+    let Some(path) = file else {
+        tracing::warn!("SIGHUP ignored: no configuration file (--config) to reload");
+        return;
+    };
+    let server_ids: Vec<String> = ServeConfig::augment_args(clap::Command::new("serve"))
+        .get_arguments()
+        .map(|arg| arg.get_id().to_string())
+        .collect();
+    let loaded = FileConfig::load(path, &server_ids).map_err(|e| e.to_string());
+    match loaded.and_then(|file| {
+        running
+            .access
+            .replace(&file.clients)
+            .map(|()| file.clients.len())
+            .map_err(|e| format!("{}: {e}", path.display()))
+    }) {
+        Ok(clients) => tracing::info!(
+            path = %path.display(),
+            clients,
+            "SIGHUP: clients reloaded; other settings change at the next start"
+        ),
+        Err(error) => tracing::error!(
+            %error,
+            "SIGHUP: reload refused; the previous clients keep serving"
+        ),
+    }
+}
+
+/// The simulator's base URL: `--simulator` as given (a bare address taken as `http://`),
+/// else the service's own WECHAT_QR_SIMULATOR_ADDR, an unspecified IP reached on loopback.
+fn simulator_url(given: Option<&str>, addr: std::net::SocketAddr) -> Result<url::Url, String> {
+    let text = match given {
+        Some(value) if value.contains("://") => value.to_owned(),
+        Some(value) => format!("http://{value}"),
+        None => {
+            let mut addr = addr;
+            if addr.ip().is_unspecified() {
+                addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            format!("http://{addr}")
+        }
+    };
+    url::Url::parse(&text)
+        .ok()
+        .filter(|url| matches!(url.scheme(), "http" | "https") && url.host().is_some())
+        .ok_or_else(|| {
+            format!(
+                "--simulator {text:?} is neither an http:// URL nor a host:port address \
+                 (an address without a scheme is taken as http://)"
+            )
+        })
+}
+
+async fn simulate_scan(args: SimulateScan, addr: std::net::SocketAddr) -> Result<(), String> {
+    let simulator = simulator_url(args.simulator.as_deref(), addr)?;
     let request = ScanRequest {
         ticket: args.ticket.clone(),
         openid: args.openid,
         new_follower: args.new_follower,
         deliveries: Some(args.deliveries),
     };
-    let url = format!("{}/sim/scan", args.simulator.as_str().trim_end_matches('/'));
+    let url = format!("{}/sim/scan", simulator.as_str().trim_end_matches('/'));
     let response = reqwest::Client::builder()
         .no_proxy()
         .build()
@@ -279,7 +415,7 @@ async fn simulate_scan(args: SimulateScan) -> Result<(), String> {
         .json(&request)
         .send()
         .await
-        .map_err(|e| format!("cannot reach the simulator at {}: {e}", args.simulator))?;
+        .map_err(|e| format!("cannot reach the simulator at {simulator}: {e}"))?;
     let status = response.status();
     let body = response.text().await.unwrap_or_default();
     if !status.is_success() {

@@ -45,6 +45,13 @@ pub struct Metrics {
     pub image_cache_misses: IntCounter,
     /// Bytes held by the image cache.
     pub image_cache_bytes: IntGauge,
+    /// gRPC calls by client (from `[[clients]]`; empty when none was identified),
+    /// method and status code; counted only while clients are configured.
+    pub grpc_client_requests: IntCounterVec,
+    /// Permanent codes minted by this process (answers from the store not counted).
+    pub permanent_minted: IntCounter,
+    /// Permanent codes the account may still mint under its `permanent_budget`.
+    pub permanent_budget_remaining: IntGauge,
     /// 1 while the event log accepts writes; 0 while its disk is full or failing (pushes
     /// are then answered 503 and gRPC health says NOT_SERVING).
     pub event_log_writable: IntGauge,
@@ -111,6 +118,19 @@ impl Metrics {
                 &["method", "code"],
             ),
             grpc_latency,
+            grpc_client_requests: counter_vec(
+                "grpc_client_requests_total",
+                "gRPC calls by client, method and status code (with [[clients]] configured)",
+                &["client", "method", "code"],
+            ),
+            permanent_minted: counter(
+                "permanent_codes_minted_total",
+                "permanent QR codes minted (answers from the store not counted)",
+            ),
+            permanent_budget_remaining: gauge(
+                "permanent_budget_remaining",
+                "permanent codes the account may still mint under its permanent_budget",
+            ),
             webhook_pushes: counter_vec(
                 "webhook_pushes_total",
                 "webhook pushes (POST) by outcome",
@@ -161,6 +181,13 @@ impl Metrics {
         self.grpc_latency
             .with_label_values(&labels)
             .observe(took.as_secs_f64());
+    }
+
+    /// Records one gRPC call of a configured client (`""`: none identified).
+    pub fn observe_client(&self, client: &str, method: &str, code: tonic::Code) {
+        self.grpc_client_requests
+            .with_label_values(&[client, method, code_name(code)])
+            .inc();
     }
 
     /// The Prometheus text exposition of every metric.

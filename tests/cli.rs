@@ -188,15 +188,15 @@ async fn the_binary_runs_on_the_simulator_with_no_configuration_and_stops_on_sig
         .await
         .unwrap()
         .into_inner();
+    // The service's own setting reaches the simulator: WECHAT_QR_SIMULATOR_ADDR, as an
+    // address without a scheme.
     let scan = tokio::process::Command::new(env!("CARGO_BIN_EXE_wechat-qr"))
-        .args([
-            "simulate-scan",
-            "--simulator",
-            &simulator_url,
-            "--ticket",
-            &ticket.ticket,
-        ])
+        .args(["simulate-scan", "--ticket", &ticket.ticket])
         .args(["--openid", "oPoster"])
+        .env(
+            "WECHAT_QR_SIMULATOR_ADDR",
+            simulator_url.trim_start_matches("http://"),
+        )
         .output()
         .await
         .unwrap();

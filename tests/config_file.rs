@@ -164,6 +164,16 @@ encoding_aes_key = "too-short"
             "[[clients]]\nname = \"login\"\ntoken_sha256 = \"plain-token\"\n".to_owned(),
             "clients[0].token_sha256: must be the SHA-256 of the token in hex",
         ),
+        (
+            "a client with neither a token nor a certificate subject",
+            "[[clients]]\nname = \"login\"\n".to_owned(),
+            "clients[0]: needs token_sha256 (a bearer token) or subject",
+        ),
+        (
+            "a permanent budget at the top",
+            "permanent_budget = 5\n".to_owned(),
+            "permanent_budget: an account setting",
+        ),
         ("not TOML", "grpc_addr = \n".to_owned(), "line 1"),
     ];
     for (name, text, expected) in cases {
@@ -301,12 +311,7 @@ mp_base = "{sim}"
 #[tokio::test]
 async fn what_this_version_cannot_do_yet_is_refused_not_ignored() {
     let dir = tempfile::tempdir().unwrap();
-    let hash = "a".repeat(64);
     for (text, expected) in [
-        (
-            format!("[[clients]]\nname = \"login\"\ntoken_sha256 = \"{hash}\"\n"),
-            "authenticating callers is not supported by this version",
-        ),
         (
             "[[accounts]]\napp_id = \"wxa\"\napp_secret = \"a\"\n[[accounts]]\napp_id = \"wxb\"\napp_secret = \"b\"\n".to_owned(),
             "serving several accounts from one process is not supported by this version",

@@ -1,9 +1,11 @@
-//! The README's "Operating it" recipes, run as written: every `grpcurl` line of that
-//! section (continuation lines joined), with `127.0.0.1:50051` replaced by the test
-//! service's address and `<TICKET>` / `<CURSOR>` by real values, through `bash` and the
-//! real grpcurl (`.venv/bin` first on the PATH; `./scripts/test` installs it there). Each
-//! recipe's output is checked for what the README promises; a recipe this test does not
-//! recognise fails it, so a new recipe comes with its check.
+//! The README's "Operating it" and "Accounts and access" recipes, run as written: every
+//! `grpcurl` line of those sections (continuation lines joined), with `127.0.0.1:50051`
+//! replaced by the test service's address and `<TICKET>` / `<CURSOR>` by real values,
+//! through `bash` and the real grpcurl (`.venv/bin` first on the PATH; `./scripts/test`
+//! installs it there). The access recipes run against services over TLS and mTLS with a CA
+//! and certificates made by `openssl` in the recipes' directory. Each recipe's output is
+//! checked for what the README promises; a recipe this test does not recognise fails it,
+//! so a new recipe comes with its check.
 
 mod common;
 
@@ -32,10 +34,15 @@ fn repo() -> &'static Path {
 
 /// The `grpcurl` command lines of the README's "## Operating it" section.
 fn recipes() -> Vec<String> {
+    recipes_of("Operating it")
+}
+
+/// The `grpcurl` command lines of the README's section `title`.
+fn recipes_of(title: &str) -> Vec<String> {
     let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
     let start = readme
-        .find("\n## Operating it\n")
-        .expect("README has an \"## Operating it\" section");
+        .find(&format!("\n## {title}\n"))
+        .unwrap_or_else(|| panic!("README has an \"## {title}\" section"));
     let section = &readme[start + 1..];
     let section = &section[..section.find("\n## ").unwrap_or(section.len())];
 
@@ -311,7 +318,21 @@ async fn every_readme_recipe_works_against_the_service() {
             continue;
         }
         let output = run(&command, dir).await;
-        if recipe.ends_with(" list") {
+        if recipe.contains("QrService/CreateTicket") && request_of(recipe)["scene_id"] == 0 {
+            // The error recipe: its details printed, not "is not recognized".
+            assert!(!output.status.success(), "{recipe}\n{}", text(&output));
+            let printed = text(&output);
+            for shown in [
+                "Code: InvalidArgument",
+                r#""@type":"type.googleapis.com/google.rpc.ErrorInfo""#,
+                r#""reason":"INVALID_ARGUMENT""#,
+                r#""@type":"type.googleapis.com/google.rpc.BadRequest""#,
+                r#""field":"scene_id""#,
+            ] {
+                assert!(printed.contains(shown), "{shown} missing:\n{printed}");
+            }
+            checked.insert("error details");
+        } else if recipe.ends_with(" list") {
             assert!(output.status.success(), "{recipe}\n{}", text(&output));
             let listed = String::from_utf8_lossy(&output.stdout);
             assert!(
@@ -493,6 +514,7 @@ async fn every_readme_recipe_works_against_the_service() {
         checked,
         BTreeSet::from([
             "describe",
+            "error details",
             "health",
             "image to file",
             "list",
@@ -503,4 +525,188 @@ async fn every_readme_recipe_works_against_the_service() {
         "a recipe for each operation"
     );
     service.stop().await;
+}
+
+/// Makes, with `openssl` in `dir`: `ca.pem`, a server certificate for 127.0.0.1
+/// (`server.pem`, `server.key`) and a client certificate with the CN `cn` (`<cn>.pem`,
+/// `<cn>.key`... named by `client`).
+fn certificates(dir: &Path, client: &str, cn: &str) {
+    let openssl = |args: &[&str]| {
+        let output = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl runs (scripts/setup-clients installs it)");
+        assert!(output.status.success(), "openssl {args:?}: {output:?}");
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    openssl(
+        &[
+            &["req", "-x509", "-days", "1", "-subj", "/CN=recipes CA"][..],
+            &ec,
+            &["-keyout", "ca.key", "-out", "ca.pem"],
+        ]
+        .concat(),
+    );
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+    for (name, subject, ext) in [
+        ("server", "127.0.0.1", "server.ext"),
+        (client, cn, "client.ext"),
+    ] {
+        let (key, csr, pem) = (
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("{name}.pem"),
+        );
+        openssl(
+            &[
+                &["req", "-subj", &format!("/CN={subject}")][..],
+                &ec,
+                &["-keyout", &key, "-out", &csr],
+            ]
+            .concat(),
+        );
+        openssl(&[
+            "x509",
+            "-req",
+            "-days",
+            "1",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-extfile",
+            ext,
+            "-out",
+            &pem,
+        ]);
+    }
+}
+
+#[tokio::test]
+async fn the_access_recipes_work_over_tls_and_mtls() {
+    assert_grpcurl_installed();
+    let recipes = recipes_of("Accounts and access");
+    let scratch = Scratch(std::env::temp_dir().join(format!(
+        "wechat-qr-access-recipes-{}-{}",
+        std::process::id(),
+        rand::random::<u64>()
+    )));
+    std::fs::create_dir_all(&scratch.0).unwrap();
+    let dir = scratch.0.as_path();
+    certificates(dir, "reporting", "reporting.internal");
+
+    // The README's clients: login-page by its token, reporting by its certificate.
+    let mut tls = common::config();
+    tls.tls_cert = Some(dir.join("server.pem"));
+    tls.tls_key = Some(dir.join("server.key"));
+    tls.clients = vec![wechat_qr::config::ClientConfig {
+        name: "login-page".into(),
+        token_sha256: Some(
+            "707b1baf71268d6f54202ee6946c5f2009fc391a7a4d042849d36f675ad7ac55".into(),
+        ),
+        subject: None,
+        methods: Some(vec!["CreateTicket".into(), "StreamEvents".into()]),
+        accounts: None,
+        permanent: false,
+    }];
+    let mut mtls = tls.clone();
+    mtls.client_ca = Some(dir.join("ca.pem"));
+    mtls.clients = vec![wechat_qr::config::ClientConfig {
+        name: "reporting".into(),
+        token_sha256: None,
+        subject: Some("reporting.internal".into()),
+        methods: Some(vec!["StreamEvents".into()]),
+        accounts: None,
+        permanent: false,
+    }];
+    let tls = TestService::start_with(tls).await;
+    let mtls = TestService::start_with(mtls).await;
+
+    let mut checked = BTreeSet::new();
+    for recipe in &recipes {
+        let service = if recipe.contains(" -cert ") {
+            &mtls
+        } else {
+            &tls
+        };
+        let command = fill(recipe, &service.grpc_addr.to_string(), "T-recipes", None);
+        if recipe.contains("QrService/StreamEvents") {
+            // Admitted by its certificate: the stream opens and gets a pushed event.
+            let command =
+                command.replacen("grpcurl ", &format!("grpcurl -max-time {TAIL_SECONDS} "), 1);
+            let dir = dir.to_owned();
+            let run = tokio::spawn(async move { run(&command, &dir).await });
+            wait_for_subscribers(service, 1).await;
+            common::push(
+                service,
+                &common::scan_xml("SCAN", "oReporting", "7", "T-recipes", common::now()),
+            )
+            .await;
+            let output = run.await.unwrap();
+            assert!(
+                text(&output).contains("DeadlineExceeded"),
+                "{recipe}\n{}",
+                text(&output)
+            );
+            assert!(
+                String::from_utf8_lossy(&output.stdout).contains("oReporting"),
+                "{recipe}\n{}",
+                text(&output)
+            );
+            checked.insert("stream by certificate");
+            continue;
+        }
+        let output = run(&command, dir).await;
+        if recipe.contains("grpc.health.v1.Health/Check") {
+            assert_eq!(json(recipe, &output)["status"], "SERVING");
+            checked.insert("health without a token");
+        } else if recipe.contains("QrService/CreateTicket") && recipe.contains("Bearer") {
+            let reply = json(recipe, &output);
+            assert!(
+                reply["ticket"].as_str().is_some_and(|t| !t.is_empty()),
+                "{reply}"
+            );
+            checked.insert("token over TLS");
+        } else if recipe.contains("QrService/CreateTicket") {
+            let printed = text(&output);
+            assert!(!output.status.success(), "{recipe}\n{printed}");
+            for shown in [
+                "Code: Unauthenticated",
+                r#""@type":"type.googleapis.com/google.rpc.ErrorInfo""#,
+                r#""reason":"UNAUTHENTICATED""#,
+            ] {
+                assert!(printed.contains(shown), "{shown} missing:\n{printed}");
+            }
+            checked.insert("refused with details");
+        } else {
+            panic!("a README recipe this test does not check: {recipe}");
+        }
+    }
+    assert_eq!(
+        checked,
+        BTreeSet::from([
+            "health without a token",
+            "refused with details",
+            "stream by certificate",
+            "token over TLS",
+        ]),
+        "a recipe for each"
+    );
+    tls.stop().await;
+    mtls.stop().await;
 }

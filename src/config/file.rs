@@ -6,6 +6,7 @@
 //! so each is validated exactly as its flag is. Secrets never need to sit in the file:
 //! every secret field also takes `<field>_file` (read from a file, for Kubernetes secrets)
 //! and `<field>_env` (read from a named variable). Every error names its key path.
+//! `[[clients]]` are checked here for form; `src/grpc/auth.rs` enforces them.
 
 use std::{
     collections::BTreeMap,
@@ -62,6 +63,7 @@ const ACCOUNT_KEYS: &[&str] = &[
     "account_id",
     "api_base",
     "mp_base",
+    "permanent_budget",
 ];
 
 /// A secret given inline, from a file, or from a named environment variable.
@@ -104,7 +106,8 @@ struct AccountFile {
 #[serde(deny_unknown_fields)]
 struct ClientFile {
     name: String,
-    token_sha256: String,
+    token_sha256: Option<String>,
+    subject: Option<String>,
     methods: Option<Vec<String>>,
     accounts: Option<Vec<String>>,
     permanent: Option<bool>,
@@ -142,8 +145,11 @@ pub struct AccountConfig {
 pub struct ClientConfig {
     /// Its name, for logs and metrics.
     pub name: String,
-    /// SHA-256 of its bearer token, lowercase hex.
-    pub token_sha256: String,
+    /// SHA-256 of its bearer token, lowercase hex; `None` for a client known only by
+    /// its certificate.
+    pub token_sha256: Option<String>,
+    /// The common name (CN) of its TLS client certificate, checked against `client_ca`.
+    pub subject: Option<String>,
     /// RPCs it may call; `None` = all.
     pub methods: Option<Vec<String>>,
     /// AppIDs it may act for; `None` = all.
@@ -216,7 +222,7 @@ impl FileConfig {
                     "an account setting: put it in an [[accounts]] table".into(),
                 ));
             }
-            if key == "config" || !server_ids.iter().any(|id| *id == key) {
+            if key == "config" || !server_ids.contains(&key) {
                 return Err(key_error(key, "unknown setting".into()));
             }
             let text = match value {
@@ -361,13 +367,26 @@ impl FileConfig {
             if client.name.trim().is_empty() {
                 return Err(key_error(at("name"), "must not be empty".into()));
             }
-            if client.token_sha256.len() != 64
-                || !client.token_sha256.bytes().all(|b| b.is_ascii_hexdigit())
+            if let Some(digest) = &client.token_sha256
+                && (digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_hexdigit()))
             {
                 return Err(key_error(
                     at("token_sha256"),
                     "must be the SHA-256 of the token in hex (64 characters); `printf %s TOKEN | sha256sum` gives it".into(),
                 ));
+            }
+            if client.token_sha256.is_none() && client.subject.is_none() {
+                return Err(key_error(
+                    format!("clients[{i}]"),
+                    "needs token_sha256 (a bearer token) or subject (a client certificate's CN), or both".into(),
+                ));
+            }
+            if client
+                .subject
+                .as_deref()
+                .is_some_and(|subject| subject.trim().is_empty())
+            {
+                return Err(key_error(at("subject"), "must not be empty".into()));
             }
             for method in client.methods.iter().flatten() {
                 if !METHODS.contains(&method.as_str()) {
@@ -389,7 +408,8 @@ impl FileConfig {
             }
             config.clients.push(ClientConfig {
                 name: client.name,
-                token_sha256: client.token_sha256.to_ascii_lowercase(),
+                token_sha256: client.token_sha256.map(|d| d.to_ascii_lowercase()),
+                subject: client.subject,
                 methods: client.methods,
                 accounts: client.accounts,
                 permanent: client.permanent.unwrap_or(false),
@@ -398,10 +418,10 @@ impl FileConfig {
         Ok(config)
     }
 
-    /// Puts the file's one account into `serve`, refusing what this version cannot do
-    /// yet rather than silently ignoring it: several accounts, callers (`[[clients]]`)
-    /// and a permanent budget. `given(id)` says whether a flag or environment variable set
-    /// that setting, which must not clash with an account from the file.
+    /// Puts the file's one account and its callers (`[[clients]]`) into `serve`, refusing
+    /// what this version cannot do yet rather than silently ignoring it: several accounts.
+    /// `given(id)` says whether a flag or environment variable set that setting, which
+    /// must not clash with an account from the file.
     pub fn apply_accounts(
         &self,
         serve: &mut super::ServeConfig,
@@ -412,12 +432,7 @@ impl FileConfig {
             key: key.to_owned(),
             reason: reason.to_owned(),
         };
-        if !self.clients.is_empty() {
-            return Err(key_error(
-                "clients",
-                "authenticating callers is not supported by this version; remove [[clients]] and keep the gRPC port private",
-            ));
-        }
+        serve.clients = self.clients.clone();
         let account = match self.accounts.as_slice() {
             [] => return Ok(()),
             [one] => one,
@@ -428,12 +443,6 @@ impl FileConfig {
                 ));
             }
         };
-        if account.permanent_budget.is_some() {
-            return Err(key_error(
-                "accounts[0].permanent_budget",
-                "not supported by this version",
-            ));
-        }
         if let Some(id) = ACCOUNT_KEYS.iter().find(|id| given(id)) {
             return Err(key_error(
                 "accounts[0]",
@@ -460,6 +469,7 @@ impl FileConfig {
         serve.account_id = account.original_id.clone();
         serve.api_base = url("api_base", &account.api_base)?;
         serve.mp_base = url("mp_base", &account.mp_base)?;
+        serve.permanent_budget = account.permanent_budget;
         Ok(())
     }
 

@@ -5,7 +5,9 @@
 //! `google.rpc.ErrorInfo` (a stable `reason`, plus WeChat's errcode and its errmsg, cut
 //! to [`crate::wechat::MAX_ERRMSG_BYTES`] where the answer is read) so
 //! generated clients in any language can branch on it without parsing messages.
-//! Invalid requests also carry a `google.rpc.BadRequest` naming the field.
+//! Invalid requests also carry a `google.rpc.BadRequest` naming the field. Refused callers
+//! (`src/grpc/auth.rs`) get UNAUTHENTICATED, or PERMISSION_DENIED whose ErrorInfo names
+//! the client and the permission it lacks.
 
 use std::collections::HashMap;
 
@@ -44,6 +46,20 @@ pub enum ApiError {
     /// A cap on open subscriptions was reached.
     #[error(transparent)]
     TooManySubscriptions(SubscribeError),
+    /// Clients are configured and the call names none of them.
+    #[error("unauthenticated: {reason}")]
+    Unauthenticated {
+        /// What was missing or wrong.
+        reason: String,
+    },
+    /// The calling client is not allowed this.
+    #[error("client {client:?} lacks the permission: {permission}")]
+    PermissionDenied {
+        /// The client's name.
+        client: String,
+        /// What it would need: `method <Name>`, `account <AppID>` or `permanent`.
+        permission: String,
+    },
     /// The channel statistics cannot answer.
     #[error(transparent)]
     Stats(#[from] StatsError),
@@ -92,6 +108,9 @@ fn upstream_code(error: &WeChatError) -> (Code, &'static str) {
         WeChatError::TooLarge { .. } => (Code::Internal, "WECHAT_ANSWER_TOO_LARGE"),
         WeChatError::DeadlineExceeded { .. } => (Code::DeadlineExceeded, "DEADLINE_EXCEEDED"),
         WeChatError::TicketNotFound => (Code::NotFound, "TICKET_NOT_FOUND"),
+        WeChatError::PermanentBudgetExhausted { .. } => {
+            (Code::ResourceExhausted, "PERMANENT_BUDGET_EXHAUSTED")
+        }
     }
 }
 
@@ -121,6 +140,9 @@ fn upstream_metadata(error: &WeChatError) -> HashMap<String, String> {
             metadata.insert("http_status".into(), status.to_string());
         }
         WeChatError::TicketNotFound => {}
+        WeChatError::PermanentBudgetExhausted { budget } => {
+            metadata.insert("budget".into(), budget.to_string());
+        }
     }
     metadata
 }
@@ -175,6 +197,21 @@ impl From<ApiError> for Status {
                 Code::Unavailable,
                 "STATS_UNAVAILABLE",
                 HashMap::new(),
+                message,
+            ),
+            ApiError::Unauthenticated { .. } => (
+                Code::Unauthenticated,
+                "UNAUTHENTICATED",
+                HashMap::new(),
+                message,
+            ),
+            ApiError::PermissionDenied { client, permission } => (
+                Code::PermissionDenied,
+                "PERMISSION_DENIED",
+                HashMap::from([
+                    ("client".to_owned(), client.clone()),
+                    ("permission".to_owned(), permission.clone()),
+                ]),
                 message,
             ),
             ApiError::StreamEnded(StreamEnd::ShuttingDown { resume_after }) => (

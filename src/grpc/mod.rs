@@ -1,8 +1,10 @@
 //! The `wechat.qr.v1.QrService` implementation: validates requests, calls the upstream
 //! client for tickets and images, and turns event-log subscriptions into gRPC streams;
 //! `stats.rs` serves `wechat.qr.v1.ChannelStatsService` from the channel statistics.
+//! Who may call is decided in `auth.rs`, a layer around the whole server.
 //! Every failure goes through [`ApiError`] and becomes a `Status` in `error.rs`.
 
+mod auth;
 mod error;
 mod stats;
 mod validate;
@@ -17,6 +19,7 @@ use std::{
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
+pub use auth::{Access, AccessError, AccessLayer, Caller};
 pub use error::{ApiError, ERROR_DOMAIN};
 pub use stats::{ChannelStatsService, MAX_RESPONSE_BYTES as MAX_STATS_RESPONSE_BYTES};
 pub use wire::QrServiceRoutes;
@@ -109,6 +112,18 @@ impl QrService {
         request: Request<pb::CreateTicketRequest>,
     ) -> Result<Response<pb::CreateTicketResponse>, Status> {
         let qr = validate::create_ticket(request.get_ref(), self.client.app_id())?;
+        // The access layer admitted the caller for CreateTicket; a permanent code is a
+        // permission of its own, and only the request body says whether one is asked.
+        if qr.expire_seconds.is_none()
+            && let Some(caller) = request.extensions().get::<Caller>()
+            && !caller.permanent
+        {
+            return Err(ApiError::PermissionDenied {
+                client: caller.name.to_string(),
+                permission: "permanent".to_owned(),
+            }
+            .into());
+        }
         let deadline = self.client.deadline(caller_timeout(&request));
         let minted = self
             .client

@@ -68,6 +68,14 @@ pub enum WeChatError {
     /// `showqrcode` does not know the ticket (or it expired).
     #[error("ticket not found or expired")]
     TicketNotFound,
+    /// The account's `permanent_budget` is spent; refused here, before calling WeChat.
+    #[error(
+        "the permanent budget of this account ({budget} codes) is spent: no new permanent code is minted; scenes minted before still answer"
+    )]
+    PermanentBudgetExhausted {
+        /// The configured budget.
+        budget: u64,
+    },
 }
 
 /// How a transport failure happened, which decides whether a retry is safe.

@@ -366,6 +366,11 @@ impl WeChatClient {
         self.permanent.known().await
     }
 
+    /// How many more permanent codes may be minted; `None` without a budget.
+    pub async fn permanent_remaining(&self) -> Option<u64> {
+        self.permanent.remaining(&self.api.upstream.app_id).await
+    }
+
     /// How many token fetches this client started.
     pub fn token_fetches(&self) -> u64 {
         self.tokens.fetches()
@@ -398,7 +403,15 @@ impl WeChatClient {
                     self.create_qrcode(request, deadline),
                 )
                 .await?;
-            if !minted {
+            if minted {
+                self.api.metrics.permanent_minted.inc();
+                if let Some(left) = self.permanent.remaining(&self.api.upstream.app_id).await {
+                    self.api
+                        .metrics
+                        .permanent_budget_remaining
+                        .set(i64::try_from(left).unwrap_or(i64::MAX));
+                }
+            } else {
                 tracing::debug!("permanent scene already minted; answered from the store");
             }
             return Ok(ticket);

@@ -4,6 +4,11 @@
 //! ([`Records`]), written (and, on the durable backend, synced) before the caller hears
 //! back, so two restarts in a row never mint a second code for a scene. A
 //! `wechat-qr-permanent.jsonl` of an older version is imported once on start.
+//!
+//! An account may have a `permanent_budget`: the most permanent codes the store may hold
+//! for it. The codes already in the store count against it, so the budget holds across
+//! restarts; a scene already minted is answered without spending any; past the budget a
+//! new scene is refused before WeChat is called.
 
 use std::{
     collections::HashMap,
@@ -92,6 +97,8 @@ pub struct PermanentTickets {
     /// An async lock held across the upstream call: permanent codes are rare, and
     /// serialising them is what makes "never twice" hold under concurrency.
     tickets: Mutex<HashMap<String, KnownTicket>>,
+    /// AppID → the most permanent codes the store may hold for it.
+    budgets: HashMap<String, u64>,
 }
 
 impl PermanentTickets {
@@ -130,7 +137,23 @@ impl PermanentTickets {
         Ok(Self {
             records,
             tickets: Mutex::new(tickets),
+            budgets: HashMap::new(),
         })
+    }
+
+    /// Caps the permanent codes kept for `app_id` at `budget` (`None`: no cap).
+    pub fn with_budget(mut self, app_id: &str, budget: Option<u64>) -> Self {
+        match budget {
+            Some(budget) => self.budgets.insert(app_id.to_owned(), budget),
+            None => self.budgets.remove(app_id),
+        };
+        self
+    }
+
+    /// How many more permanent codes `app_id` may mint; `None` without a budget.
+    pub async fn remaining(&self, app_id: &str) -> Option<u64> {
+        let budget = *self.budgets.get(app_id)?;
+        Some(budget.saturating_sub(count(&*self.tickets.lock().await, app_id)))
     }
 
     /// Every permanent ticket known, for the simulator to recognise after a restart.
@@ -154,6 +177,11 @@ impl PermanentTickets {
         if let Some(known) = tickets.get(&key) {
             return Ok((known.ticket.clone(), false));
         }
+        if let Some(&budget) = self.budgets.get(app_id)
+            && count(&tickets, app_id) >= budget
+        {
+            return Err(WeChatError::PermanentBudgetExhausted { budget });
+        }
         let ticket = create.await?;
         let record = encode_record(app_id, scene, &ticket);
         // The code is minted either way; failing to remember it is logged loudly rather
@@ -171,6 +199,11 @@ impl PermanentTickets {
         );
         Ok((ticket, true))
     }
+}
+
+/// The permanent codes kept for `app_id`.
+fn count(tickets: &HashMap<String, KnownTicket>, app_id: &str) -> u64 {
+    tickets.values().filter(|t| t.app_id == app_id).count() as u64
 }
 
 fn encode_record(app_id: &str, scene: &Scene, ticket: &QrTicket) -> Vec<u8> {

@@ -104,5 +104,6 @@ fn result_label<T>(result: &Result<T, WeChatError>) -> String {
         Err(WeChatError::BadResponse { .. }) => "bad_response".into(),
         Err(WeChatError::TooLarge { .. }) => "too_large".into(),
         Err(WeChatError::DeadlineExceeded { .. }) => "deadline".into(),
+        Err(WeChatError::PermanentBudgetExhausted { .. }) => "budget_exhausted".into(),
     }
 }

@@ -63,6 +63,11 @@ pub fn config() -> ServeConfig {
         image_ttl_seconds: 7 * 24 * 3600,
         permanent_store: None,
         simulator_faults: None,
+        permanent_budget: None,
+        tls_cert: None,
+        tls_key: None,
+        client_ca: None,
+        clients: Vec::new(),
     }
 }
 
