@@ -357,8 +357,12 @@ pub async fn start(
     .max_encoding_message_size(MAX_STATS_RESPONSE_BYTES);
     let service = QrService::new(client.clone(), subscribers.clone(), metrics.clone());
     let qr_routes = QrServiceRoutes::new(service, settings.messages);
-    // The console's gRPC-Web reaches these very instances: one hub, one set of caps.
-    let console_services = Routes::new(qr_routes.clone()).add_service(stats_service.clone());
+    // The console's gRPC-Web reaches these very instances: one hub, one set of caps, and
+    // the same caller check as the gRPC port.
+    let console_services = tower_layer::Layer::layer(
+        &access.layer(),
+        Routes::new(qr_routes.clone()).add_service(stats_service.clone()),
+    );
     tasks.spawn(crate::admin::serve(
         admin_listener,
         metrics.clone(),

@@ -30,7 +30,10 @@ use tonic::{codegen::Service, service::Routes};
 use tonic_web::GrpcWebService;
 use tower_layer::Layer;
 
-use crate::simulator::{ScanError, ScanRequest, Simulator};
+use crate::{
+    grpc::Guarded,
+    simulator::{ScanError, ScanRequest, Simulator},
+};
 
 /// The console's path prefix on the admin listener.
 pub(crate) const PATH: &str = "/console/";
@@ -79,8 +82,9 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; img-src 'self' blob: 
 /// The console's routes.
 #[derive(Clone)]
 pub(crate) struct Console {
-    /// gRPC-Web translation in front of the services the gRPC port serves.
-    grpc_web: GrpcWebService<Routes>,
+    /// gRPC-Web translation in front of the services the gRPC port serves, behind the
+    /// same caller check: with `[[clients]]` configured, the console is no way around it.
+    grpc_web: GrpcWebService<Guarded<Routes>>,
     /// The embedded simulator, when it runs: the "simulate scan" button's backend.
     simulator: Option<Arc<Simulator>>,
 }
@@ -111,7 +115,7 @@ struct SimulateScan {
 impl Console {
     /// The console over `services` (the gRPC services, by name), with the "simulate scan"
     /// endpoint when `simulator` is given.
-    pub(crate) fn new(services: Routes, simulator: Option<Arc<Simulator>>) -> Self {
+    pub(crate) fn new(services: Guarded<Routes>, simulator: Option<Arc<Simulator>>) -> Self {
         Self {
             grpc_web: tonic_web::GrpcWebLayer::new().layer(services),
             simulator,
@@ -193,7 +197,12 @@ fn same_origin(request: &Request<Incoming>) -> Result<(), &'static str> {
 /// site can point at this listener by DNS.
 fn host_is_local_name(host: &str) -> bool {
     let name = match host.strip_prefix('[') {
-        Some(bracketed) => bracketed.split(']').next().unwrap_or_default(),
+        // An IPv6 literal: `[addr]` or `[addr]:port`; an unclosed bracket is no host.
+        Some(bracketed) => match bracketed.split_once(']') {
+            Some((name, "")) => name,
+            Some((name, port)) if port.starts_with(':') => name,
+            _ => return false,
+        },
         None => host.rsplit_once(':').map_or(host, |(name, _port)| name),
     };
     name.eq_ignore_ascii_case("localhost") || name.parse::<IpAddr>().is_ok()

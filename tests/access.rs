@@ -684,3 +684,64 @@ async fn a_client_for_an_account_not_served_stops_the_start() {
         "{err}"
     );
 }
+
+/// A unary gRPC-Web call to the console's endpoint on the admin listener, as the page
+/// makes it: the grpc-status of its answer (from the headers, or the trailers frame).
+async fn console_create_ticket(binary: &Binary, token: Option<&str>) -> String {
+    use prost::Message;
+    let payload = temporary("console").encode_to_vec();
+    let mut body = vec![0u8];
+    body.extend_from_slice(&u32::try_from(payload.len()).unwrap().to_be_bytes());
+    body.extend_from_slice(&payload);
+    let mut request = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
+        .post(format!(
+            "{}/wechat.qr.v1.QrService/CreateTicket",
+            binary.admin_url
+        ))
+        .header("content-type", "application/grpc-web+proto")
+        .header("x-grpc-web", "1")
+        .body(body);
+    if let Some(token) = token {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    let response = request.send().await.unwrap();
+    if let Some(status) = response.headers().get("grpc-status") {
+        return status.to_str().unwrap().to_owned();
+    }
+    let bytes = response.bytes().await.unwrap();
+    let text = String::from_utf8_lossy(&bytes).to_lowercase();
+    text.split("grpc-status:")
+        .nth(1)
+        .map(|rest| {
+            rest.trim_start()
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn the_web_console_is_no_way_around_the_caller_check() {
+    let upstream = TestService::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = server_settings(&dir.path().join("data"), &upstream, None);
+    text.push_str(&client_table("ops", "ops-token", ""));
+    let config = dir.path().join("wechat-qr.toml");
+    std::fs::write(&config, &text).unwrap();
+    let binary = Binary::start(&config, &[]).await;
+    assert_eq!(
+        console_create_ticket(&binary, None).await,
+        "16",
+        "UNAUTHENTICATED without a token"
+    );
+    assert_eq!(console_create_ticket(&binary, Some("guessed")).await, "16");
+    assert_eq!(
+        console_create_ticket(&binary, Some("ops-token")).await,
+        "0",
+        "a known client's token passes through gRPC-Web too"
+    );
+}

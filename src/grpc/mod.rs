@@ -19,7 +19,7 @@ use std::{
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
-pub use auth::{Access, AccessError, AccessLayer, Caller};
+pub use auth::{Access, AccessError, AccessLayer, Caller, Guarded};
 pub use error::{ApiError, ERROR_DOMAIN};
 pub use stats::{ChannelStatsService, MAX_RESPONSE_BYTES as MAX_STATS_RESPONSE_BYTES};
 pub use wire::QrServiceRoutes;
