@@ -369,6 +369,7 @@ pub async fn start(
         Console::new(
             console_services,
             simulator.as_ref().map(|sim| sim.simulator.clone()),
+            access.clone(),
         ),
         shutdown.clone(),
     ));

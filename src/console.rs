@@ -8,7 +8,8 @@
 //! instances the gRPC port serves (the same fan-out hub, caps, metrics), so the browser
 //! needs no CORS and there is no second API. Nothing here widens exposure: the console is
 //! exactly as reachable as the admin listener (`WECHAT_QR_ADMIN_ADDR`, loopback by
-//! default), and what it serves is what the unauthenticated gRPC port already serves.
+//! default), and its gRPC-Web passes the same caller check as the gRPC port: with
+//! `[[clients]]` configured the page asks for a caller token and sends it on every call.
 //!
 //! Two guards keep other web pages in the operator's browser out:
 //! - the `Host` must be an IP address or `localhost` (a DNS-rebinding page names its own
@@ -31,7 +32,7 @@ use tonic_web::GrpcWebService;
 use tower_layer::Layer;
 
 use crate::{
-    grpc::Guarded,
+    grpc::{Access, Guarded},
     simulator::{ScanError, ScanRequest, Simulator},
 };
 
@@ -87,6 +88,9 @@ pub(crate) struct Console {
     grpc_web: GrpcWebService<Guarded<Routes>>,
     /// The embedded simulator, when it runs: the "simulate scan" button's backend.
     simulator: Option<Arc<Simulator>>,
+    /// The caller check's client list, read per request (SIGHUP may change it), so the
+    /// page knows whether to ask for a token before its first call.
+    access: Access,
 }
 
 impl std::fmt::Debug for Console {
@@ -97,10 +101,12 @@ impl std::fmt::Debug for Console {
     }
 }
 
-/// What the page asks before it draws: whether to offer "simulate scan".
+/// What the page asks before it draws: whether to offer "simulate scan", and whether to
+/// ask for a caller token up front.
 #[derive(Debug, serde::Serialize)]
 struct Info {
     simulator: bool,
+    auth_required: bool,
 }
 
 /// `POST /console/simulate-scan`.
@@ -113,12 +119,17 @@ struct SimulateScan {
 }
 
 impl Console {
-    /// The console over `services` (the gRPC services, by name), with the "simulate scan"
-    /// endpoint when `simulator` is given.
-    pub(crate) fn new(services: Guarded<Routes>, simulator: Option<Arc<Simulator>>) -> Self {
+    /// The console over `services` (the gRPC services, by name, behind `access`), with the
+    /// "simulate scan" endpoint when `simulator` is given.
+    pub(crate) fn new(
+        services: Guarded<Routes>,
+        simulator: Option<Arc<Simulator>>,
+        access: Access,
+    ) -> Self {
         Self {
             grpc_web: tonic_web::GrpcWebLayer::new().layer(services),
             simulator,
+            access,
         }
     }
 
@@ -152,6 +163,7 @@ impl Console {
                 StatusCode::OK,
                 &Info {
                     simulator: self.simulator.is_some(),
+                    auth_required: !self.access.is_empty(),
                 },
             ),
             (&Method::POST, "/console/simulate-scan") => match &self.simulator {

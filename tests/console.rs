@@ -188,7 +188,10 @@ async fn the_console_page_is_served_from_the_binary_with_its_content_types() {
         .await
         .unwrap();
     assert_eq!(info.headers()["content-type"], "application/json");
-    assert_eq!(info.text().await.unwrap(), r#"{"simulator":true}"#);
+    assert_eq!(
+        info.text().await.unwrap(),
+        r#"{"simulator":true,"auth_required":false}"#
+    );
 
     let missing = client
         .get(format!("{base}/console/nothing.js"))
@@ -358,7 +361,10 @@ async fn without_the_simulator_there_is_no_simulate_scan() {
         .send()
         .await
         .unwrap();
-    assert_eq!(info.text().await.unwrap(), r#"{"simulator":false}"#);
+    assert_eq!(
+        info.text().await.unwrap(),
+        r#"{"simulator":false,"auth_required":false}"#
+    );
     let scan = simulate_scan(&service, "any").await;
     assert_eq!(scan.status(), 404);
     service.stop().await;

@@ -1,18 +1,24 @@
 // The console's one door to the service: the generated TypeScript clients (clients/typescript)
 // of QrService and ChannelStatsService over gRPC-Web on the page's own origin (the admin
-// listener routes /wechat.qr.v1.* to the same services the gRPC port serves), the two
-// console-only endpoints, and the small DOM and formatting helpers every view shares.
+// listener routes /wechat.qr.v1.* to the same services the gRPC port serves), every call
+// carrying the caller token (token.ts), the two console-only endpoints, and the small DOM
+// and formatting helpers every view shares.
 
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcWebTransport } from "@connectrpc/connect-web";
 import { timestampDate, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { EventType, QrService, type Event } from "../../clients/typescript/wechat/qr/v1/qr_service_pb.js";
 import { ChannelStatsService } from "../../clients/typescript/wechat/qr/v1/channel_stats_pb.js";
+import { withToken } from "./token.js";
 
 export { EventType };
 export type { Event };
 
-const transport = createGrpcWebTransport({ baseUrl: location.origin, useBinaryFormat: true });
+const transport = createGrpcWebTransport({
+  baseUrl: location.origin,
+  useBinaryFormat: true,
+  interceptors: [withToken],
+});
 
 /** wechat.qr.v1.QrService: CreateTicket, GetImage, StreamEvents. */
 export const qr = createClient(QrService, transport);
@@ -23,6 +29,8 @@ export const stats = createClient(ChannelStatsService, transport);
 export interface Info {
   /** The embedded simulator runs: offer "simulate scan". */
   simulator: boolean;
+  /** `[[clients]]` are configured: every call needs a caller token, so ask for one up front. */
+  auth_required: boolean;
 }
 
 export async function fetchInfo(): Promise<Info> {

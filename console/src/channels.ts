@@ -2,7 +2,8 @@
 // hours (hourly) or 30 days (daily) in the browser's time zone, drawn as two stacked bar
 // charts (new followers, scans) of the top scenes and a table of totals with the unfollow
 // rate. It re-queries when its own StreamEvents sees any event (debounced), and every
-// minute so buckets roll over, so the numbers move as scans arrive.
+// minute so buckets roll over, so the numbers move as scans arrive. A new caller token
+// clears what it shows and queries again; a refusal shows the server's message, no numbers.
 
 import { Code } from "@connectrpc/connect";
 import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
@@ -10,6 +11,7 @@ import { Bucket, type GetSceneStatsResponse } from "../../clients/typescript/wec
 import { byId, el, errorText, isCode, stats } from "./api.js";
 import { colour, drawStackedBars } from "./chart.js";
 import { follow, stateText } from "./follow.js";
+import { currentToken, onTokenChange } from "./token.js";
 
 /** Scenes drawn in the charts; the table shows up to TABLE_SCENES. */
 const CHART_SCENES = 5;
@@ -42,8 +44,22 @@ export function initChannels(): void {
       },
     },
   );
+  onTokenChange(() => {
+    clear();
+    byId("channels-status").textContent = "";
+    void refresh();
+  });
   setInterval(() => void refresh(), POLL_MS);
   void refresh();
+}
+
+/** Removes every number shown: they were answered for another token, or not at all. */
+function clear(): void {
+  byId("chart-new-followers").replaceChildren();
+  byId("chart-scans").replaceChildren();
+  byId("channels-legend").replaceChildren();
+  byId("channels-rows").replaceChildren();
+  byId("channels-omitted").textContent = "";
 }
 
 /** One query at a time; a refresh asked for meanwhile runs right after. */
@@ -54,6 +70,7 @@ async function refresh(): Promise<void> {
   }
   querying = true;
   const status = byId("channels-status");
+  const sentWith = currentToken();
   try {
     const daily = byId<HTMLSelectElement>("channels-range").value === "day";
     // The range ends a bucket after now, so the current bucket is whole and its events count.
@@ -66,10 +83,20 @@ async function refresh(): Promise<void> {
       timeZone,
       maxScenes: TABLE_SCENES,
     });
+    if (sentWith !== currentToken()) {
+      // Answered for the token before: not shown; the query runs again with the new one.
+      again = true;
+      return;
+    }
     draw(answer, daily);
     status.textContent = `updated ${new Date().toLocaleTimeString()}`;
     status.dataset.cursor = answer.cursor;
   } catch (error) {
+    if (sentWith !== currentToken()) {
+      again = true;
+      return;
+    }
+    clear();
     status.textContent = isCode(error, Code.Unimplemented)
       ? "this server has no channel statistics (ChannelStatsService is not registered)"
       : errorText(error);

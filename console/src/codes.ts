@@ -1,12 +1,17 @@
 // The Codes view: mint a code (CreateTicket), show its QR image (GetImage's bytes as a
 // blob URL) and ticket, follow that ticket's events live (StreamEvents filtered on it),
-// and — on the simulator — push a scan of it with "simulate scan".
+// and — on the simulator — push a scan of it with "simulate scan". A new caller token
+// removes the code on show (it was minted and followed with the old one) and, when the
+// last mint was refused for want of a token or a permission, mints again with the new one.
 
 import { byId, el, errorText, eventItem, qr, simulateScan, timeText, type Info } from "./api.js";
 import { follow, stateText, type Follow } from "./follow.js";
+import { currentToken, isRefusal, onTokenChange } from "./token.js";
 
 /** The code on show: at most one, so at most one stream of this view is open. */
 let current: { stream: Follow; imageUrl: string } | undefined;
+/** The last mint was refused by the caller check: a new token retries it. */
+let refusedMint = false;
 
 export function initCodes(info: Info): void {
   const form = byId<HTMLFormElement>("mint-form");
@@ -19,6 +24,23 @@ export function initCodes(info: Info): void {
     submit.preventDefault();
     void mint(info);
   });
+  onTokenChange(() => {
+    forget();
+    byId("mint-status").textContent = "";
+    if (refusedMint) void mint(info);
+  });
+}
+
+/** Stops following the code on show and removes it. */
+function forget(): void {
+  if (current) {
+    current.stream.stop();
+    URL.revokeObjectURL(current.imageUrl);
+    current = undefined;
+  }
+  const card = byId("code-card");
+  card.replaceChildren();
+  card.hidden = true;
 }
 
 async function mint(info: Info): Promise<void> {
@@ -28,6 +50,8 @@ async function mint(info: Info): Promise<void> {
   const permanent = byId<HTMLInputElement>("mint-permanent").checked;
   const lifetime = Number(byId<HTMLInputElement>("mint-lifetime").value || "0");
   status.textContent = "minting…";
+  refusedMint = false;
+  const sentWith = currentToken();
   try {
     const code = await qr.createTicket({
       scene: numeric ? { case: "sceneId", value: Number(scene) } : { case: "sceneStr", value: scene },
@@ -35,19 +59,20 @@ async function mint(info: Info): Promise<void> {
       expireSeconds: permanent ? 0 : lifetime,
     });
     const image = await qr.getImage({ ticket: code.ticket });
+    // Minted with a token since replaced: the token change has already asked again.
+    if (sentWith !== currentToken()) return;
     const blob = new Blob([image.image as Uint8Array<ArrayBuffer>], { type: image.contentType || "image/jpeg" });
     status.textContent = "";
     show(info, scene, code.ticket, code.url, permanent ? "never" : timeText(code.expireTime), URL.createObjectURL(blob));
   } catch (error) {
+    if (sentWith !== currentToken()) return;
+    refusedMint = isRefusal(error);
     status.textContent = errorText(error);
   }
 }
 
 function show(info: Info, scene: string, ticket: string, url: string, expires: string, imageUrl: string): void {
-  if (current) {
-    current.stream.stop();
-    URL.revokeObjectURL(current.imageUrl);
-  }
+  forget();
   const events = el("ul", { id: "code-events", class: "events" });
   const streamState = el("span", { id: "code-stream-state", class: "state" }, "connecting…");
   const card = byId("code-card");

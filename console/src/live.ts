@@ -1,10 +1,12 @@
 // The Live view: the event stream with StreamEvents' own filters (tickets, scenes, types;
 // OR within a field, AND across fields), optionally from a cursor, reconnecting after a
 // drop with the last cursor it showed. "Drop connection" breaks the stream on purpose to
-// show the resume.
+// show the resume. A new caller token clears the list; the stream reconnects with the new
+// token after the same cursor, so what follows is what that token may see.
 
 import { byId, EventType, eventItem } from "./api.js";
 import { follow, stateText, type Follow } from "./follow.js";
+import { onTokenChange } from "./token.js";
 
 /** Rows kept on screen; older ones are removed. */
 const MAX_ROWS = 500;
@@ -17,6 +19,7 @@ export function initLive(): void {
     start();
   });
   byId("live-drop").addEventListener("click", () => stream?.drop());
+  onTokenChange(() => byId("live-events").replaceChildren());
   start();
 }
 

@@ -1,10 +1,12 @@
-// The console's entry point: asks the server what it offers (info.json), starts the three
-// views, and switches between them by the URL's #fragment (#codes, #channels, #live).
+// The console's entry point: asks the server what it offers (info.json), sets up the token
+// prompt, starts the three views, and switches between them by the URL's #fragment
+// (#codes, #channels, #live).
 
 import { byId, errorText, fetchInfo } from "./api.js";
 import { initChannels } from "./channels.js";
 import { initCodes } from "./codes.js";
 import { initLive } from "./live.js";
+import { initPrompt } from "./prompt.js";
 
 const VIEWS = ["codes", "channels", "live"] as const;
 
@@ -22,7 +24,10 @@ async function main(): Promise<void> {
   showView();
   try {
     const info = await fetchInfo();
-    byId("mode").textContent = info.simulator ? "on the embedded WeChat simulator" : "on WeChat";
+    byId("mode").textContent =
+      (info.simulator ? "on the embedded WeChat simulator" : "on WeChat") +
+      (info.auth_required ? ", callers need a token" : "");
+    initPrompt(info.auth_required);
     initCodes(info);
     initChannels();
     initLive();
