@@ -3,8 +3,13 @@
 //! (`clients/java`), against the real service, with scans pushed by the real `wechat-qr
 //! simulate-scan` once the example printed its ticket. One run drops the example's stream
 //! mid-way (a TCP proxy between it and the service cuts the connection) and checks that the
-//! resumed stream delivers the scan made during the gap exactly once. A missing JDK or
-//! Debian jar is a failure, never a skip: `./scripts/test` installs them.
+//! resumed stream delivers the scan made during the gap exactly once. One more runs it
+//! with `--token` and `--ca` against the real binary started with a configuration file that
+//! requires a client token and serves gRPC over TLS (a CA and certificate made by `openssl`
+//! at test time), its account's WeChat being another test service's simulator, so the scan
+//! is a push signed here with the account's webhook token; without the token the example
+//! exits with UNAUTHENTICATED. A missing JDK or Debian jar is a failure, never a skip:
+//! `./scripts/test` installs them.
 
 mod common;
 
@@ -19,7 +24,8 @@ use std::{
     time::Duration,
 };
 
-use common::TestService;
+use common::{TestService, scan_xml, signed_query};
+use sha2::{Digest, Sha256};
 use tokio::{
     io::{AsyncBufReadExt, AsyncReadExt, BufReader, Lines},
     net::{TcpListener, TcpStream},
@@ -85,10 +91,12 @@ fn example_jar() -> &'static Path {
     })
 }
 
-/// `java -jar scan_to_login.jar --addr <addr> --image <image> --deadline <seconds> [extra]`.
+/// `java -jar scan_to_login.jar --addr <addr> --image <image> --deadline <seconds> [extra]`,
+/// with no `$WECHAT_QR_TOKEN` from the test's environment: a token is passed in `extra`.
 fn scan_to_login(addr: SocketAddr, image: &Path, deadline: &str, extra: &[&str]) -> Example {
     let mut command = Command::new("java");
     command
+        .env_remove("WECHAT_QR_TOKEN")
         .arg("-jar")
         .arg(example_jar())
         .args(["--addr", &addr.to_string()])
@@ -403,4 +411,234 @@ async fn java_scan_to_login_resumes_a_dropped_stream_and_gets_the_missed_scan_on
             && transcript.contains("; resuming after "),
         "the example noticed the drop and resumed\n{transcript}"
     );
+}
+
+/// The webhook token of the account the TLS service serves; it signs the pushes.
+const WEBHOOK_TOKEN: &str = "java-example-webhook-token";
+/// The example's client token; the service's file holds only its SHA-256.
+const CLIENT_TOKEN: &str = "java-login-page-token";
+
+/// The real binary, started with `--config FILE` and no `WECHAT_*` variables from the
+/// test's environment; the addresses it logs are read from its stdout.
+struct Binary {
+    /// Kept for `kill_on_drop`.
+    _child: Child,
+    grpc_addr: SocketAddr,
+    webhook_url: String,
+    log: Arc<Mutex<String>>,
+}
+
+impl Binary {
+    async fn start(config: &Path) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_wechat-qr"));
+        for (key, _) in std::env::vars() {
+            if key.starts_with("WECHAT_") {
+                command.env_remove(key);
+            }
+        }
+        let mut child = command
+            .arg("--config")
+            .arg(config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let log = Arc::new(Mutex::new(String::new()));
+        let (mut grpc, mut webhook) = (None, None);
+        while grpc.is_none() || webhook.is_none() {
+            let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+                .await
+                .unwrap_or_else(|_| panic!("no addresses:\n{}", log.lock().unwrap()))
+                .unwrap()
+                .unwrap_or_else(|| panic!("exited:\n{}", log.lock().unwrap()));
+            let value = |key: &str| {
+                line.split(&format!("{key}="))
+                    .nth(1)
+                    .map(|rest| rest.split_whitespace().next().unwrap().to_owned())
+            };
+            grpc = grpc.or_else(|| value("grpc_addr"));
+            webhook = webhook.or_else(|| value("webhook_url"));
+            let mut log = log.lock().unwrap();
+            log.push_str(&line);
+            log.push('\n');
+        }
+        tokio::spawn({
+            let log = log.clone();
+            async move {
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let mut log = log.lock().unwrap();
+                    log.push_str(&line);
+                    log.push('\n');
+                }
+            }
+        });
+        Self {
+            _child: child,
+            grpc_addr: grpc.unwrap().parse().unwrap(),
+            webhook_url: webhook.unwrap(),
+            log,
+        }
+    }
+
+    /// Pushes a scan of `ticket` to the webhook, signed with the account's token, as
+    /// WeChat would.
+    async fn push_scan(&self, ticket: &str, openid: &str) {
+        let nonce = format!("n{}", rand::random::<u64>());
+        let query = signed_query(WEBHOOK_TOKEN, &common::now().to_string(), &nonce);
+        let answer = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .unwrap()
+            .post(format!("{}?{query}", self.webhook_url))
+            .body(scan_xml("SCAN", openid, "s", ticket, common::now()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 200, "{}", self.log.lock().unwrap());
+    }
+}
+
+/// A CA (`ca.pem`) and a certificate for 127.0.0.1 it issued (`server.pem`, `server.key`),
+/// made by `openssl` in `dir`.
+fn tls_certificates(dir: &Path) {
+    let openssl = |args: &[&str]| {
+        let output = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl runs (scripts/setup-clients installs it)");
+        assert!(output.status.success(), "openssl {args:?}: {output:?}");
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let ca = [
+        "req",
+        "-x509",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=wechat-qr test CA",
+    ];
+    openssl(&[&ca[..], &ec, &["-keyout", "ca.key", "-out", "ca.pem"]].concat());
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    let csr = ["req", "-subj", "/CN=localhost"];
+    openssl(
+        &[
+            &csr[..],
+            &ec,
+            &["-keyout", "server.key", "-out", "server.csr"],
+        ]
+        .concat(),
+    );
+    openssl(&[
+        "x509",
+        "-req",
+        "-days",
+        "1",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-extfile",
+        "server.ext",
+        "-out",
+        "server.pem",
+    ]);
+}
+
+/// The configuration file: gRPC over TLS, one client known by its token's SHA-256 and
+/// allowed what the example calls, and the account served by `upstream`'s simulator as
+/// "WeChat".
+fn tls_config(dir: &Path, upstream: &TestService) -> PathBuf {
+    let sim = upstream.simulator_url();
+    let text = format!(
+        r#"grpc_addr = "127.0.0.1:0"
+http_addr = "127.0.0.1:0"
+admin_addr = "127.0.0.1:0"
+data_dir = "{data}"
+tls_cert = "{cert}"
+tls_key = "{key}"
+
+[[accounts]]
+app_id = "{app_id}"
+app_secret = "{app_secret}"
+token = "{WEBHOOK_TOKEN}"
+api_base = "{sim}"
+mp_base = "{sim}"
+
+[[clients]]
+name = "login-page"
+token_sha256 = "{token_sha256}"
+methods = ["CreateTicket", "GetImage", "StreamEvents"]
+"#,
+        data = dir.join("data").display(),
+        cert = dir.join("server.pem").display(),
+        key = dir.join("server.key").display(),
+        app_id = wechat_qr::config::dev::APP_ID,
+        app_secret = wechat_qr::config::dev::APP_SECRET,
+        token_sha256 = hex::encode(Sha256::digest(CLIENT_TOKEN.as_bytes())),
+    );
+    let config = dir.join("wechat-qr.toml");
+    std::fs::write(&config, text).unwrap();
+    config
+}
+
+/// Against a service that requires a client token and serves TLS: without `--token` the
+/// example exits 1 naming UNAUTHENTICATED; with `--token` and `--ca` (the test CA) it mints
+/// its code, and the signed push of a scan of it prints the scanner's openid. The token is
+/// never printed.
+#[tokio::test]
+async fn java_scan_to_login_sends_its_token_over_tls_trusting_the_given_ca() {
+    example_jar();
+    let upstream = TestService::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    tls_certificates(dir.path());
+    let service = Binary::start(&tls_config(dir.path(), &upstream)).await;
+    let ca = dir.path().join("ca.pem");
+    let ca = ca.to_str().unwrap();
+    let image = common::scratch_file("login.jpg");
+
+    let refused = scan_to_login(service.grpc_addr, &image, "60", &["--ca", ca]);
+    let (status, rest, transcript) = refused.exit().await;
+    assert_eq!(status.code(), Some(1), "{transcript}");
+    assert!(!rest.contains("ticket="), "{transcript}");
+    assert!(
+        transcript.contains("gRPC error: UNAUTHENTICATED: ")
+            && transcript.contains("missing credentials: send `authorization: Bearer <token>`"),
+        "{transcript}"
+    );
+
+    let mut example = scan_to_login(
+        service.grpc_addr,
+        &image,
+        "60",
+        &["--ca", ca, "--token", CLIENT_TOKEN],
+    );
+    let ticket = example.value("ticket").await;
+    assert_qr_jpeg(&image);
+    service.push_scan(&ticket, "oAlice").await;
+    assert_eq!(
+        example.value("openid").await,
+        "oAlice",
+        "{}",
+        example.transcript()
+    );
+    let (status, rest, transcript) = example.exit().await;
+    assert!(status.success(), "{status}\n{transcript}");
+    assert_eq!(rest, "", "nothing after the openid\n{transcript}");
+    assert!(!transcript.contains(CLIENT_TOKEN), "{transcript}");
 }

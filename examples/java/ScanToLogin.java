@@ -23,6 +23,13 @@
 // The gRPC address comes from --addr, else $WECHAT_QR_ADDR, else 127.0.0.1:50051.
 // --scans N waits for N scans of the one code (a code on a shared screen that several
 // people scan), printing an openid= line for each.
+//
+// With [[clients]] configured (README, "Accounts and access") it needs its client's token:
+// --token, else $WECHAT_QR_TOKEN (better: a flag is visible in `ps`), sent as
+// `authorization: Bearer <token>` on every call and never printed. When the service serves
+// TLS, --ca names the PEM CA that issued its certificate; without --ca it talks plaintext.
+//
+//   java -jar /tmp/scan_to_login.jar --image login.jpg --token s3cret --ca ca.pem
 
 import io.grpc.CallOptions;
 import io.grpc.Channel;
@@ -33,6 +40,9 @@ import io.grpc.ManagedChannelBuilder;
 import io.grpc.Metadata;
 import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
+import io.grpc.netty.NettyChannelBuilder;
+import io.grpc.stub.MetadataUtils;
+import io.netty.handler.ssl.JdkAlpnClientContext;
 import java.io.IOException;
 import java.math.BigDecimal;
 import java.nio.file.Files;
@@ -59,7 +69,8 @@ public final class ScanToLogin {
   private static final long MAX_BACKOFF_MILLIS = 5_000;
 
   private static final String USAGE =
-      "usage: scan_to_login [--addr HOST:PORT] --image FILE [--deadline SECONDS] [--scans N]";
+      "usage: scan_to_login [--addr HOST:PORT] --image FILE [--deadline SECONDS] [--scans N]"
+          + " [--token TOKEN] [--ca FILE]";
 
   public static void main(String[] argv) {
     Args args;
@@ -71,8 +82,15 @@ public final class ScanToLogin {
       System.exit(1);
       return;
     }
-    // Plaintext HTTP/2, as the service listens.
-    ManagedChannel channel = ManagedChannelBuilder.forTarget(args.addr).usePlaintext().build();
+    ManagedChannel channel;
+    try {
+      channel = channel(args);
+    } catch (IOException e) {
+      // An unreadable file, or one with no PEM certificate in it.
+      System.err.println("--ca " + args.ca + ": " + e.getMessage());
+      System.exit(1);
+      return;
+    }
     int code;
     try {
       code = run(channel, args);
@@ -90,6 +108,28 @@ public final class ScanToLogin {
       channel.shutdownNow();
     }
     System.exit(code);
+  }
+
+  /**
+   * The channel to the service: TLS trusting --ca, else plaintext HTTP/2 (as `cargo run`
+   * listens); with a token, every call on it (the EventStream's own ClientCalls included)
+   * carries `authorization: Bearer <token>`. The TLS is the JDK's own, with ALPN (see
+   * io/netty/handler/ssl/JdkAlpnClientContext.java for why not GrpcSslContexts).
+   */
+  static ManagedChannel channel(Args args) throws IOException {
+    ManagedChannelBuilder<?> builder =
+        args.ca == null
+            ? ManagedChannelBuilder.forTarget(args.addr).usePlaintext()
+            : NettyChannelBuilder.forTarget(args.addr)
+                .sslContext(JdkAlpnClientContext.forClient(args.ca.toFile()));
+    if (args.token != null) {
+      Metadata headers = new Metadata();
+      headers.put(
+          Metadata.Key.of("authorization", Metadata.ASCII_STRING_MARSHALLER),
+          "Bearer " + args.token);
+      builder.intercept(MetadataUtils.newAttachHeadersInterceptor(headers));
+    }
+    return builder.build();
   }
 
   /** Mints the code, saves its image, and waits for the scans of it. */
@@ -285,6 +325,14 @@ public final class ScanToLogin {
     Path image;
     double deadlineSeconds = 120;
     int scans = 1;
+    /** The client's bearer token; null = none (an empty $WECHAT_QR_TOKEN too). */
+    String token = emptyToNull(System.getenv("WECHAT_QR_TOKEN"));
+    /** The PEM CA that issued the service's certificate; null = plaintext. */
+    Path ca;
+
+    private static String emptyToNull(String value) {
+      return value == null || value.isEmpty() ? null : value;
+    }
 
     static Args parse(String[] argv) {
       Args args = new Args();
@@ -312,6 +360,8 @@ public final class ScanToLogin {
             case "--image" -> args.image = Path.of(value);
             case "--deadline" -> args.deadlineSeconds = Double.parseDouble(value);
             case "--scans" -> args.scans = Integer.parseInt(value);
+            case "--token" -> args.token = emptyToNull(value);
+            case "--ca" -> args.ca = Path.of(value);
             default -> throw new IllegalArgumentException("unknown flag " + flag);
           }
         } catch (NumberFormatException e) {
