@@ -298,6 +298,7 @@ async fn upstream_errors_keep_the_errcode_and_hide_secrets() {
     let a = TestService::start().await;
     let sim_url: url::Url = a.simulator_url().parse().unwrap();
     let secret = "a-very-secret-appsecret";
+    let legacy = common::scratch_file("permanent.jsonl");
     let wrong_secret = || {
         let mut cfg = config();
         cfg.app_id = Some(wechat_qr::config::dev::APP_ID.into());
@@ -305,7 +306,7 @@ async fn upstream_errors_keep_the_errcode_and_hide_secrets() {
         cfg.token = Some(wechat_qr::secret::Secret::new("b-webhook-token"));
         cfg.api_base = Some(sim_url.clone());
         cfg.mp_base = Some(sim_url.clone());
-        cfg.permanent_store = Some(common::scratch_file("permanent.jsonl"));
+        cfg.permanent_store = Some(legacy.to_path_buf());
         cfg
     };
     let b = TestService::start_with(wrong_secret()).await;

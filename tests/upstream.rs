@@ -320,7 +320,9 @@ async fn cgi_bin_token_and_a_central_token_service_are_sources_too() {
     cfg.mp_base = Some(sim);
     cfg.token_source = TokenSourceKind::Url;
     cfg.token_url = Some(token_url.parse().unwrap());
-    cfg.permanent_store = Some(scratch_file("permanent.jsonl"));
+    // No older version's file to import: a path in a directory of the test's.
+    let legacy = scratch_file("permanent.jsonl");
+    cfg.permanent_store = Some(legacy.to_path_buf());
     let b = TestService::start_with(cfg).await;
     b.client().await.create_ticket(temporary(5)).await.unwrap();
     assert_eq!(served.load(std::sync::atomic::Ordering::Relaxed), 1);

@@ -197,15 +197,45 @@ pub async fn retained(log: &std::sync::Arc<dyn wechat_qr::events::EventLog>) -> 
     log.read_after(start, usize::MAX).await.unwrap().len()
 }
 
-/// A path in a fresh temporary directory (left behind for inspection; tiny).
-pub fn scratch_file(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "wechat-qr-test-{}-{}",
-        std::process::id(),
-        rand::random::<u64>()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join(name)
+/// A file path in a fresh temporary directory, removed with the directory when dropped:
+/// keep it alive as long as the test uses the path.
+pub struct ScratchFile {
+    _dir: tempfile::TempDir,
+    path: std::path::PathBuf,
+}
+
+impl ScratchFile {
+    /// The path, owned.
+    pub fn to_path_buf(&self) -> std::path::PathBuf {
+        self.path.clone()
+    }
+}
+
+impl std::ops::Deref for ScratchFile {
+    type Target = std::path::Path;
+
+    fn deref(&self) -> &std::path::Path {
+        &self.path
+    }
+}
+
+impl AsRef<std::path::Path> for ScratchFile {
+    fn as_ref(&self) -> &std::path::Path {
+        &self.path
+    }
+}
+
+impl AsRef<std::ffi::OsStr> for ScratchFile {
+    fn as_ref(&self) -> &std::ffi::OsStr {
+        self.path.as_os_str()
+    }
+}
+
+/// A path named `name` in a fresh temporary directory of its own.
+pub fn scratch_file(name: &str) -> ScratchFile {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join(name);
+    ScratchFile { _dir: dir, path }
 }
 
 pub fn now() -> u64 {
