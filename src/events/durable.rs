@@ -982,13 +982,7 @@ impl EventLog for DurableLog {
     }
 
     async fn wait_after(&self, after: Cursor) {
-        if after.epoch != self.epoch {
-            return std::future::pending().await;
-        }
-        let mut head = self.head.subscribe();
-        if head.wait_for(|&seq| seq > after.seq).await.is_err() {
-            std::future::pending::<()>().await;
-        }
+        super::log::wait_past(&self.head, self.epoch, after).await;
     }
 
     fn writable(&self) -> watch::Receiver<bool> {

@@ -78,6 +78,19 @@ pub trait EventLog: Send + Sync + 'static {
     async fn close(&self) {}
 }
 
+/// [`EventLog::wait_after`] for a backend that publishes the sequence number of its newest
+/// event in `head`: resolves once it passes `after`; never for a cursor of another epoch,
+/// nor once the log itself is gone (nothing more will come).
+pub(super) async fn wait_past(head: &watch::Sender<u64>, epoch: u32, after: Cursor) {
+    if after.epoch != epoch {
+        return std::future::pending().await;
+    }
+    let mut head = head.subscribe();
+    if head.wait_for(|&seq| seq > after.seq).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
 impl std::fmt::Debug for dyn EventLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("EventLog")

@@ -197,14 +197,7 @@ impl EventLog for MemoryLog {
     }
 
     async fn wait_after(&self, after: Cursor) {
-        if after.epoch != self.epoch {
-            return std::future::pending().await;
-        }
-        let mut head = self.head.subscribe();
-        // Err only when the sender is gone, i.e. the log itself: nothing more will come.
-        if head.wait_for(|&seq| seq > after.seq).await.is_err() {
-            std::future::pending::<()>().await;
-        }
+        super::log::wait_past(&self.head, self.epoch, after).await;
     }
 
     fn writable(&self) -> watch::Receiver<bool> {

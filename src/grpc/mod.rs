@@ -57,17 +57,27 @@ impl QrService {
         method: &'static str,
         call: impl Future<Output = Result<T, Status>>,
     ) -> Result<T, Status> {
-        let started = Instant::now();
-        let result = call.await;
-        let code = result
-            .as_ref()
-            .map_or_else(Status::code, |_| tonic::Code::Ok);
-        self.metrics.observe_rpc(method, code, started.elapsed());
-        if let Err(status) = &result {
-            tracing::info!(code = ?status.code(), message = status.message(), "call failed");
-        }
-        result
+        observed(&self.metrics, method, call).await
     }
+}
+
+/// Runs one RPC of any service, recording its status code and latency and logging a
+/// failure: the one place every call's outcome is observed.
+pub(crate) async fn observed<T>(
+    metrics: &Metrics,
+    method: &'static str,
+    call: impl Future<Output = Result<T, Status>>,
+) -> Result<T, Status> {
+    let started = Instant::now();
+    let result = call.await;
+    let code = result
+        .as_ref()
+        .map_or_else(Status::code, |_| tonic::Code::Ok);
+    metrics.observe_rpc(method, code, started.elapsed());
+    if let Err(status) = &result {
+        tracing::info!(code = ?status.code(), message = status.message(), "call failed");
+    }
+    result
 }
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<pb::StreamEventsResponse, Status>> + Send>>;

@@ -4,7 +4,7 @@
 //! asks [`ChannelStats`], and shapes the answer for the wire. Failures go through
 //! [`ApiError`] like every other RPC's.
 
-use std::{collections::HashSet, sync::Arc, time::Instant};
+use std::{collections::HashSet, sync::Arc};
 
 use jiff::tz::TimeZone;
 use tonic::{Request, Response, Status};
@@ -52,16 +52,7 @@ impl ChannelStatsService {
         method: &'static str,
         call: impl Future<Output = Result<T, Status>>,
     ) -> Result<T, Status> {
-        let started = Instant::now();
-        let result = call.await;
-        let code = result
-            .as_ref()
-            .map_or_else(Status::code, |_| tonic::Code::Ok);
-        self.metrics.observe_rpc(method, code, started.elapsed());
-        if let Err(status) = &result {
-            tracing::info!(code = ?status.code(), message = status.message(), "call failed");
-        }
-        result
+        super::observed(&self.metrics, method, call).await
     }
 
     fn check_account(&self, account: &str) -> Result<(), ApiError> {

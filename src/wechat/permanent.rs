@@ -238,11 +238,11 @@ async fn import_legacy(records: &dyn Records, path: &Path) -> Result<(), StoreEr
             });
         }
     };
-    if records.all()?.iter().any(|(key, _)| *key == marker) {
-        return Ok(());
-    }
     let existing: std::collections::HashSet<String> =
         records.all()?.into_iter().map(|(key, _)| key).collect();
+    if existing.contains(&marker) {
+        return Ok(());
+    }
     let mut imported = 0usize;
     for (number, line) in bytes.split(|&b| b == b'\n').enumerate() {
         let line = String::from_utf8_lossy(line);
