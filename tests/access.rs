@@ -9,7 +9,7 @@
 mod common;
 
 use std::{
-    path::{Path, PathBuf},
+    path::Path,
     process::Stdio,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
@@ -465,80 +465,6 @@ async fn sighup_adds_a_client_while_a_stream_stays_open_and_refuses_an_invalid_f
     binary.stop().await;
 }
 
-/// A CA, a server certificate for 127.0.0.1, and a client certificate with CN `robot`,
-/// made by `openssl` in `dir`.
-fn certificates(dir: &Path) -> PathBuf {
-    let openssl = |args: &[&str]| {
-        let output = std::process::Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .expect("openssl runs (scripts/setup-clients installs it)");
-        assert!(output.status.success(), "openssl {args:?}: {output:?}");
-    };
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    openssl(
-        &[
-            &[
-                "req",
-                "-x509",
-                "-days",
-                "1",
-                "-subj",
-                "/CN=wechat-qr test CA",
-            ][..],
-            &ec,
-            &["-keyout", "ca.key", "-out", "ca.pem"],
-        ]
-        .concat(),
-    );
-    std::fs::write(
-        dir.join("server.ext"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
-    for (name, cn) in [("server", "localhost"), ("client", "robot")] {
-        openssl(
-            &[
-                &["req", "-subj", &format!("/CN={cn}")][..],
-                &ec,
-                &[
-                    "-keyout",
-                    &format!("{name}.key"),
-                    "-out",
-                    &format!("{name}.csr"),
-                ],
-            ]
-            .concat(),
-        );
-        openssl(&[
-            "x509",
-            "-req",
-            "-days",
-            "1",
-            "-in",
-            &format!("{name}.csr"),
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-extfile",
-            &format!("{name}.ext"),
-            "-out",
-            &format!("{name}.pem"),
-        ]);
-    }
-    dir.to_owned()
-}
-
 async fn grpcurl(dir: &Path, args: &[&str]) -> (bool, String) {
     // The repo's .venv/bin first, where ./scripts/test installs grpcurl.
     let mut path = vec![Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin")];
@@ -566,7 +492,8 @@ async fn grpcurl(dir: &Path, args: &[&str]) -> (bool, String) {
 async fn grpcurl_over_tls_and_mtls_with_certificates_made_at_test_time() {
     let upstream = TestService::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let certs = certificates(dir.path());
+    common::certificates(dir.path(), "client", "robot");
+    let certs = dir.path().to_owned();
     let base = server_settings(&dir.path().join("data"), &upstream, None);
     let tls = format!(
         "tls_cert = \"{}\"\ntls_key = \"{}\"\n",

@@ -500,66 +500,6 @@ impl Binary {
     }
 }
 
-/// A CA (`ca.pem`) and a certificate for 127.0.0.1 it issued (`server.pem`, `server.key`),
-/// made by `openssl` in `dir`.
-fn tls_certificates(dir: &Path) {
-    let openssl = |args: &[&str]| {
-        let output = std::process::Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .expect("openssl runs (scripts/setup-clients installs it)");
-        assert!(output.status.success(), "openssl {args:?}: {output:?}");
-    };
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    let ca = [
-        "req",
-        "-x509",
-        "-days",
-        "1",
-        "-subj",
-        "/CN=wechat-qr test CA",
-    ];
-    openssl(&[&ca[..], &ec, &["-keyout", "ca.key", "-out", "ca.pem"]].concat());
-    std::fs::write(
-        dir.join("server.ext"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    let csr = ["req", "-subj", "/CN=localhost"];
-    openssl(
-        &[
-            &csr[..],
-            &ec,
-            &["-keyout", "server.key", "-out", "server.csr"],
-        ]
-        .concat(),
-    );
-    openssl(&[
-        "x509",
-        "-req",
-        "-days",
-        "1",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-extfile",
-        "server.ext",
-        "-out",
-        "server.pem",
-    ]);
-}
-
 /// The configuration file: gRPC over TLS, one client known by its token's SHA-256 and
 /// allowed what the example calls, and the account served by `upstream`'s simulator as
 /// "WeChat".
@@ -606,7 +546,8 @@ async fn java_scan_to_login_sends_its_token_over_tls_trusting_the_given_ca() {
     example_jar();
     let upstream = TestService::start().await;
     let dir = tempfile::tempdir().unwrap();
-    tls_certificates(dir.path());
+    // Only the CA and the server certificate are used: the example sends a token.
+    common::certificates(dir.path(), "client", "unused");
     let service = Binary::start(&tls_config(dir.path(), &upstream)).await;
     let ca = dir.path().join("ca.pem");
     let ca = ca.to_str().unwrap();

@@ -527,76 +527,6 @@ async fn every_readme_recipe_works_against_the_service() {
     service.stop().await;
 }
 
-/// Makes, with `openssl` in `dir`: `ca.pem`, a server certificate for 127.0.0.1
-/// (`server.pem`, `server.key`) and a client certificate with the CN `cn` (`<cn>.pem`,
-/// `<cn>.key`... named by `client`).
-fn certificates(dir: &Path, client: &str, cn: &str) {
-    let openssl = |args: &[&str]| {
-        let output = std::process::Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .expect("openssl runs (scripts/setup-clients installs it)");
-        assert!(output.status.success(), "openssl {args:?}: {output:?}");
-    };
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    openssl(
-        &[
-            &["req", "-x509", "-days", "1", "-subj", "/CN=recipes CA"][..],
-            &ec,
-            &["-keyout", "ca.key", "-out", "ca.pem"],
-        ]
-        .concat(),
-    );
-    std::fs::write(
-        dir.join("server.ext"),
-        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
-    for (name, subject, ext) in [
-        ("server", "127.0.0.1", "server.ext"),
-        (client, cn, "client.ext"),
-    ] {
-        let (key, csr, pem) = (
-            format!("{name}.key"),
-            format!("{name}.csr"),
-            format!("{name}.pem"),
-        );
-        openssl(
-            &[
-                &["req", "-subj", &format!("/CN={subject}")][..],
-                &ec,
-                &["-keyout", &key, "-out", &csr],
-            ]
-            .concat(),
-        );
-        openssl(&[
-            "x509",
-            "-req",
-            "-days",
-            "1",
-            "-in",
-            &csr,
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-extfile",
-            ext,
-            "-out",
-            &pem,
-        ]);
-    }
-}
-
 #[tokio::test]
 async fn the_access_recipes_work_over_tls_and_mtls() {
     assert_grpcurl_installed();
@@ -608,7 +538,7 @@ async fn the_access_recipes_work_over_tls_and_mtls() {
     )));
     std::fs::create_dir_all(&scratch.0).unwrap();
     let dir = scratch.0.as_path();
-    certificates(dir, "reporting", "reporting.internal");
+    common::certificates(dir, "reporting", "reporting.internal");
 
     // The README's clients: login-page by its token, reporting by its certificate.
     let mut tls = common::config();
