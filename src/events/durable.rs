@@ -491,7 +491,8 @@ enum Prepare {
 fn prepare(db: &Database, app_id: &str) -> Result<(u32, u64, u64), Prepare> {
     let store = |e: &dyn std::fmt::Display| Prepare::Store(e.to_string());
     let write = db.begin_write().map_err(|e| store(&e))?;
-    let found = {
+    // What the store says, and whether this open created it (then it must be committed).
+    let (found, created) = {
         let mut meta = write.open_table(META).map_err(|e| store(&e))?;
         write.open_table(EVENTS).map_err(|e| store(&e))?;
         write.open_table(DEDUP).map_err(|e| store(&e))?;
@@ -511,7 +512,7 @@ fn prepare(db: &Database, app_id: &str) -> Result<(u32, u64, u64), Prepare> {
                         .map_or(0, u64::from_be_bytes))
                 };
                 let epoch = u32::try_from(number("epoch")?).unwrap_or(0);
-                Some((epoch, number("next_seq")?.max(1), number("bytes")?))
+                ((epoch, number("next_seq")?.max(1), number("bytes")?), false)
             }
             None => {
                 // A new, empty directory: a new epoch, so cursors of any other log are
@@ -525,27 +526,16 @@ fn prepare(db: &Database, app_id: &str) -> Result<(u32, u64, u64), Prepare> {
                     .map_err(|e| store(&e))?;
                 meta.insert("bytes", &0u64.to_be_bytes()[..])
                     .map_err(|e| store(&e))?;
-                None
+                ((epoch, 1, 0), true)
             }
         }
     };
-    match found {
-        Some(found) => {
-            write.abort().map_err(|e| store(&e))?;
-            Ok(found)
-        }
-        None => {
-            let epoch = {
-                let meta = write.open_table(META).map_err(|e| store(&e))?;
-                let value = meta.get("epoch").map_err(|e| store(&e))?;
-                value
-                    .and_then(|v| <[u8; 8]>::try_from(v.value()).ok())
-                    .map_or(0, u64::from_be_bytes)
-            };
-            write.commit().map_err(|e| store(&e))?;
-            Ok((u32::try_from(epoch).unwrap_or(0), 1, 0))
-        }
+    if created {
+        write.commit().map_err(|e| store(&e))?;
+    } else {
+        write.abort().map_err(|e| store(&e))?;
     }
+    Ok(found)
 }
 
 /// The bounds of the retained log and its newest events.
