@@ -22,7 +22,7 @@ use crate::{
     console::Console,
     events::{Backend, EventLog, LogError, OpenError, Subscribers},
     grpc::{
-        Access, AccessError, ChannelStatsService, MAX_STATS_RESPONSE_BYTES, QrService,
+        Access, AccessError, Accounts, ChannelStatsService, MAX_STATS_RESPONSE_BYTES, QrService,
         QrServiceRoutes,
     },
     metrics::Metrics,
@@ -32,7 +32,7 @@ use crate::{
     },
     simulator::Simulator,
     stats::{ChannelStats, StatsError},
-    webhook::{self, Webhook},
+    webhook::{self, Webhook, Webhooks},
     wechat::{PermanentTickets, StoreError, WeChatClient, WeChatError},
 };
 
@@ -111,14 +111,18 @@ pub struct Running {
     pub admin_addr: SocketAddr,
     /// The simulator, when no credentials are configured.
     pub simulator: Option<RunningSimulator>,
-    /// The upstream client (its token cache counts fetches).
+    /// The first account's upstream client (its token cache counts fetches).
     pub client: Arc<WeChatClient>,
+    /// Every account's upstream client, in configuration order.
+    pub accounts: Accounts,
+    /// Every account's webhook; [`Running::reload`] rotates their tokens and keys.
+    pub webhooks: Webhooks,
     /// The event log.
     pub log: Arc<dyn EventLog>,
     /// How many StreamEvents subscriptions are running.
     pub subscribers: Subscribers,
-    /// The channel statistics.
-    pub stats: ChannelStats,
+    /// The channel statistics of each account, in configuration order.
+    pub stats: Vec<ChannelStats>,
     /// Every metric, as `/metrics` serves them.
     pub metrics: Arc<Metrics>,
     /// Who may call the gRPC API; [`Access::replace`] reloads it.
@@ -127,9 +131,48 @@ pub struct Running {
 }
 
 impl Running {
-    /// The webhook's URL.
+    /// The webhook's URL (`/wechat`, the only account's; with several, each account's
+    /// is [`Running::webhook_url_of`]).
     pub fn webhook_url(&self) -> String {
         format!("http://{}{}", self.http_addr, webhook::PATH)
+    }
+
+    /// The webhook URL of the account `app_id`.
+    pub fn webhook_url_of(&self, app_id: &str) -> String {
+        format!("http://{}{}", self.http_addr, webhook::path_of(app_id))
+    }
+
+    /// Puts reloaded settings in force without dropping a connection or stream: the
+    /// accounts' webhook tokens and keys (a rotation) and the `[[clients]]`. Refused as a
+    /// whole, changing nothing, when the clients do not fit or accounts were added or
+    /// removed (that takes a restart). Says what changed.
+    pub fn reload(&self, settings: &Settings) -> Result<String, String> {
+        let served: Vec<&str> = self.accounts.clients().iter().map(|c| c.app_id()).collect();
+        let mut wanted: Vec<&str> = settings.accounts.iter().map(|a| a.app_id()).collect();
+        let mut sorted = served.clone();
+        sorted.sort_unstable();
+        wanted.sort_unstable();
+        if sorted != wanted {
+            return Err(format!(
+                "the accounts changed (serving {}, the file now has {}): adding or removing \
+                 an account takes a restart",
+                served.join(", "),
+                wanted.join(", ")
+            ));
+        }
+        self.access
+            .replace(&settings.clients)
+            .map_err(|e| e.to_string())?;
+        for account in &settings.accounts {
+            if let Some(webhook) = self.webhooks.get(account.app_id()) {
+                webhook.reload(account.webhook.clone());
+            }
+        }
+        Ok(format!(
+            "{} account webhook(s) and {} client(s)",
+            settings.accounts.len(),
+            settings.clients.len()
+        ))
     }
 
     /// The admin listener's base URL (`/metrics` and `/healthz` below it).
@@ -150,7 +193,9 @@ impl Running {
             }
         }
         // Every listener has stopped: nothing appends or counts any more.
-        self.stats.close();
+        for stats in &self.stats {
+            stats.close();
+        }
         self.log.close().await;
     }
 }
@@ -212,8 +257,10 @@ pub async fn start(
             let listener = bind("the WeChat simulator", sim_settings.addr).await?;
             let addr = local_addr(&listener);
             let base = Url::parse(&format!("http://{addr}")).expect("socket address URL");
-            settings.upstream.api_base = base.clone();
-            settings.upstream.mp_base = base;
+            for account in &mut settings.accounts {
+                account.upstream.api_base = base.clone();
+                account.upstream.mp_base = base.clone();
+            }
             let simulator = Simulator::new(sim_settings);
             tasks.spawn(simulator.clone().serve(listener, shutdown.clone()));
             Some(RunningSimulator { addr, simulator })
@@ -229,66 +276,85 @@ pub async fn start(
     let admin_addr = local_addr(&admin_listener);
 
     let metrics = Arc::new(Metrics::new());
+    let app_ids = settings.app_ids();
+    // One replay window for all: the seal book is shared by every account's webhook.
+    let seal_keep = settings.accounts[0].webhook.seal_keep();
     let backend = Backend::open(
         &settings.storage,
-        &settings.upstream.app_id,
+        &app_ids,
         settings.retention,
-        settings.webhook.seal_keep(),
+        seal_keep,
         webhook::MAX_SEALS,
     )?;
     let log = backend.log.clone();
-    let webhook = Webhook::new(
-        settings.webhook.clone(),
-        log.clone(),
-        backend.seals.clone(),
-        metrics.clone(),
+    let webhooks = Webhooks::new(
+        settings
+            .accounts
+            .iter()
+            .map(|account| {
+                Webhook::new(
+                    account.webhook.clone(),
+                    log.clone(),
+                    backend.seals.clone(),
+                    metrics.clone(),
+                )
+            })
+            .collect(),
     );
-    let permanent = PermanentTickets::open(
-        backend.records.clone(),
-        settings.upstream.permanent_store.as_deref(),
-    )
-    .await?
-    .with_budget(&settings.upstream.app_id, settings.permanent_budget);
-    let client = Arc::new(WeChatClient::new(
-        settings.upstream.clone(),
-        permanent,
-        metrics.clone(),
-    )?);
-    if let Some(left) = client.permanent_remaining().await {
-        metrics
-            .permanent_budget_remaining
-            .set(i64::try_from(left).unwrap_or(i64::MAX));
+    let mut permanent =
+        PermanentTickets::open(backend.records.clone(), settings.permanent_store.as_deref())
+            .await?;
+    for account in &settings.accounts {
+        permanent = permanent.with_budget(account.app_id(), account.permanent_budget);
     }
-    let access = Access::new(
-        &settings.clients,
-        &settings.upstream.app_id,
-        metrics.clone(),
-    )?;
+    let permanent = Arc::new(permanent);
+    let mut clients = Vec::with_capacity(settings.accounts.len());
+    for account in &settings.accounts {
+        let client = Arc::new(WeChatClient::new(
+            account.upstream.clone(),
+            permanent.clone(),
+            metrics.clone(),
+        )?);
+        if let Some(left) = client.permanent_remaining().await {
+            metrics
+                .permanent_budget_remaining
+                .with_label_values(&[client.app_id()])
+                .set(i64::try_from(left).unwrap_or(i64::MAX));
+        }
+        clients.push(client);
+    }
+    let client = clients[0].clone();
+    let accounts = Accounts::new(clients);
+    let access = Access::new(&settings.clients, &app_ids, metrics.clone())?;
     if let Some(sim) = &simulator {
         sim.simulator
             .set_webhook_url(format!("http://{http_addr}{}", webhook::PATH));
         // WeChat remembers permanent codes forever; a restarted simulator must too.
-        for known in client.permanent_tickets().await {
+        for known in permanent.known().await {
             let scene = match known.scene {
                 crate::wechat::Scene::Id(id) => id.to_string(),
                 crate::wechat::Scene::Str(s) => s,
             };
-            sim.simulator
-                .restore_permanent(known.ticket.ticket, known.ticket.url, scene);
+            sim.simulator.restore_permanent(
+                &known.app_id,
+                known.ticket.ticket,
+                known.ticket.url,
+                scene,
+            );
         }
     }
 
     // Streams and the gRPC server stop only after the webhook has drained.
     let streams_shutdown = CancellationToken::new();
     {
-        let webhook = webhook.clone();
+        let webhooks = webhooks.clone();
         let serve_webhook = crate::http_server::serve_capped(
             "webhook",
             http_listener,
-            settings.webhook.max_connections,
+            settings.webhook_connections,
             move |request| {
-                let webhook = webhook.clone();
-                async move { Ok(webhook.handle(request).await) }
+                let webhooks = webhooks.clone();
+                async move { Ok(webhooks.handle(request).await) }
             },
             shutdown.clone(),
         );
@@ -336,26 +402,31 @@ pub async fn start(
     .await?;
     tasks.spawn(hub);
     // Counts from its own cursor; stops with the shutdown and resumes there next start.
-    let (stats, stats_follower) = ChannelStats::start(
-        &settings.storage,
-        &settings.upstream.app_id,
-        settings.stats_retain_days,
-        log.clone(),
-        shutdown.clone(),
-    )
-    .await?;
-    tasks.spawn(stats_follower);
+    // Each account's statistics count its own events.
+    let mut stats = Vec::with_capacity(app_ids.len());
+    for (i, app_id) in app_ids.iter().enumerate() {
+        let (account_stats, stats_follower) = ChannelStats::start(
+            &settings.storage,
+            app_id,
+            i == 0,
+            settings.stats_retain_days,
+            log.clone(),
+            shutdown.clone(),
+        )
+        .await?;
+        tasks.spawn(stats_follower);
+        stats.push(account_stats);
+    }
     health
         .set_serving::<ChannelStatsServiceServer<ChannelStatsService>>()
         .await;
     let stats_service = ChannelStatsServiceServer::new(ChannelStatsService::new(
-        stats.clone(),
-        settings.upstream.app_id.clone(),
+        app_ids.iter().cloned().zip(stats.iter().cloned()).collect(),
         metrics.clone(),
     ))
     .max_decoding_message_size(max_request)
     .max_encoding_message_size(MAX_STATS_RESPONSE_BYTES);
-    let service = QrService::new(client.clone(), subscribers.clone(), metrics.clone());
+    let service = QrService::new(accounts.clone(), subscribers.clone(), metrics.clone());
     let qr_routes = QrServiceRoutes::new(service, settings.messages);
     // The console's gRPC-Web reaches these very instances: one hub, one set of caps, and
     // the same caller check as the gRPC port.
@@ -429,6 +500,8 @@ pub async fn start(
         admin_addr,
         simulator,
         client,
+        accounts,
+        webhooks,
         log,
         subscribers,
         stats,

@@ -212,6 +212,19 @@ pub struct ServeConfig {
     /// a `subject` is identified by its certificate's common name. Needs `--tls-cert`.
     #[arg(long, env = "WECHAT_QR_TLS_CLIENT_CA", requires = "tls_cert")]
     pub client_ca: Option<PathBuf>,
+    /// Serve the accounts of the configuration file from the embedded simulator instead
+    /// of WeChat: every `[[accounts]]` gets a fake WeChat on `--simulator-addr`, with its
+    /// own tokens, tickets and signed pushes to its webhook. Their secrets go nowhere.
+    #[arg(
+        long,
+        env = "WECHAT_QR_SIMULATOR",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub simulator: bool,
+    /// The accounts of the configuration file (`[[accounts]]`); empty: the one account
+    /// of the flags and environment (or the simulator's).
+    #[arg(skip)]
+    pub accounts: Vec<AccountConfig>,
     /// The callers allowed on the gRPC API (`[[clients]]` of the configuration file);
     /// empty leaves it open to whoever reaches the port.
     #[arg(skip)]
@@ -280,17 +293,26 @@ pub enum ConfigError {
         addr: SocketAddr,
     },
     /// Credentials are set but the webhook would have nothing to check signatures with.
-    #[error("WECHAT_TOKEN is required when WECHAT_APP_ID and WECHAT_APP_SECRET are set")]
-    MissingToken,
+    #[error("{0} is required with real credentials: WeChat signs every push with it")]
+    MissingToken(String),
     /// A token outside WeChat's 3..=32 characters.
     #[error("{0} must be 3 to 32 characters")]
-    BadToken(&'static str),
+    BadToken(String),
     /// An EncodingAESKey that is not 43 base64 characters.
     #[error("{0} is not a valid EncodingAESKey: {1}")]
-    BadAesKey(&'static str, crate::webhook::crypto::CryptoError),
+    BadAesKey(String, crate::webhook::crypto::CryptoError),
     /// Safe or compatible mode without a key.
-    #[error("WECHAT_ENCRYPT_MODE={0:?} needs WECHAT_ENCODING_AES_KEY")]
-    ModeNeedsKey(EncryptMode),
+    #[error("{0}={1:?} needs {2}")]
+    ModeNeedsKey(String, EncryptMode, String),
+    /// `--simulator` without accounts to simulate.
+    #[error(
+        "WECHAT_QR_SIMULATOR serves the [[accounts]] of a configuration file; with none, \
+         leave WECHAT_APP_ID/WECHAT_APP_SECRET unset to run the simulator's own account"
+    )]
+    SimulatorWithoutAccounts,
+    /// An account's base URL does not parse.
+    #[error("{0} is not a URL: {1}")]
+    BadUrl(String, url::ParseError),
     /// `WECHAT_TOKEN_SOURCE=url` without a URL.
     #[error("WECHAT_TOKEN_SOURCE=url needs WECHAT_TOKEN_URL")]
     TokenUrlMissing,
@@ -337,11 +359,9 @@ pub struct Upstream {
     pub image_cache_bytes: u64,
     /// Cache lifetime of images of permanent or unknown tickets.
     pub image_ttl: Duration,
-    /// An older version's permanent-ticket file to import once, if it exists.
-    pub permanent_store: Option<PathBuf>,
 }
 
-/// What the webhook needs to verify and decode pushes.
+/// What the webhook needs to verify and decode one account's pushes.
 #[derive(Debug, Clone)]
 pub struct WebhookSettings {
     /// The account's AppID, checked inside decrypted pushes.
@@ -358,8 +378,6 @@ pub struct WebhookSettings {
     pub max_body_bytes: usize,
     /// Deadline for receiving a whole body.
     pub body_read_timeout: Duration,
-    /// Connections open at once on the webhook listener.
-    pub max_connections: usize,
 }
 
 impl WebhookSettings {
@@ -371,11 +389,27 @@ impl WebhookSettings {
     }
 }
 
-/// The simulator's account, when it runs.
+/// One Official Account the service serves.
 #[derive(Debug, Clone)]
-pub struct SimulatorSettings {
-    /// Where the simulator listens.
-    pub addr: SocketAddr,
+pub struct AccountSettings {
+    /// Its API client. When the simulator runs, its bases are filled in at start.
+    pub upstream: Upstream,
+    /// Its webhook (`/wechat/<app_id>`, and `/wechat` when it is the only account).
+    pub webhook: WebhookSettings,
+    /// Most permanent codes kept for it.
+    pub permanent_budget: Option<u64>,
+}
+
+impl AccountSettings {
+    /// The AppID.
+    pub fn app_id(&self) -> &str {
+        &self.upstream.app_id
+    }
+}
+
+/// One account of the simulator.
+#[derive(Debug, Clone)]
+pub struct SimulatedAccount {
     /// AppID the simulator accepts and puts in encrypted pushes.
     pub app_id: String,
     /// AppSecret the simulator accepts.
@@ -388,6 +422,15 @@ pub struct SimulatorSettings {
     pub aes_key: Option<AesKey>,
     /// Which form simulated pushes take.
     pub mode: EncryptMode,
+}
+
+/// The simulator's accounts, when it runs.
+#[derive(Debug, Clone)]
+pub struct SimulatorSettings {
+    /// Where the simulator listens.
+    pub addr: SocketAddr,
+    /// The accounts it plays WeChat for; the first is the default of `/sim/scan`.
+    pub accounts: Vec<SimulatedAccount>,
     /// Faults injected from the start.
     pub faults: crate::simulator::Faults,
 }
@@ -468,10 +511,12 @@ pub struct Settings {
     pub http_addr: SocketAddr,
     /// Admin listener address (`/metrics`, `/healthz`).
     pub admin_addr: SocketAddr,
-    /// The upstream account. When the simulator runs, its bases are filled in at start.
-    pub upstream: Upstream,
-    /// Webhook verification.
-    pub webhook: WebhookSettings,
+    /// The accounts served, at least one, in configuration order.
+    pub accounts: Vec<AccountSettings>,
+    /// Connections open at once on the webhook listener.
+    pub webhook_connections: usize,
+    /// An older version's permanent-ticket file to import once, if it exists.
+    pub permanent_store: Option<PathBuf>,
     /// `Some` when the embedded simulator runs instead of WeChat.
     pub simulator: Option<SimulatorSettings>,
     /// Event log retention.
@@ -486,31 +531,49 @@ pub struct Settings {
     pub messages: MessageLimits,
     /// gRPC over TLS (and mTLS); `None`: plaintext.
     pub tls: Option<TlsSettings>,
-    /// Most permanent codes kept for the account.
-    pub permanent_budget: Option<u64>,
     /// The callers allowed on the gRPC API; empty: open.
     pub clients: Vec<ClientConfig>,
+}
+
+impl Settings {
+    /// Every configured AppID, in configuration order.
+    pub fn app_ids(&self) -> Vec<String> {
+        self.accounts
+            .iter()
+            .map(|a| a.app_id().to_owned())
+            .collect()
+    }
+}
+
+/// How errors name an account's settings: by environment variable for the one account
+/// of the environment, by key path for the configuration file's.
+#[derive(Clone, Copy)]
+enum Naming {
+    Env,
+    File(usize),
+}
+
+impl Naming {
+    fn name(self, field: &str) -> String {
+        match self {
+            Self::File(i) => format!("accounts[{i}].{field}"),
+            Self::Env => match field {
+                "token" => "WECHAT_TOKEN".into(),
+                "previous_token" => "WECHAT_PREVIOUS_TOKEN".into(),
+                "encoding_aes_key" => "WECHAT_ENCODING_AES_KEY".into(),
+                "previous_encoding_aes_key" => "WECHAT_PREVIOUS_ENCODING_AES_KEY".into(),
+                "encrypt_mode" => "WECHAT_ENCRYPT_MODE".into(),
+                "api_base" => "WECHAT_API_BASE".into(),
+                "mp_base" => "WECHAT_MP_BASE".into(),
+                other => other.to_ascii_uppercase(),
+            },
+        }
+    }
 }
 
 impl ServeConfig {
     /// Validates the settings and decides whether the simulator runs.
     pub fn resolve(&self) -> Result<Settings, ConfigError> {
-        let real_credentials = match (&self.app_id, &self.app_secret) {
-            (Some(_), Some(_)) => true,
-            (None, None) => false,
-            (Some(_), None) => {
-                return Err(ConfigError::MissingCredential {
-                    set: "WECHAT_APP_ID",
-                    missing: "WECHAT_APP_SECRET",
-                });
-            }
-            (None, Some(_)) => {
-                return Err(ConfigError::MissingCredential {
-                    set: "WECHAT_APP_SECRET",
-                    missing: "WECHAT_APP_ID",
-                });
-            }
-        };
         let token_source = match (self.token_source, &self.token_url) {
             (TokenSourceKind::Stable, _) => TokenSource::Stable,
             (TokenSourceKind::Token, _) => TokenSource::Token,
@@ -526,20 +589,21 @@ impl ServeConfig {
             }
             None => crate::simulator::Faults::default(),
         };
-        let permanent_store = self
-            .permanent_store
-            .clone()
-            .or_else(|| real_credentials.then(|| PathBuf::from("wechat-qr-permanent.jsonl")));
-        let token = match (&self.token, real_credentials) {
-            (Some(token), _) => token.clone(),
-            (None, true) => return Err(ConfigError::MissingToken),
-            (None, false) => Secret::new(dev::TOKEN),
+        let (accounts, naming, simulated) = if self.accounts.is_empty() {
+            if self.simulator {
+                return Err(ConfigError::SimulatorWithoutAccounts);
+            }
+            let (account, real_credentials) = self.environment_account()?;
+            (vec![account], Naming::Env, !real_credentials)
+        } else {
+            (self.accounts.clone(), Naming::File(0), self.simulator)
         };
-        if !real_credentials && !self.allow_simulator_on_network {
+        if simulated && !self.allow_simulator_on_network {
             // The simulator hands out tokens and pushes scans to anyone who asks; the dev
             // token is in the README, so a webhook checking it authenticates nobody. An
             // operator-chosen WECHAT_TOKEN makes the webhook as safe as with WeChat.
-            let public_webhook = self.token.is_none().then_some(self.http_addr);
+            let public_token = self.accounts.is_empty() && self.token.is_none();
+            let public_webhook = public_token.then_some(self.http_addr);
             for (what, addr) in [
                 (
                     "the embedded simulator (WECHAT_QR_SIMULATOR_ADDR)",
@@ -555,57 +619,25 @@ impl ServeConfig {
                 }
             }
         }
-        check_token("WECHAT_TOKEN", &token)?;
-        let mut tokens = vec![token.clone()];
-        if let Some(previous) = &self.previous_token {
-            check_token("WECHAT_PREVIOUS_TOKEN", previous)?;
-            tokens.push(previous.clone());
+        let mut resolved = Vec::with_capacity(accounts.len());
+        let mut simulated_accounts = Vec::new();
+        for (i, account) in accounts.iter().enumerate() {
+            let naming = match naming {
+                Naming::Env => Naming::Env,
+                Naming::File(_) => Naming::File(i),
+            };
+            let (settings, sim) = self.account(account, naming, &token_source)?;
+            resolved.push(settings);
+            simulated_accounts.push(sim);
         }
-
-        let mut aes_keys = Vec::new();
-        if let Some(key) = &self.encoding_aes_key {
-            aes_keys.push(
-                key.expose()
-                    .parse()
-                    .map_err(|e| ConfigError::BadAesKey("WECHAT_ENCODING_AES_KEY", e))?,
-            );
-        }
-        if let Some(key) = &self.previous_encoding_aes_key {
-            aes_keys.push(
-                key.expose()
-                    .parse()
-                    .map_err(|e| ConfigError::BadAesKey("WECHAT_PREVIOUS_ENCODING_AES_KEY", e))?,
-            );
-        }
-        let mode = self.encrypt_mode.unwrap_or(if aes_keys.is_empty() {
-            EncryptMode::Plaintext
-        } else {
-            EncryptMode::Safe
-        });
-        if mode != EncryptMode::Plaintext && aes_keys.is_empty() {
-            return Err(ConfigError::ModeNeedsKey(mode));
-        }
-
-        let app_id = self
-            .app_id
-            .clone()
-            .unwrap_or_else(|| dev::APP_ID.to_owned());
-        let app_secret = self
-            .app_secret
-            .clone()
-            .unwrap_or_else(|| Secret::new(dev::APP_SECRET));
-        let simulator = (!real_credentials).then(|| SimulatorSettings {
+        let simulator = simulated.then_some(SimulatorSettings {
             addr: self.simulator_addr,
-            app_id: app_id.clone(),
-            app_secret: app_secret.clone(),
-            account: self
-                .account_id
-                .clone()
-                .unwrap_or_else(|| dev::ACCOUNT.to_owned()),
-            token: token.clone(),
-            aes_key: aes_keys.first().cloned(),
-            mode,
+            accounts: simulated_accounts,
             faults,
+        });
+        let permanent_store = self.permanent_store.clone().or_else(|| {
+            (!simulated && self.accounts.is_empty())
+                .then(|| PathBuf::from("wechat-qr-permanent.jsonl"))
         });
         let read = |what: &'static str, path: &PathBuf| {
             std::fs::read(path).map_err(|source| ConfigError::TlsFile {
@@ -629,42 +661,13 @@ impl ServeConfig {
             // clap's `requires` refuses one without the other.
             _ => None,
         };
-        let default_url = |s: &str| Url::parse(s).expect("constant URL parses");
         Ok(Settings {
             grpc_addr: self.grpc_addr,
             http_addr: self.http_addr,
             admin_addr: self.admin_addr,
-            upstream: Upstream {
-                api_base: self
-                    .api_base
-                    .clone()
-                    .unwrap_or_else(|| default_url(WECHAT_API_BASE)),
-                mp_base: self
-                    .mp_base
-                    .clone()
-                    .unwrap_or_else(|| default_url(WECHAT_MP_BASE)),
-                app_id: app_id.clone(),
-                app_secret,
-                token_source,
-                refresh_at: self.token_refresh_at,
-                timeout: Duration::from_millis(self.upstream_timeout_ms.max(1)),
-                attempts: self.upstream_attempts.max(1),
-                max_image_bytes: self.max_image_bytes.max(1),
-                image_cache_bytes: self.image_cache_bytes,
-                image_ttl: Duration::from_secs(self.image_ttl_seconds.max(1)),
-                permanent_store,
-            },
-            webhook: WebhookSettings {
-                app_id,
-                tokens,
-                aes_keys,
-                mode,
-                replay_window: (self.replay_window_seconds > 0)
-                    .then(|| Duration::from_secs(self.replay_window_seconds)),
-                max_body_bytes: self.max_push_bytes,
-                body_read_timeout: Duration::from_millis(self.push_read_timeout_ms),
-                max_connections: self.max_webhook_connections.max(1),
-            },
+            accounts: resolved,
+            webhook_connections: self.max_webhook_connections.max(1),
+            permanent_store,
             simulator,
             retention: Retention {
                 max_events: self.retain_events.max(1),
@@ -692,13 +695,153 @@ impl ServeConfig {
                     .saturating_add(RESPONSE_HEADROOM_BYTES),
             },
             tls,
-            permanent_budget: self.permanent_budget,
             clients: self.clients.clone(),
         })
     }
+
+    /// The one account of the flags and environment: WeChat's with both credentials,
+    /// the simulator's development account with neither. Also says which.
+    fn environment_account(&self) -> Result<(AccountConfig, bool), ConfigError> {
+        let real_credentials = match (&self.app_id, &self.app_secret) {
+            (Some(_), Some(_)) => true,
+            (None, None) => false,
+            (Some(_), None) => {
+                return Err(ConfigError::MissingCredential {
+                    set: "WECHAT_APP_ID",
+                    missing: "WECHAT_APP_SECRET",
+                });
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::MissingCredential {
+                    set: "WECHAT_APP_SECRET",
+                    missing: "WECHAT_APP_ID",
+                });
+            }
+        };
+        let token = match (&self.token, real_credentials) {
+            (Some(token), _) => token.clone(),
+            (None, true) => return Err(ConfigError::MissingToken("WECHAT_TOKEN".into())),
+            (None, false) => Secret::new(dev::TOKEN),
+        };
+        Ok((
+            AccountConfig {
+                app_id: self
+                    .app_id
+                    .clone()
+                    .unwrap_or_else(|| dev::APP_ID.to_owned()),
+                app_secret: self
+                    .app_secret
+                    .clone()
+                    .unwrap_or_else(|| Secret::new(dev::APP_SECRET)),
+                token: Some(token),
+                encoding_aes_key: self.encoding_aes_key.clone(),
+                previous_token: self.previous_token.clone(),
+                previous_encoding_aes_key: self.previous_encoding_aes_key.clone(),
+                encrypt_mode: self.encrypt_mode,
+                original_id: self.account_id.clone(),
+                api_base: self.api_base.as_ref().map(Url::to_string),
+                mp_base: self.mp_base.as_ref().map(Url::to_string),
+                permanent_budget: self.permanent_budget,
+            },
+            real_credentials,
+        ))
+    }
+
+    /// One account's settings, checked; errors name the setting by `naming`.
+    fn account(
+        &self,
+        account: &AccountConfig,
+        naming: Naming,
+        token_source: &TokenSource,
+    ) -> Result<(AccountSettings, SimulatedAccount), ConfigError> {
+        let token = account
+            .token
+            .clone()
+            .ok_or_else(|| ConfigError::MissingToken(naming.name("token")))?;
+        check_token(naming.name("token"), &token)?;
+        let mut tokens = vec![token.clone()];
+        if let Some(previous) = &account.previous_token {
+            check_token(naming.name("previous_token"), previous)?;
+            tokens.push(previous.clone());
+        }
+        let mut aes_keys: Vec<AesKey> = Vec::new();
+        for (field, key) in [
+            ("encoding_aes_key", &account.encoding_aes_key),
+            (
+                "previous_encoding_aes_key",
+                &account.previous_encoding_aes_key,
+            ),
+        ] {
+            if let Some(key) = key {
+                aes_keys.push(
+                    key.expose()
+                        .parse()
+                        .map_err(|e| ConfigError::BadAesKey(naming.name(field), e))?,
+                );
+            }
+        }
+        let mode = account.encrypt_mode.unwrap_or(if aes_keys.is_empty() {
+            EncryptMode::Plaintext
+        } else {
+            EncryptMode::Safe
+        });
+        if mode != EncryptMode::Plaintext && aes_keys.is_empty() {
+            return Err(ConfigError::ModeNeedsKey(
+                naming.name("encrypt_mode"),
+                mode,
+                naming.name("encoding_aes_key"),
+            ));
+        }
+        let url = |field: &str, value: &Option<String>, default: &str| {
+            Url::parse(value.as_deref().unwrap_or(default))
+                .map_err(|e| ConfigError::BadUrl(naming.name(field), e))
+        };
+        let upstream = Upstream {
+            api_base: url("api_base", &account.api_base, WECHAT_API_BASE)?,
+            mp_base: url("mp_base", &account.mp_base, WECHAT_MP_BASE)?,
+            app_id: account.app_id.clone(),
+            app_secret: account.app_secret.clone(),
+            token_source: token_source.clone(),
+            refresh_at: self.token_refresh_at,
+            timeout: Duration::from_millis(self.upstream_timeout_ms.max(1)),
+            attempts: self.upstream_attempts.max(1),
+            max_image_bytes: self.max_image_bytes.max(1),
+            image_cache_bytes: self.image_cache_bytes,
+            image_ttl: Duration::from_secs(self.image_ttl_seconds.max(1)),
+        };
+        let simulated = SimulatedAccount {
+            app_id: account.app_id.clone(),
+            app_secret: account.app_secret.clone(),
+            account: account
+                .original_id
+                .clone()
+                .unwrap_or_else(|| dev::ACCOUNT.to_owned()),
+            token,
+            aes_key: aes_keys.first().cloned(),
+            mode,
+        };
+        let webhook = WebhookSettings {
+            app_id: account.app_id.clone(),
+            tokens,
+            aes_keys,
+            mode,
+            replay_window: (self.replay_window_seconds > 0)
+                .then(|| Duration::from_secs(self.replay_window_seconds)),
+            max_body_bytes: self.max_push_bytes,
+            body_read_timeout: Duration::from_millis(self.push_read_timeout_ms),
+        };
+        Ok((
+            AccountSettings {
+                upstream,
+                webhook,
+                permanent_budget: account.permanent_budget,
+            },
+            simulated,
+        ))
+    }
 }
 
-fn check_token(name: &'static str, token: &Secret) -> Result<(), ConfigError> {
+fn check_token(name: String, token: &Secret) -> Result<(), ConfigError> {
     let len = token.expose().chars().count();
     if (3..=32).contains(&len) {
         Ok(())

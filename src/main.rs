@@ -256,6 +256,7 @@ async fn serve(config: ServeConfig, file: Option<PathBuf>) -> Result<(), String>
         Some(_) => "on",
     };
     let shutdown = CancellationToken::new();
+    let base = config.clone();
     let running = app::start(settings, shutdown.clone())
         .await
         .map_err(|e| e.to_string())?;
@@ -265,7 +266,17 @@ async fn serve(config: ServeConfig, file: Option<PathBuf>) -> Result<(), String>
         clients = running.access.len(),
         "gRPC listening (reflection and health enabled)"
     );
-    tracing::info!(webhook_url = %running.webhook_url(), "webhook listening for WeChat pushes");
+    if running.accounts.clients().len() == 1 {
+        tracing::info!(webhook_url = %running.webhook_url(), "webhook listening for WeChat pushes");
+    } else {
+        for client in running.accounts.clients() {
+            tracing::info!(
+                app_id = client.app_id(),
+                webhook_url = %running.webhook_url_of(client.app_id()),
+                "webhook listening for this account's WeChat pushes"
+            );
+        }
+    }
     tracing::info!(admin_url = %running.admin_url(), "admin listening: /metrics, /healthz");
     tracing::info!(console_url = %running.console_url(), "web console: open it in a browser");
     // One line that says which WeChat this is; the simulator at WARN, so a production
@@ -281,12 +292,18 @@ async fn serve(config: ServeConfig, file: Option<PathBuf>) -> Result<(), String>
         ),
         None => tracing::info!(
             mode = "wechat",
-            app_id = running.client.app_id(),
-            "talking to WeChat for the configured account"
+            app_ids = %running
+                .accounts
+                .clients()
+                .iter()
+                .map(|c| c.app_id())
+                .collect::<Vec<_>>()
+                .join(","),
+            "talking to WeChat for the configured accounts"
         ),
     }
     signals
-        .wait(|| reload_clients(file.as_deref(), &running))
+        .wait(|| reload(file.as_deref(), &base, &running))
         .await;
     tracing::info!("shutting down: no new pushes, ending streams with their resume cursors");
     shutdown.cancel();
@@ -340,11 +357,12 @@ impl Signals {
     }
 }
 
-/// SIGHUP: reads the configuration file again and swaps in its `[[clients]]`; calls
-/// already admitted, open streams included, keep running. A file that does not load, or
-/// clients that do not fit this account, are refused and the current clients keep
-/// serving. Other settings take effect at the next start.
-fn reload_clients(file: Option<&std::path::Path>, running: &app::Running) {
+/// SIGHUP: reads the configuration file again and puts its accounts' webhook tokens and
+/// keys (a rotation) and its `[[clients]]` in force; connections and streams, and calls
+/// already admitted, keep running. A file that does not load or resolve, clients that do
+/// not fit, or added or removed accounts are refused as a whole, and the configuration in
+/// force keeps serving. Other settings take effect at the next start.
+fn reload(file: Option<&std::path::Path>, base: &ServeConfig, running: &app::Running) {
     let Some(path) = file else {
         tracing::warn!("SIGHUP ignored: no configuration file (--config) to reload");
         return;
@@ -353,22 +371,27 @@ fn reload_clients(file: Option<&std::path::Path>, running: &app::Running) {
         .get_arguments()
         .map(|arg| arg.get_id().to_string())
         .collect();
-    let loaded = FileConfig::load(path, &server_ids).map_err(|e| e.to_string());
-    match loaded.and_then(|file| {
-        running
-            .access
-            .replace(&file.clients)
-            .map(|()| file.clients.len())
-            .map_err(|e| format!("{}: {e}", path.display()))
-    }) {
-        Ok(clients) => tracing::info!(
+    let reloaded = FileConfig::load(path, &server_ids)
+        .map_err(|e| e.to_string())
+        .and_then(|file| {
+            let mut config = base.clone();
+            config.clients = file.clients.clone();
+            if !file.accounts.is_empty() {
+                config.accounts = file.accounts.clone();
+            }
+            config
+                .resolve()
+                .map_err(|e| format!("{}: {e}", path.display()))
+        })
+        .and_then(|settings| running.reload(&settings));
+    match reloaded {
+        Ok(what) => tracing::info!(
             path = %path.display(),
-            clients,
-            "SIGHUP: clients reloaded; other settings change at the next start"
+            "SIGHUP: reloaded {what}; other settings change at the next start"
         ),
         Err(error) => tracing::error!(
             %error,
-            "SIGHUP: reload refused; the previous clients keep serving"
+            "SIGHUP: reload refused; the configuration in force keeps serving"
         ),
     }
 }

@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Every metric the service exports.
@@ -50,8 +50,8 @@ pub struct Metrics {
     pub grpc_client_requests: IntCounterVec,
     /// Permanent codes minted by this process (answers from the store not counted).
     pub permanent_minted: IntCounter,
-    /// Permanent codes the account may still mint under its `permanent_budget`.
-    pub permanent_budget_remaining: IntGauge,
+    /// Permanent codes each account (`app_id`) may still mint under its `permanent_budget`.
+    pub permanent_budget_remaining: IntGaugeVec,
     /// 1 while the event log accepts writes; 0 while its disk is full or failing (pushes
     /// are then answered 503 and gRPC health says NOT_SERVING).
     pub event_log_writable: IntGauge,
@@ -127,10 +127,20 @@ impl Metrics {
                 "permanent_codes_minted_total",
                 "permanent QR codes minted (answers from the store not counted)",
             ),
-            permanent_budget_remaining: gauge(
-                "permanent_budget_remaining",
-                "permanent codes the account may still mint under its permanent_budget",
-            ),
+            permanent_budget_remaining: {
+                let g = IntGaugeVec::new(
+                    Opts::new(
+                        "permanent_budget_remaining",
+                        "permanent codes the account may still mint under its permanent_budget",
+                    ),
+                    &["app_id"],
+                )
+                .expect("valid metric");
+                registry
+                    .register(Box::new(g.clone()))
+                    .expect("unique metric");
+                g
+            },
             webhook_pushes: counter_vec(
                 "webhook_pushes_total",
                 "webhook pushes (POST) by outcome",

@@ -8,141 +8,17 @@
 
 mod common;
 
-use std::{
-    path::Path,
-    process::Stdio,
-    sync::{Arc, Mutex},
-    time::{Duration, Instant},
-};
+use std::{path::Path, time::Duration};
 
-use common::{TestService, scan_xml, signed_query};
+use common::{TestService, binary::Binary, scan_xml, signed_query};
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tonic::{Code, Request, transport::Channel};
-use wechat_qr::pb::{self, create_ticket_request::Scene, qr_service_client::QrServiceClient};
+use wechat_qr::pb::{self, create_ticket_request::Scene};
 
 const WEBHOOK_TOKEN: &str = "access-webhook-token";
 
 fn sha256_hex(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
-}
-
-/// The binary, started with `--config FILE` and a clean environment plus `env`.
-struct Binary {
-    child: tokio::process::Child,
-    grpc_addr: String,
-    webhook_url: String,
-    admin_url: String,
-    log: Arc<Mutex<String>>,
-}
-
-impl Binary {
-    async fn start(config: &Path, env: &[(&str, &str)]) -> Self {
-        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_wechat-qr"));
-        for (key, _) in std::env::vars() {
-            if key.starts_with("WECHAT_") {
-                command.env_remove(key);
-            }
-        }
-        let mut child = command
-            .arg("--config")
-            .arg(config)
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let log = Arc::new(Mutex::new(String::new()));
-        let (mut grpc, mut webhook, mut admin) = (None, None, None);
-        while grpc.is_none() || webhook.is_none() || admin.is_none() {
-            let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-                .await
-                .unwrap_or_else(|_| panic!("no addresses:\n{}", log.lock().unwrap()))
-                .unwrap()
-                .unwrap_or_else(|| panic!("exited:\n{}", log.lock().unwrap()));
-            let value = |key: &str| {
-                line.split(&format!("{key}="))
-                    .nth(1)
-                    .map(|rest| rest.split_whitespace().next().unwrap().to_owned())
-            };
-            grpc = grpc.or_else(|| value("grpc_addr"));
-            webhook = webhook.or_else(|| value("webhook_url"));
-            admin = admin.or_else(|| value("admin_url"));
-            let mut log = log.lock().unwrap();
-            log.push_str(&line);
-            log.push('\n');
-        }
-        {
-            let log = log.clone();
-            tokio::spawn(async move {
-                while let Ok(Some(line)) = lines.next_line().await {
-                    let mut log = log.lock().unwrap();
-                    log.push_str(&line);
-                    log.push('\n');
-                }
-            });
-        }
-        Self {
-            child,
-            grpc_addr: grpc.unwrap(),
-            webhook_url: webhook.unwrap(),
-            admin_url: admin.unwrap(),
-            log,
-        }
-    }
-
-    async fn client(&self) -> QrServiceClient<Channel> {
-        QrServiceClient::connect(format!("http://{}", self.grpc_addr))
-            .await
-            .unwrap()
-    }
-
-    fn signal(&self, name: &str) {
-        let pid = self.child.id().unwrap().to_string();
-        let sent = std::process::Command::new("kill")
-            .args([&format!("-{name}"), &pid])
-            .status()
-            .unwrap();
-        assert!(sent.success());
-    }
-
-    /// Waits until the log contains `text`.
-    async fn logged(&self, text: &str) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !self.log.lock().unwrap().contains(text) {
-            assert!(
-                Instant::now() < deadline,
-                "{text:?} not logged:\n{}",
-                self.log.lock().unwrap()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    async fn metrics(&self) -> String {
-        reqwest::Client::builder()
-            .no_proxy()
-            .build()
-            .unwrap()
-            .get(format!("{}/metrics", self.admin_url))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    }
-
-    async fn stop(mut self) {
-        self.signal("TERM");
-        let exit = tokio::time::timeout(Duration::from_secs(10), self.child.wait())
-            .await
-            .expect("exits within 10 s")
-            .unwrap();
-        assert!(exit.success(), "{exit:?}\n{}", self.log.lock().unwrap());
-    }
 }
 
 /// A request carrying `authorization: Bearer <token>` (none for `None`).
@@ -249,6 +125,7 @@ async fn every_refusal_and_the_permanent_budget() {
             pb::GetImageRequest {
                 ticket: "t".into(),
                 url_only: true,
+                ..Default::default()
             },
             Some("login-token"),
         ))
@@ -343,7 +220,7 @@ async fn every_refusal_and_the_permanent_budget() {
         r#"wechat_qr_grpc_client_requests_total{client="",code="UNAUTHENTICATED",method="CreateTicket"} 2"#,
         r#"wechat_qr_grpc_client_requests_total{client="ops",code="RESOURCE_EXHAUSTED",method="CreateTicket"} 1"#,
         "wechat_qr_permanent_codes_minted_total 1",
-        "wechat_qr_permanent_budget_remaining 0",
+        "wechat_qr_permanent_budget_remaining{app_id=\"wx0000000000devsim\"} 0",
     ] {
         assert!(metrics.contains(line), "{line} missing:\n{metrics}");
     }
@@ -428,7 +305,7 @@ async fn sighup_adds_a_client_while_a_stream_stays_open_and_refuses_an_invalid_f
     )
     .unwrap();
     binary.signal("HUP");
-    binary.logged("SIGHUP: clients reloaded").await;
+    binary.logged("SIGHUP: reloaded").await;
     let ticket = client
         .create_ticket(with_token(temporary("late"), Some("late-token")))
         .await
@@ -607,7 +484,7 @@ async fn a_client_for_an_account_not_served_stops_the_start() {
     let err = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
     assert!(
-        err.contains("clients[0].accounts: wxsomebodyelse is not the served account"),
+        err.contains("clients[0].accounts: wxsomebodyelse is not a served account"),
         "{err}"
     );
 }

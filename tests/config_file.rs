@@ -309,12 +309,12 @@ mp_base = "{sim}"
 }
 
 #[tokio::test]
-async fn what_this_version_cannot_do_yet_is_refused_not_ignored() {
+async fn accounts_in_the_file_and_the_environment_at_once_are_refused_not_merged() {
     let dir = tempfile::tempdir().unwrap();
     for (text, expected) in [
         (
             "[[accounts]]\napp_id = \"wxa\"\napp_secret = \"a\"\n[[accounts]]\napp_id = \"wxb\"\napp_secret = \"b\"\n".to_owned(),
-            "serving several accounts from one process is not supported by this version",
+            "also by --app-id",
         ),
         (
             "[[accounts]]\napp_id = \"wxa\"\napp_secret = \"a\"\ntoken = \"tok\"\n".to_owned(),

@@ -256,6 +256,7 @@ async fn grpc_web_create_ticket_and_stream_events_with_a_plain_http_client() {
         &pb::GetImageRequest {
             ticket: code.ticket.clone(),
             url_only: false,
+            ..Default::default()
         },
     )
     .send()

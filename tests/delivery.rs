@@ -4,10 +4,7 @@
 
 mod common;
 
-use std::{
-    process::Stdio,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use common::{
     TOKEN, TestService, config, exactly, next, now, push, scan_xml, signed_query,
@@ -26,52 +23,12 @@ const KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
 const OLD_KEY: &str = "ZYXWVUTSRQPONMLKJIHGFEDCBA9876543210zyxwvut";
 const OLD_TOKEN: &str = "previous-webhook-token";
 
-/// Runs tests/wechatpy_crypto.py with the Python that has wechatpy (the README's test
-/// command puts its virtualenv first on the PATH). Missing wechatpy is a failure.
 async fn wechatpy(args: &[&str], stdin: &str) -> String {
-    let python = std::env::var("WECHAT_QR_PYTHON").unwrap_or_else(|_| "python3".into());
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/wechatpy_crypto.py");
-    let mut child = tokio::process::Command::new(&python)
-        .arg(script)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{python} not runnable: {e}; run ./scripts/test"));
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .await
-        .unwrap();
-    let output = child.wait_with_output().await.unwrap();
-    assert!(
-        output.status.success(),
-        "wechatpy failed (run ./scripts/test to install it): {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
+    common::wechatpy::run(args, stdin).await
 }
 
-/// Encrypts `xml` with wechatpy and returns the query string and body WeChat would send.
 async fn wechatpy_push(token: &str, key: &str, app_id: &str, xml: &str) -> (String, Vec<u8>) {
-    let ts = now().to_string();
-    let nonce = &rand::random::<u32>().to_string();
-    let sealed: serde_json::Value =
-        serde_json::from_str(&wechatpy(&["encrypt", token, key, app_id, nonce, &ts], xml).await)
-            .unwrap();
-    let encrypt = sealed["encrypt"].as_str().unwrap();
-    let query = format!(
-        "signature={}&timestamp={ts}&nonce={nonce}&openid=o&encrypt_type=aes&msg_signature={}",
-        wechat_signature(&[token, &ts, nonce]),
-        sealed["msg_signature"].as_str().unwrap()
-    );
-    let body = format!(
-        "<xml><ToUserName><![CDATA[gh_test]]></ToUserName><Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>"
-    );
-    (query, body.into_bytes())
+    common::wechatpy::push(token, key, app_id, xml).await
 }
 
 fn safe_config(mode: Option<EncryptMode>) -> wechat_qr::config::ServeConfig {

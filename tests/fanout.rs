@@ -276,6 +276,7 @@ async fn subscription_caps_answer_resource_exhausted() {
     a.get_image(pb::GetImageRequest {
         ticket: "T".into(),
         url_only: true,
+        ..Default::default()
     })
     .await
     .unwrap();

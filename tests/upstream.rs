@@ -538,6 +538,7 @@ async fn a_thousand_concurrent_image_requests_for_a_cold_ticket_download_once() 
         .get_image(pb::GetImageRequest {
             ticket: "some-ticket+/=".into(),
             url_only: true,
+            ..Default::default()
         })
         .await
         .unwrap()

@@ -418,10 +418,9 @@ impl FileConfig {
         Ok(config)
     }
 
-    /// Puts the file's one account and its callers (`[[clients]]`) into `serve`, refusing
-    /// what this version cannot do yet rather than silently ignoring it: several accounts.
-    /// `given(id)` says whether a flag or environment variable set that setting, which
-    /// must not clash with an account from the file.
+    /// Puts the file's accounts and callers (`[[clients]]`) into `serve`. `given(id)` says
+    /// whether a flag or environment variable set that setting, which must not clash with
+    /// accounts from the file.
     pub fn apply_accounts(
         &self,
         serve: &mut super::ServeConfig,
@@ -433,43 +432,19 @@ impl FileConfig {
             reason: reason.to_owned(),
         };
         serve.clients = self.clients.clone();
-        let account = match self.accounts.as_slice() {
-            [] => return Ok(()),
-            [one] => one,
-            [_, second, ..] => {
-                return Err(key_error(
-                    &format!("accounts[1] ({})", second.app_id),
-                    "serving several accounts from one process is not supported by this version",
-                ));
-            }
-        };
+        if self.accounts.is_empty() {
+            return Ok(());
+        }
         if let Some(id) = ACCOUNT_KEYS.iter().find(|id| given(id)) {
             return Err(key_error(
-                "accounts[0]",
+                "accounts",
                 &format!(
-                    "the account is configured in the file, and also by --{} or its environment variable; configure it in one place",
+                    "the accounts are configured in the file, and one also by --{} or its environment variable; configure accounts in one place",
                     id.replace('_', "-")
                 ),
             ));
         }
-        let url = |field: &str, value: &Option<String>| {
-            value
-                .as_deref()
-                .map(url::Url::parse)
-                .transpose()
-                .map_err(|e| key_error(&format!("accounts[0].{field}"), &format!("not a URL: {e}")))
-        };
-        serve.app_id = Some(account.app_id.clone());
-        serve.app_secret = Some(account.app_secret.clone());
-        serve.token = account.token.clone();
-        serve.encoding_aes_key = account.encoding_aes_key.clone();
-        serve.previous_token = account.previous_token.clone();
-        serve.previous_encoding_aes_key = account.previous_encoding_aes_key.clone();
-        serve.encrypt_mode = account.encrypt_mode;
-        serve.account_id = account.original_id.clone();
-        serve.api_base = url("api_base", &account.api_base)?;
-        serve.mp_base = url("mp_base", &account.mp_base)?;
-        serve.permanent_budget = account.permanent_budget;
+        serve.accounts = self.accounts.clone();
         Ok(())
     }
 

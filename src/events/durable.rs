@@ -83,14 +83,14 @@ pub enum OpenError {
     },
     /// The directory holds another account's data.
     #[error(
-        "the data directory {path} holds data of AppID {found}, not of the configured {configured}; use another --data-dir for this account"
+        "the data directory {path} holds data of AppID {found}, which is not among the configured accounts ({configured}); use another --data-dir for this deployment"
     )]
     OtherAccount {
         /// The directory.
         path: PathBuf,
         /// The AppID in the store.
         found: String,
-        /// The configured AppID.
+        /// The configured AppIDs.
         configured: String,
     },
     /// The store file cannot be opened or read.
@@ -111,6 +111,10 @@ struct Stored {
     scene: String,
     ticket: String,
     account: String,
+    /// Empty in events stored before accounts were recorded: those belong to the
+    /// store's own account (its `app_id` in META).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    app_id: String,
     create_time: u64,
     /// Milliseconds since the epoch; also what age-based retention compares.
     received_ms: u64,
@@ -130,6 +134,7 @@ impl Stored {
             scene: event.scene.clone(),
             ticket: event.ticket.clone(),
             account: event.account.clone(),
+            app_id: event.app_id.clone(),
             create_time: event.create_time,
             received_ms: millis(event.received_time),
             new_follower: event.new_follower,
@@ -142,7 +147,9 @@ impl Stored {
             .map_err(|e| LogError::Unavailable(format!("unreadable stored event: {e}")))
     }
 
-    fn into_event(self) -> Event {
+    /// The event; `owner` is the store's own account, the AppID of events stored
+    /// before each event recorded its own.
+    fn into_event(self, owner: &str) -> Event {
         Event {
             kind: match self.kind {
                 1 => EventKind::Subscribe,
@@ -153,6 +160,11 @@ impl Stored {
             scene: self.scene,
             ticket: self.ticket,
             account: self.account,
+            app_id: if self.app_id.is_empty() {
+                owner.to_owned()
+            } else {
+                self.app_id
+            },
             create_time: self.create_time,
             received_time: UNIX_EPOCH + Duration::from_millis(self.received_ms),
             new_follower: self.new_follower,
@@ -210,6 +222,8 @@ enum Request {
 #[derive(Debug)]
 pub struct DurableLog {
     epoch: u32,
+    /// The account the store was created for; several accounts may share it.
+    owner: String,
     file: PathBuf,
     /// `None` only while the writer reopens the file after a failed commit. A std lock:
     /// readers hold it for one short read transaction.
@@ -239,12 +253,13 @@ struct Writer {
 }
 
 impl DurableLog {
-    /// Opens (or creates) the store in `dir` for the account `app_id`. Creates the
-    /// directory, takes its lock and checks the account; on any failure the directory's
-    /// data is left untouched. Starts the writer thread.
+    /// Opens (or creates) the store in `dir` for the accounts `app_ids` (a new store
+    /// belongs to the first). Creates the directory, takes its lock and checks that the
+    /// store's account is among them; on any failure the directory's data is left
+    /// untouched. Starts the writer thread.
     pub fn open(
         dir: &Path,
-        app_id: &str,
+        app_ids: &[String],
         retention: Retention,
         seal_keep: Duration,
     ) -> Result<Arc<Self>, OpenError> {
@@ -282,11 +297,11 @@ impl DurableLog {
         };
         // Another account's data is refused before the file is opened for writing, so
         // that mistake leaves it byte for byte as it was.
-        if let Some(found) = stored_app_id(&file).filter(|found| found != app_id) {
+        if let Some(found) = stored_app_id(&file).filter(|found| !app_ids.contains(found)) {
             return Err(OpenError::OtherAccount {
                 path: dir.to_owned(),
                 found,
-                configured: app_id.to_owned(),
+                configured: app_ids.join(", "),
             });
         }
         let db = open_database(&file).map_err(|e| match e {
@@ -296,15 +311,15 @@ impl DurableLog {
             },
             OpenFailure::Other(reason) => store_error(reason),
         })?;
-        let (epoch, next_seq, bytes) = prepare(&db, app_id).map_err(|e| match e {
+        let (owner, (epoch, next_seq, bytes)) = prepare(&db, app_ids).map_err(|e| match e {
             Prepare::OtherAccount(found) => OpenError::OtherAccount {
                 path: dir.to_owned(),
                 found,
-                configured: app_id.to_owned(),
+                configured: app_ids.join(", "),
             },
             Prepare::Store(reason) => store_error(reason),
         })?;
-        let tail = load_tail(&db, next_seq).map_err(|e| store_error(e.to_string()))?;
+        let tail = load_tail(&db, next_seq, &owner).map_err(|e| store_error(e.to_string()))?;
         let newest = tail.next_seq - 1;
         let db = Arc::new(RwLock::new(Some(db)));
         let tail = Arc::new(RwLock::new(tail));
@@ -328,6 +343,7 @@ impl DurableLog {
             .map_err(|e| store_error(format!("cannot start the writer thread: {e}")))?;
         Ok(Arc::new(Self {
             epoch,
+            owner,
             file,
             db,
             tail,
@@ -432,7 +448,7 @@ impl DurableLog {
             let (seq, value) = row.map_err(storage_error)?;
             entries.push(Entry {
                 cursor: self.cursor(seq.value()),
-                event: Arc::new(Stored::decode(value.value())?.into_event()),
+                event: Arc::new(Stored::decode(value.value())?.into_event(&self.owner)),
             });
         }
         Ok(entries)
@@ -486,9 +502,10 @@ enum Prepare {
     Store(String),
 }
 
-/// Reads (or, for a new store, writes) the epoch and account; returns the epoch, the next
-/// sequence number and the retained bytes.
-fn prepare(db: &Database, app_id: &str) -> Result<(u32, u64, u64), Prepare> {
+/// Reads (or, for a new store, writes) the epoch and account; returns the store's account,
+/// and the epoch, the next sequence number and the retained bytes.
+fn prepare(db: &Database, app_ids: &[String]) -> Result<(String, (u32, u64, u64)), Prepare> {
+    let app_id = app_ids.first().map_or("", String::as_str);
     let store = |e: &dyn std::fmt::Display| Prepare::Store(e.to_string());
     let write = db.begin_write().map_err(|e| store(&e))?;
     // What the store says, and whether this open created it (then it must be committed).
@@ -503,8 +520,8 @@ fn prepare(db: &Database, app_id: &str) -> Result<(u32, u64, u64), Prepare> {
             .map_err(|e| store(&e))?
             .map(|v| String::from_utf8_lossy(v.value()).into_owned());
         match stored_app {
-            Some(found) if found != app_id => return Err(Prepare::OtherAccount(found)),
-            Some(_) => {
+            Some(found) if !app_ids.contains(&found) => return Err(Prepare::OtherAccount(found)),
+            Some(owner) => {
                 let number = |name: &str| -> Result<u64, Prepare> {
                     let value = meta.get(name).map_err(|e| store(&e))?;
                     Ok(value
@@ -512,7 +529,10 @@ fn prepare(db: &Database, app_id: &str) -> Result<(u32, u64, u64), Prepare> {
                         .map_or(0, u64::from_be_bytes))
                 };
                 let epoch = u32::try_from(number("epoch")?).unwrap_or(0);
-                ((epoch, number("next_seq")?.max(1), number("bytes")?), false)
+                (
+                    (owner, (epoch, number("next_seq")?.max(1), number("bytes")?)),
+                    false,
+                )
             }
             None => {
                 // A new, empty directory: a new epoch, so cursors of any other log are
@@ -526,7 +546,7 @@ fn prepare(db: &Database, app_id: &str) -> Result<(u32, u64, u64), Prepare> {
                     .map_err(|e| store(&e))?;
                 meta.insert("bytes", &0u64.to_be_bytes()[..])
                     .map_err(|e| store(&e))?;
-                ((epoch, 1, 0), true)
+                ((app_id.to_owned(), (epoch, 1, 0)), true)
             }
         }
     };
@@ -539,7 +559,7 @@ fn prepare(db: &Database, app_id: &str) -> Result<(u32, u64, u64), Prepare> {
 }
 
 /// The bounds of the retained log and its newest events.
-fn load_tail(db: &Database, next_seq: u64) -> Result<Tail, LogError> {
+fn load_tail(db: &Database, next_seq: u64, owner: &str) -> Result<Tail, LogError> {
     let read = db.begin_read().map_err(storage_error)?;
     let table = read.open_table(EVENTS).map_err(storage_error)?;
     let first_seq = match table.first().map_err(storage_error)? {
@@ -560,7 +580,7 @@ fn load_tail(db: &Database, next_seq: u64) -> Result<Tail, LogError> {
                 epoch: 0,
                 seq: seq.value(),
             },
-            event: Arc::new(Stored::decode(value.value())?.into_event()),
+            event: Arc::new(Stored::decode(value.value())?.into_event(owner)),
         });
     }
     Ok(Tail {

@@ -11,6 +11,8 @@ pub struct Filter {
     tickets: HashSet<String>,
     scenes: HashSet<String>,
     kinds: HashSet<EventKind>,
+    /// AppIDs; empty: every account.
+    accounts: HashSet<String>,
 }
 
 impl Filter {
@@ -24,7 +26,14 @@ impl Filter {
             tickets: tickets.into_iter().collect(),
             scenes: scenes.into_iter().collect(),
             kinds: kinds.into_iter().collect(),
+            accounts: HashSet::new(),
         }
+    }
+
+    /// Only events received for these accounts (AppIDs); empty: every account.
+    pub fn with_accounts(mut self, accounts: impl IntoIterator<Item = String>) -> Self {
+        self.accounts = accounts.into_iter().collect();
+        self
     }
 
     /// Whether the subscriber wants this event.
@@ -32,6 +41,7 @@ impl Filter {
         (self.tickets.is_empty() || self.tickets.contains(&event.ticket))
             && (self.scenes.is_empty() || self.scenes.contains(&event.scene))
             && (self.kinds.is_empty() || self.kinds.contains(&event.kind))
+            && (self.accounts.is_empty() || self.accounts.contains(&event.app_id))
     }
 
     /// The tickets asked for; empty means any.

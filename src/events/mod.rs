@@ -76,18 +76,19 @@ pub struct Backend {
 }
 
 impl Backend {
-    /// Opens the backend `storage` names, for the account `app_id`; seals are kept for
+    /// Opens the backend `storage` names, for the accounts `app_ids` (the data belongs to
+    /// the deployment, so any of them may have created it); seals are kept for
     /// `seal_keep` (the replay window), at most `max_seals` of them.
     pub fn open(
         storage: &Storage,
-        app_id: &str,
+        app_ids: &[String],
         retention: Retention,
         seal_keep: std::time::Duration,
         max_seals: usize,
     ) -> Result<Self, OpenError> {
         Ok(match storage {
             Storage::Durable { dir } => {
-                let log = DurableLog::open(dir, app_id, retention, seal_keep)?;
+                let log = DurableLog::open(dir, app_ids, retention, seal_keep)?;
                 let seals =
                     SealBook::new(seal_keep, max_seals, Some(log.clone())).map_err(|e| {
                         OpenError::Store {
@@ -136,6 +137,8 @@ pub struct Event {
     pub ticket: String,
     /// The account's original ID (`ToUserName`).
     pub account: String,
+    /// The AppID of the account whose webhook received the push.
+    pub app_id: String,
     /// WeChat's `CreateTime`, Unix seconds.
     pub create_time: u64,
     /// When the webhook accepted the push.
@@ -148,7 +151,12 @@ impl Event {
     /// Bytes this event counts for against `WECHAT_QR_RETAIN_BYTES` in memory: its text
     /// plus a fixed overhead for the rest (the durable log counts its encoded size).
     pub fn stored_size(&self) -> u64 {
-        (self.openid.len() + self.scene.len() + self.ticket.len() + self.account.len() + 64) as u64
+        (self.openid.len()
+            + self.scene.len()
+            + self.ticket.len()
+            + self.account.len()
+            + self.app_id.len()
+            + 64) as u64
     }
 }
 
@@ -166,6 +174,12 @@ impl DedupKey {
         // start, instead of touching a random page per push (3.4–4.6x the ingest, see
         // bench/engines/RESULTS.md).
         Self(format!("{create_time:020}\u{0}{openid}\u{0}{event}\u{0}{event_key}").into_boxed_str())
+    }
+
+    /// The key of this push received for the account `app_id`: the same push at two
+    /// accounts' webhooks is two events. The AppID goes last, so keys still sort by time.
+    pub fn for_account(self, app_id: &str) -> Self {
+        Self(format!("{}\u{0}{app_id}", self.0).into_boxed_str())
     }
 
     /// The key as text, as the durable log stores it.

@@ -44,15 +44,13 @@ const GUARDED: &[&str] = &[
 #[derive(Debug, thiserror::Error)]
 pub enum AccessError {
     /// A client names an account this process does not serve.
-    #[error(
-        "clients[{index}].accounts: {app_id} is not the served account ({served}); this version serves one account"
-    )]
+    #[error("clients[{index}].accounts: {app_id} is not a served account ({served})")]
     UnknownAccount {
         /// Position of the client in the file.
         index: usize,
         /// The AppID it names.
         app_id: String,
-        /// The one AppID served.
+        /// The AppIDs served.
         served: String,
     },
     /// Two clients share a name, token or subject, so neither logs nor checks could tell
@@ -76,8 +74,8 @@ struct Client {
     subject: Option<String>,
     /// RPC names; `None` = all.
     methods: Option<Vec<String>>,
-    /// Whether its `accounts` (absent = all) include the served account.
-    account_allowed: bool,
+    /// The AppIDs it may act for; `None` = all.
+    accounts: Option<Arc<[String]>>,
     permanent: bool,
 }
 
@@ -88,27 +86,46 @@ pub struct Caller {
     pub name: Arc<str>,
     /// Whether it may mint permanent codes.
     pub permanent: bool,
+    /// The AppIDs it may act for and see events of; `None` = all.
+    pub accounts: Option<Arc<[String]>>,
+}
+
+impl Caller {
+    /// Whether the caller may act for (and see the events of) `app_id`.
+    pub fn may_use(&self, app_id: &str) -> bool {
+        self.accounts
+            .as_ref()
+            .is_none_or(|accounts| accounts.iter().any(|a| a == app_id))
+    }
+
+    /// The refusal of an account the caller may not use.
+    pub fn denied(&self, app_id: &str) -> ApiError {
+        ApiError::PermissionDenied {
+            client: self.name.to_string(),
+            permission: format!("account {app_id}"),
+        }
+    }
 }
 
 /// The current client list, shared by the layer and whoever reloads it.
 #[derive(Debug, Clone)]
 pub struct Access {
     clients: Arc<RwLock<Arc<Vec<Client>>>>,
-    /// The one account this process serves, which a client's `accounts` must include.
-    app_id: Arc<str>,
+    /// The accounts this process serves, which a client's `accounts` must be among.
+    app_ids: Arc<[String]>,
     metrics: Arc<Metrics>,
 }
 
 impl Access {
-    /// Access for `clients` to the account `app_id`.
+    /// Access for `clients` to the accounts `app_ids`.
     pub fn new(
         clients: &[ClientConfig],
-        app_id: &str,
+        app_ids: &[String],
         metrics: Arc<Metrics>,
     ) -> Result<Self, AccessError> {
         let access = Self {
             clients: Arc::default(),
-            app_id: app_id.into(),
+            app_ids: app_ids.into(),
             metrics,
         };
         access.replace(clients)?;
@@ -123,12 +140,12 @@ impl Access {
                 .accounts
                 .iter()
                 .flatten()
-                .find(|a| a.as_str() != &*self.app_id)
+                .find(|a| !self.app_ids.contains(a))
             {
                 return Err(AccessError::UnknownAccount {
                     index,
                     app_id: app_id.clone(),
-                    served: self.app_id.to_string(),
+                    served: self.app_ids.join(", "),
                 });
             }
             let client = Client {
@@ -141,10 +158,7 @@ impl Access {
                 }),
                 subject: config.subject.clone(),
                 methods: config.methods.clone(),
-                account_allowed: config
-                    .accounts
-                    .as_ref()
-                    .is_none_or(|accounts| accounts.iter().any(|a| *a == *self.app_id)),
+                accounts: config.accounts.as_deref().map(Arc::from),
                 permanent: config.permanent,
             };
             for other in &checked {
@@ -203,16 +217,19 @@ impl Access {
                 permission: format!("method {method}"),
             });
         }
-        if !client.account_allowed {
-            return Err(ApiError::PermissionDenied {
-                client: client.name.to_string(),
-                permission: format!("account {}", self.app_id),
-            });
-        }
-        Ok(Caller {
+        let caller = Caller {
             name: client.name.clone(),
             permanent: client.permanent,
-        })
+            accounts: client.accounts.clone(),
+        };
+        // Which account a call acts for is in its body, checked by the service; a client
+        // allowed none of the served accounts can do nothing at all.
+        if let Some(first) = self.app_ids.first()
+            && !self.app_ids.iter().any(|a| caller.may_use(a))
+        {
+            return Err(caller.denied(first));
+        }
+        Ok(caller)
     }
 }
 

@@ -63,6 +63,16 @@ pub enum ApiError {
     /// The channel statistics cannot answer.
     #[error(transparent)]
     Stats(#[from] StatsError),
+    /// A request names an AppID this service does not serve.
+    #[error("{field}: unknown account {account:?}; configured: {configured}")]
+    UnknownAccount {
+        /// The proto field that named it.
+        field: &'static str,
+        /// The AppID asked for.
+        account: String,
+        /// The configured AppIDs.
+        configured: String,
+    },
 }
 
 impl From<SubscribeError> for ApiError {
@@ -197,6 +207,15 @@ impl From<ApiError> for Status {
                 Code::Unavailable,
                 "STATS_UNAVAILABLE",
                 HashMap::new(),
+                message,
+            ),
+            ApiError::UnknownAccount { field, account, .. } => (
+                Code::NotFound,
+                "ACCOUNT_NOT_FOUND",
+                HashMap::from([
+                    ("field".to_owned(), (*field).to_owned()),
+                    ("account".to_owned(), account.clone()),
+                ]),
                 message,
             ),
             ApiError::Unauthenticated { .. } => (

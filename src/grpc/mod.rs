@@ -31,10 +31,98 @@ use crate::{
     wechat::WeChatClient,
 };
 
+/// The accounts served, each with its upstream client, for the calls that act for one.
+#[derive(Debug, Clone)]
+pub struct Accounts {
+    /// In configuration order; never empty.
+    clients: Arc<[Arc<WeChatClient>]>,
+}
+
+impl Accounts {
+    /// The accounts of these clients, in configuration order (at least one).
+    pub fn new(clients: Vec<Arc<WeChatClient>>) -> Self {
+        assert!(
+            !clients.is_empty(),
+            "the service serves at least one account"
+        );
+        Self {
+            clients: clients.into(),
+        }
+    }
+
+    /// Every served account's client, in configuration order.
+    pub fn clients(&self) -> &[Arc<WeChatClient>] {
+        &self.clients
+    }
+
+    fn configured(&self) -> String {
+        let ids: Vec<&str> = self.clients.iter().map(|c| c.app_id()).collect();
+        ids.join(", ")
+    }
+
+    /// The account a request names in `field`: empty is the only account (with several,
+    /// INVALID_ARGUMENT naming the choices); an AppID not served is NOT_FOUND.
+    pub fn select(
+        &self,
+        field: &'static str,
+        account: &str,
+    ) -> Result<&Arc<WeChatClient>, ApiError> {
+        match (account, &*self.clients) {
+            ("", [only]) => Ok(only),
+            ("", _) => Err(ApiError::invalid(
+                field,
+                format!(
+                    "several accounts are configured; name one: {}",
+                    self.configured()
+                ),
+            )),
+            (app_id, clients) => clients
+                .iter()
+                .find(|c| c.app_id() == app_id)
+                .ok_or_else(|| ApiError::UnknownAccount {
+                    field,
+                    account: app_id.to_owned(),
+                    configured: self.configured(),
+                }),
+        }
+    }
+
+    /// The accounts a StreamEvents caller asked for (`accounts`), checked against those
+    /// served and those the caller may see; empty when every account passes.
+    fn stream_filter(
+        &self,
+        asked: Vec<String>,
+        caller: Option<&Caller>,
+    ) -> Result<Vec<String>, ApiError> {
+        for app_id in &asked {
+            self.select("accounts", app_id)?;
+            if let Some(caller) = caller
+                && !caller.may_use(app_id)
+            {
+                return Err(caller.denied(app_id));
+            }
+        }
+        if !asked.is_empty() {
+            return Ok(asked);
+        }
+        // A caller restricted to some accounts only ever sees theirs.
+        Ok(match caller {
+            Some(caller) if caller.accounts.is_some() => self
+                .clients
+                .iter()
+                .map(|c| c.app_id())
+                .filter(|a| caller.may_use(a))
+                .map(str::to_owned)
+                .collect(),
+            _ => Vec::new(),
+        })
+    }
+}
+
 /// The gRPC service.
 #[derive(Debug, Clone)]
 pub struct QrService {
-    client: Arc<WeChatClient>,
+    accounts: Accounts,
     /// The fan-out hub every StreamEvents subscribes through; it also ends every stream
     /// with UNAVAILABLE (and its resume cursor) at shutdown.
     subscribers: Subscribers,
@@ -42,10 +130,10 @@ pub struct QrService {
 }
 
 impl QrService {
-    /// A service over `client`, delivering events through `subscribers`.
-    pub fn new(client: Arc<WeChatClient>, subscribers: Subscribers, metrics: Arc<Metrics>) -> Self {
+    /// A service acting for `accounts`, delivering events through `subscribers`.
+    pub fn new(accounts: Accounts, subscribers: Subscribers, metrics: Arc<Metrics>) -> Self {
         Self {
-            client,
+            accounts,
             subscribers,
             metrics,
         }
@@ -121,22 +209,26 @@ impl QrService {
         &self,
         request: Request<pb::CreateTicketRequest>,
     ) -> Result<Response<pb::CreateTicketResponse>, Status> {
-        let qr = validate::create_ticket(request.get_ref(), self.client.app_id())?;
-        // The access layer admitted the caller for CreateTicket; a permanent code is a
-        // permission of its own, and only the request body says whether one is asked.
-        if qr.expire_seconds.is_none()
-            && let Some(caller) = request.extensions().get::<Caller>()
-            && !caller.permanent
-        {
-            return Err(ApiError::PermissionDenied {
-                client: caller.name.to_string(),
-                permission: "permanent".to_owned(),
+        let client = self
+            .accounts
+            .select("account", &request.get_ref().account)?;
+        let qr = validate::create_ticket(request.get_ref())?;
+        // The access layer admitted the caller for CreateTicket; the account and a
+        // permanent code are permissions of their own, named only in the request body.
+        if let Some(caller) = request.extensions().get::<Caller>() {
+            if !caller.may_use(client.app_id()) {
+                return Err(caller.denied(client.app_id()).into());
             }
-            .into());
+            if qr.expire_seconds.is_none() && !caller.permanent {
+                return Err(ApiError::PermissionDenied {
+                    client: caller.name.to_string(),
+                    permission: "permanent".to_owned(),
+                }
+                .into());
+            }
         }
-        let deadline = self.client.deadline(caller_timeout(&request));
-        let minted = self
-            .client
+        let deadline = client.deadline(caller_timeout(&request));
+        let minted = client
             .create_ticket(&qr, deadline)
             .await
             .map_err(ApiError::from)?;
@@ -154,7 +246,7 @@ impl QrService {
             )
         });
         Ok(Response::new(pb::CreateTicketResponse {
-            image_url: self.client.image_url(&minted.ticket),
+            image_url: client.image_url(&minted.ticket),
             ticket: minted.ticket,
             url: minted.url,
             expire_time,
@@ -166,16 +258,26 @@ impl QrService {
         request: Request<pb::GetImageRequest>,
     ) -> Result<Response<pb::GetImageResponse>, Status> {
         let ticket = validate::ticket(&request.get_ref().ticket)?;
-        let image_url = self.client.image_url(ticket);
+        // showqrcode takes no credentials: with several accounts and none named, the
+        // first account's client (and image cache) serves it.
+        let client = match &*request.get_ref().account {
+            "" => &self.accounts.clients()[0],
+            account => self.accounts.select("account", account)?,
+        };
+        if let Some(caller) = request.extensions().get::<Caller>()
+            && !caller.may_use(client.app_id())
+        {
+            return Err(caller.denied(client.app_id()).into());
+        }
+        let image_url = client.image_url(ticket);
         if request.get_ref().url_only {
             return Ok(Response::new(pb::GetImageResponse {
                 image_url,
                 ..Default::default()
             }));
         }
-        let deadline = self.client.deadline(caller_timeout(&request));
-        let image = self
-            .client
+        let deadline = client.deadline(caller_timeout(&request));
+        let image = client
             .image(ticket, deadline)
             .await
             .map_err(ApiError::from)?;
@@ -203,8 +305,20 @@ impl QrService {
     ) -> Result<impl Stream<Item = Result<Delivery, Status>> + Send + 'static, Status> {
         // The peer address names the connection, for the per-connection cap.
         let peer = request.remote_addr();
-        let (filter, resume_after) =
-            validate::stream_events(request.into_inner(), &self.subscribers.limits())?;
+        let caller = request.extensions().get::<Caller>().cloned();
+        let mut request = request.into_inner();
+        let asked = std::mem::take(&mut request.accounts);
+        let limits = self.subscribers.limits();
+        if asked.len() > limits.max_filter_entries {
+            return Err(ApiError::invalid(
+                "accounts",
+                format!("at most {} accounts", limits.max_filter_entries),
+            )
+            .into());
+        }
+        let accounts = self.accounts.stream_filter(asked, caller.as_ref())?;
+        let (filter, resume_after) = validate::stream_events(request, &limits)?;
+        let filter = filter.with_accounts(accounts);
         let subscription = Subscription::start(filter, resume_after, peer, &self.subscribers)
             .await
             .map_err(ApiError::from)?;
@@ -283,5 +397,6 @@ pub fn to_pb_event(event: &Event) -> pb::Event {
         }),
         received_time: Some(event.received_time.into()),
         new_follower: event.new_follower,
+        app_id: event.app_id.clone(),
     }
 }

@@ -9,7 +9,7 @@ use std::{collections::HashSet, sync::Arc};
 use jiff::tz::TimeZone;
 use tonic::{Request, Response, Status};
 
-use super::{ApiError, request_id};
+use super::{ApiError, Caller, request_id};
 use crate::{
     metrics::Metrics,
     pb,
@@ -31,18 +31,16 @@ pub const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
 /// The gRPC service over the statistics.
 #[derive(Debug, Clone)]
 pub struct ChannelStatsService {
-    stats: ChannelStats,
-    /// The configured account: `account` in a request must be empty or this.
-    app_id: String,
+    /// Each account's statistics, by AppID, in configuration order.
+    stats: Arc<[(String, ChannelStats)]>,
     metrics: Arc<Metrics>,
 }
 
 impl ChannelStatsService {
-    /// The service over `stats` of the account `app_id`.
-    pub fn new(stats: ChannelStats, app_id: String, metrics: Arc<Metrics>) -> Self {
+    /// The service over each account's statistics (`(AppID, stats)`, at least one).
+    pub fn new(stats: Vec<(String, ChannelStats)>, metrics: Arc<Metrics>) -> Self {
         Self {
-            stats,
-            app_id,
+            stats: stats.into(),
             metrics,
         }
     }
@@ -55,25 +53,54 @@ impl ChannelStatsService {
         super::observed(&self.metrics, method, call).await
     }
 
-    fn check_account(&self, account: &str) -> Result<(), ApiError> {
-        if account.is_empty() || account == self.app_id {
-            Ok(())
-        } else {
-            Err(ApiError::invalid(
-                "account",
-                format!("unknown account {account:?}; leave empty or use the configured AppID"),
-            ))
+    /// The statistics of the account a request names: empty is the only account (with
+    /// several, INVALID_ARGUMENT naming them); unknown is NOT_FOUND; one the caller may
+    /// not use is PERMISSION_DENIED.
+    fn select(&self, account: &str, caller: Option<&Caller>) -> Result<&ChannelStats, ApiError> {
+        let configured = || {
+            let ids: Vec<&str> = self.stats.iter().map(|(id, _)| id.as_str()).collect();
+            ids.join(", ")
+        };
+        let (app_id, stats) = match (account, &*self.stats) {
+            ("", [(app_id, only)]) => (app_id, only),
+            ("", _) => {
+                return Err(ApiError::invalid(
+                    "account",
+                    format!(
+                        "several accounts are configured; name one: {}",
+                        configured()
+                    ),
+                ));
+            }
+            (account, all) => {
+                let (app_id, stats) =
+                    all.iter().find(|(id, _)| id == account).ok_or_else(|| {
+                        ApiError::UnknownAccount {
+                            field: "account",
+                            account: account.to_owned(),
+                            configured: configured(),
+                        }
+                    })?;
+                (app_id, stats)
+            }
+        };
+        if let Some(caller) = caller
+            && !caller.may_use(app_id)
+        {
+            return Err(caller.denied(app_id));
         }
+        Ok(stats)
     }
 
     async fn get_scene_stats_inner(
         &self,
         request: pb::GetSceneStatsRequest,
+        caller: Option<Caller>,
     ) -> Result<pb::GetSceneStatsResponse, ApiError> {
-        self.check_account(&request.account)?;
+        let stats = self.select(&request.account, caller.as_ref())?;
         let (query, zone_name) = scene_query(request)?;
         let edges = query.edges.clone();
-        let answer = self.stats.scene_stats(query).await?;
+        let answer = stats.scene_stats(query).await?;
         let at = |second: i64| prost_types::Timestamp {
             seconds: second,
             nanos: 0,
@@ -104,8 +131,9 @@ impl ChannelStatsService {
     async fn list_scenes_inner(
         &self,
         request: pb::ListScenesRequest,
+        caller: Option<Caller>,
     ) -> Result<pb::ListScenesResponse, ApiError> {
-        self.check_account(&request.account)?;
+        let stats = self.select(&request.account, caller.as_ref())?;
         let limit = match request.page_size as usize {
             0 => DEFAULT_PAGE,
             n if n > MAX_PAGE => {
@@ -128,7 +156,7 @@ impl ChannelStatsService {
                     })?,
             )
         };
-        let (scenes, more) = self.stats.list_scenes(after, limit).await?;
+        let (scenes, more) = stats.list_scenes(after, limit).await?;
         let next_page_token = match (more, scenes.last()) {
             (true, Some(last)) => hex::encode(last.scene.as_bytes()),
             _ => String::new(),
@@ -163,7 +191,11 @@ impl pb::channel_stats_service_server::ChannelStatsService for ChannelStatsServi
     ) -> Result<Response<pb::GetSceneStatsResponse>, Status> {
         self.observed("GetSceneStats", async {
             Ok(Response::new(
-                self.get_scene_stats_inner(request.into_inner()).await?,
+                self.get_scene_stats_inner(
+                    request.get_ref().clone(),
+                    request.extensions().get::<Caller>().cloned(),
+                )
+                .await?,
             ))
         })
         .await
@@ -176,7 +208,11 @@ impl pb::channel_stats_service_server::ChannelStatsService for ChannelStatsServi
     ) -> Result<Response<pb::ListScenesResponse>, Status> {
         self.observed("ListScenes", async {
             Ok(Response::new(
-                self.list_scenes_inner(request.into_inner()).await?,
+                self.list_scenes_inner(
+                    request.get_ref().clone(),
+                    request.extensions().get::<Caller>().cloned(),
+                )
+                .await?,
             ))
         })
         .await

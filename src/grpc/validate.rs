@@ -15,20 +15,9 @@ use crate::{
 const MAX_TICKET_BYTES: usize = 1024;
 
 /// Checks a CreateTicket request against WeChat's rules for its kind.
-pub(crate) fn create_ticket(
-    request: &pb::CreateTicketRequest,
-    app_id: &str,
-) -> Result<QrCodeRequest, ApiError> {
+/// (`account` is checked by [`super::Accounts::select`].)
+pub(crate) fn create_ticket(request: &pb::CreateTicketRequest) -> Result<QrCodeRequest, ApiError> {
     use pb::create_ticket_request::Scene as PbScene;
-    if !request.account.is_empty() && request.account != app_id {
-        return Err(ApiError::invalid(
-            "account",
-            format!(
-                "unknown account {:?}; leave empty or use the configured AppID",
-                request.account
-            ),
-        ));
-    }
     let scene = match &request.scene {
         None => {
             return Err(ApiError::invalid(

@@ -182,6 +182,7 @@ mod tests {
                 scene: "7".into(),
                 ticket: "T".into(),
                 account: "gh".into(),
+                app_id: "wx".into(),
                 create_time: 123,
                 received_time: SystemTime::UNIX_EPOCH,
                 new_follower: false,

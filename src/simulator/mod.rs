@@ -2,7 +2,9 @@
 //! loopback, applying WeChat's own rules and errcodes — `cgi-bin/stable_token` and
 //! `cgi-bin/token` (counting fetches), `cgi-bin/qrcode/create`, and `cgi-bin/showqrcode`
 //! rendering a real QR JPEG — plus the other half of WeChat: pushing signed scan events
-//! to the webhook. It runs when no credentials are configured, and tests and benchmarks
+//! to the webhook. It plays WeChat for one account or several (each with its own
+//! credentials, tokens, tickets and signing keys; a ticket's scan is pushed to its own
+//! account's webhook). It runs when no credentials are configured, and tests and benchmarks
 //! drive it through its admin endpoints under `/sim/`:
 //!
 //! - `POST /sim/scan` `{"ticket": "...", "openid": "...", "new_follower": true}`: push
@@ -17,7 +19,7 @@ pub mod push;
 pub mod qr_image;
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeMap, HashMap},
     sync::{
         Arc, Mutex, RwLock,
         atomic::{AtomicU64, Ordering},
@@ -35,7 +37,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    config::SimulatorSettings,
+    config::{SimulatedAccount, SimulatorSettings},
     http_server::{self, AbortConnection, HandlerResult, HttpResponse, text},
     wechat::{MAX_EXPIRE_SECONDS, MAX_PERMANENT_SCENE_ID, MAX_SCENE_STR_CHARS},
 };
@@ -106,10 +108,14 @@ struct Counters {
     qrcode_creates: AtomicU64,
     image_requests: AtomicU64,
     pushes: AtomicU64,
+    /// Token fetches per AppID.
+    by_account: Mutex<BTreeMap<String, u64>>,
 }
 
 #[derive(Debug)]
 struct Ticket {
+    /// Index of the account that minted it.
+    account: usize,
     url: String,
     scene: String,
     expires_at: Option<Instant>,
@@ -121,8 +127,10 @@ struct Ticket {
 struct State {
     /// Tokens that still work, with when they stop.
     tokens: HashMap<String, Instant>,
-    /// The token `stable_token` hands out in normal mode.
-    stable: Option<String>,
+    /// The account (index) each token was issued to.
+    token_accounts: HashMap<String, usize>,
+    /// The token `stable_token` hands out in normal mode, per account.
+    stable: HashMap<usize, String>,
     tickets: HashMap<String, Ticket>,
     faults: Faults,
 }
@@ -201,13 +209,19 @@ impl Simulator {
 
     /// Recognises a permanent ticket it minted in an earlier run, as WeChat remembers
     /// permanent codes forever: the service restores the ones its data directory holds.
-    pub fn restore_permanent(&self, ticket: String, url: String, scene: String) {
+    pub fn restore_permanent(&self, app_id: &str, ticket: String, url: String, scene: String) {
         self.state
             .lock()
             .expect("lock poisoned")
             .tickets
             .entry(ticket)
             .or_insert(Ticket {
+                account: self
+                    .settings
+                    .accounts
+                    .iter()
+                    .position(|a| a.app_id == app_id)
+                    .unwrap_or(0),
                 url,
                 scene,
                 expires_at: None,
@@ -241,34 +255,57 @@ impl Simulator {
     pub fn invalidate_tokens(&self) {
         let mut state = self.state.lock().expect("lock poisoned");
         state.tokens.clear();
-        state.stable = None;
+        state.token_accounts.clear();
+        state.stable.clear();
     }
 
-    /// Pushes the scan of `request.ticket` to the webhook, signed as WeChat signs.
+    /// Token fetches that returned a token to `app_id`.
+    pub fn token_fetches_of(&self, app_id: &str) -> u64 {
+        self.counters
+            .by_account
+            .lock()
+            .expect("lock poisoned")
+            .get(app_id)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Pushes the scan of `request.ticket` to the webhook of the account that minted it,
+    /// signed (and encrypted) with that account's keys, as WeChat does.
     pub async fn scan(&self, request: &ScanRequest) -> Result<Vec<DeliveryReport>, ScanError> {
-        let scene = {
+        let (scene, account) = {
             let state = self.state.lock().expect("lock poisoned");
             let ticket = state
                 .tickets
                 .get(&request.ticket)
                 .filter(|t| t.expires_at.is_none_or(|at| at > Instant::now()))
                 .ok_or(ScanError::UnknownTicket)?;
-            ticket.scene.clone()
+            (
+                ticket.scene.clone(),
+                &self.settings.accounts[ticket.account],
+            )
         };
-        let webhook_url = self
+        let base = self
             .webhook_url
             .read()
             .expect("lock poisoned")
             .clone()
             .ok_or(ScanError::NoWebhook)?;
+        // With several accounts each has its own webhook path, as each has its own
+        // server URL at WeChat.
+        let webhook_url = if self.settings.accounts.len() > 1 {
+            format!("{}/{}", base.trim_end_matches('/'), account.app_id)
+        } else {
+            base
+        };
         let scan = Scan {
             openid: request.openid.clone(),
             ticket: request.ticket.clone(),
             scene,
             new_follower: request.new_follower,
         };
-        let xml = push::scan_xml(&self.settings.account, &scan, push::now_secs());
-        let signed = self.signer().sign(&xml, &scan.openid);
+        let xml = push::scan_xml(&account.account, &scan, push::now_secs());
+        let signed = signer(account).sign(&xml, &scan.openid);
         let mut reports = Vec::new();
         for _ in 0..request.deliveries.unwrap_or(1).clamp(1, push::TRIES) {
             let report = push::deliver(&self.http, &webhook_url, &signed).await;
@@ -280,15 +317,18 @@ impl Simulator {
         Ok(reports)
     }
 
-    /// How this simulator signs (and encrypts) pushes.
+    /// How this simulator signs (and encrypts) pushes of its first account.
     pub fn signer(&self) -> Signer {
-        Signer {
-            token: self.settings.token.clone(),
-            mode: self.settings.mode,
-            aes_key: self.settings.aes_key.clone(),
-            app_id: self.settings.app_id.clone(),
-            account: self.settings.account.clone(),
-        }
+        signer(&self.settings.accounts[0])
+    }
+
+    /// How this simulator signs (and encrypts) pushes of the account `app_id`.
+    pub fn signer_for(&self, app_id: &str) -> Option<Signer> {
+        self.settings
+            .accounts
+            .iter()
+            .find(|a| a.app_id == app_id)
+            .map(signer)
     }
 
     async fn handle(self: Arc<Self>, request: Request<Incoming>) -> HandlerResult {
@@ -371,14 +411,31 @@ impl Simulator {
         }
     }
 
-    fn check_credentials(&self, appid: &str, secret: &str) -> Result<(), ApiFailure> {
-        if appid != self.settings.app_id {
+    /// The index of the account these credentials belong to.
+    fn check_credentials(&self, appid: &str, secret: &str) -> Result<usize, ApiFailure> {
+        let Some(index) = self
+            .settings
+            .accounts
+            .iter()
+            .position(|a| a.app_id == appid)
+        else {
             return Err(ApiFailure(40013, "invalid appid".into()));
-        }
-        if secret != self.settings.app_secret.expose() {
+        };
+        if secret != self.settings.accounts[index].app_secret.expose() {
             return Err(ApiFailure(40125, "invalid appsecret".into()));
         }
-        Ok(())
+        Ok(index)
+    }
+
+    fn count_fetch(&self, account: usize) {
+        self.counters.token_fetches.fetch_add(1, Ordering::Relaxed);
+        *self
+            .counters
+            .by_account
+            .lock()
+            .expect("lock poisoned")
+            .entry(self.settings.accounts[account].app_id.clone())
+            .or_default() += 1;
     }
 
     fn stable_token(&self, body: &[u8]) -> HttpResponse {
@@ -396,9 +453,10 @@ impl Simulator {
         if request.grant_type != "client_credential" {
             return wechat_error(40002, "invalid grant_type");
         }
-        if let Err(failure) = self.check_credentials(&request.appid, &request.secret) {
-            return failure.response();
-        }
+        let account = match self.check_credentials(&request.appid, &request.secret) {
+            Ok(account) => account,
+            Err(failure) => return failure.response(),
+        };
         let now = Instant::now();
         let mut state = self.state.lock().expect("lock poisoned");
         if take(&mut state.faults.token_failures) {
@@ -407,7 +465,8 @@ impl Simulator {
         let lifetime = token_lifetime(&state.faults);
         let current = state
             .stable
-            .clone()
+            .get(&account)
+            .cloned()
             .and_then(|t| state.tokens.get(&t).map(|&until| (t, until)))
             .filter(|(_, until)| *until > now);
         let (token, until) = match current {
@@ -421,12 +480,13 @@ impl Simulator {
                 let token = new_token();
                 let until = now + lifetime;
                 state.tokens.insert(token.clone(), until);
-                state.stable = Some(token.clone());
+                state.token_accounts.insert(token.clone(), account);
+                state.stable.insert(account, token.clone());
                 (token, until)
             }
         };
         drop(state);
-        self.counters.token_fetches.fetch_add(1, Ordering::Relaxed);
+        self.count_fetch(account);
         json_response(
             200,
             &json!({ "access_token": token, "expires_in": until.duration_since(now).as_secs() }),
@@ -438,9 +498,10 @@ impl Simulator {
         if get("grant_type") != "client_credential" {
             return wechat_error(40002, "invalid grant_type");
         }
-        if let Err(failure) = self.check_credentials(get("appid"), get("secret")) {
-            return failure.response();
-        }
+        let account = match self.check_credentials(get("appid"), get("secret")) {
+            Ok(account) => account,
+            Err(failure) => return failure.response(),
+        };
         // Every call mints a new token; the others keep working for five minutes.
         let now = Instant::now();
         let token = new_token();
@@ -449,15 +510,18 @@ impl Simulator {
             return ApiFailure(40164, "invalid ip, not in whitelist".into()).response();
         }
         let lifetime = token_lifetime(&state.faults);
-        let stable = state.stable.clone();
+        let stable = state.stable.get(&account).cloned();
+        let owners = state.token_accounts.clone();
         for (t, until) in state.tokens.iter_mut() {
-            if Some(t) != stable.as_ref() {
+            // Only this account's older tokens are cut short.
+            if Some(t) != stable.as_ref() && owners.get(t) == Some(&account) {
                 *until = (*until).min(now + TOKEN_OVERLAP);
             }
         }
         state.tokens.insert(token.clone(), now + lifetime);
+        state.token_accounts.insert(token.clone(), account);
         drop(state);
-        self.counters.token_fetches.fetch_add(1, Ordering::Relaxed);
+        self.count_fetch(account);
         json_response(
             200,
             &json!({ "access_token": token, "expires_in": lifetime.as_secs() }),
@@ -469,7 +533,7 @@ impl Simulator {
             return wechat_error(41001, "access_token missing");
         };
         let now = Instant::now();
-        {
+        let account = {
             let mut state = self.state.lock().expect("lock poisoned");
             match state.tokens.get(token) {
                 None => {
@@ -489,7 +553,8 @@ impl Simulator {
             if take(&mut state.faults.quota) {
                 return wechat_error(45009, "reach max api daily quota limit");
             }
-        }
+            state.token_accounts.get(token).copied().unwrap_or(0)
+        };
         let request = match parse_create(body) {
             Ok(request) => request,
             Err(failure) => return failure.response(),
@@ -507,6 +572,7 @@ impl Simulator {
         self.state.lock().expect("lock poisoned").tickets.insert(
             ticket.clone(),
             Ticket {
+                account,
                 url: url.clone(),
                 scene: request.scene,
                 expires_at: expire_seconds.map(|s| now + Duration::from_secs(u64::from(s))),
@@ -614,6 +680,17 @@ fn parse_create(body: &[u8]) -> Result<CreateRequest, ApiFailure> {
         scene,
         expire_seconds,
     })
+}
+
+/// How the simulator signs (and encrypts) the pushes of `account`.
+fn signer(account: &SimulatedAccount) -> Signer {
+    Signer {
+        token: account.token.clone(),
+        mode: account.mode,
+        aes_key: account.aes_key.clone(),
+        app_id: account.app_id.clone(),
+        account: account.account.clone(),
+    }
 }
 
 fn token_lifetime(faults: &Faults) -> Duration {

@@ -143,16 +143,25 @@ impl ChannelStats {
     /// Opens the statistics beside the log `storage` names, reconciles them with `log`
     /// (see the module docs) and returns them with the follower that keeps them
     /// counting; run (spawn) it until `shutdown`.
+    ///
+    /// Each account has statistics of its own, counting only its events: the first
+    /// account's in `stats.redb`, the others' in `stats-<app_id>.redb`.
     pub async fn start(
         storage: &Storage,
         app_id: &str,
+        first: bool,
         retain_days: u32,
         log: Arc<dyn EventLog>,
         shutdown: CancellationToken,
     ) -> Result<(Self, impl Future<Output = ()> + Send + 'static), StatsError> {
         let (store, found) = match storage {
             Storage::Durable { dir } => {
-                StatsStore::open_file(&dir.join(STATS_FILE), app_id, retain_days)?
+                let file = if first {
+                    STATS_FILE.to_owned()
+                } else {
+                    format!("stats-{app_id}.redb")
+                };
+                StatsStore::open_file(&dir.join(file), app_id, retain_days)?
             }
             Storage::Memory => StatsStore::open_memory(app_id, retain_days)?,
         };
@@ -199,6 +208,7 @@ impl ChannelStats {
             counted,
         };
         let follower = Follower {
+            app_id: app_id.to_owned(),
             store,
             log,
             counted: counted_tx,
@@ -268,6 +278,8 @@ fn now_seconds() -> i64 {
 
 /// The task that keeps the statistics counting.
 struct Follower {
+    /// The account counted; other accounts' events pass by.
+    app_id: String,
     store: Arc<StatsStore>,
     log: Arc<dyn EventLog>,
     counted: watch::Sender<Cursor>,
@@ -282,8 +294,15 @@ impl Follower {
             }
             let after = *self.counted.borrow();
             match self.log.read_after(after, BATCH).await {
-                Ok(batch) if !batch.is_empty() => {
+                Ok(mut batch) if !batch.is_empty() => {
                     let last = batch.last().expect("not empty").cursor;
+                    batch.retain(|entry| entry.event.app_id == self.app_id);
+                    if batch.is_empty() {
+                        // Nothing of ours: the store's cursor stays on our last event,
+                        // and these are passed by again after a restart.
+                        self.counted.send_replace(last);
+                        continue;
+                    }
                     let store = self.store.clone();
                     let applied =
                         tokio::task::spawn_blocking(move || store.apply(&batch, now_seconds()))

@@ -1,4 +1,5 @@
-//! The webhook: WeChat's server URL, `/wechat` on the HTTP listener. `GET` answers the
+//! The webhook: WeChat's server URL, `/wechat/<app_id>` on the HTTP listener for each
+//! account (and `/wechat` when only one is configured). `GET` answers the
 //! handshake; `POST` takes a push, verifies its signature (and in safe mode its
 //! `msg_signature`, then decrypts it), decodes it, appends the event to the log, and only
 //! then answers `success` — so an acknowledged push is never lost, and a re-sent push is
@@ -10,7 +11,8 @@ pub mod signature;
 
 use std::{
     borrow::Cow,
-    sync::Arc,
+    collections::HashMap,
+    sync::{Arc, RwLock},
     time::{SystemTime, UNIX_EPOCH},
 };
 
@@ -29,8 +31,13 @@ use crate::{
 use push::{DecodeError, Push};
 use sha2::{Digest, Sha256};
 
-/// The path WeChat pushes to.
+/// The path WeChat pushes to; each account's is `/wechat/<app_id>`.
 pub const PATH: &str = "/wechat";
+
+/// The webhook path of the account `app_id`.
+pub fn path_of(app_id: &str) -> String {
+    format!("{PATH}/{app_id}")
+}
 
 /// Most `(timestamp, nonce)` seals the replay guard holds: 2,000 pushes a second for a
 /// five-minute window is 600,000. Past it, pushes are answered 503 (WeChat retries) until
@@ -164,10 +171,70 @@ impl PushError {
     }
 }
 
-/// The webhook's state, shared by every connection.
+/// Every account's webhook on the one HTTP listener, by path.
+#[derive(Debug, Clone)]
+pub struct Webhooks {
+    by_app_id: Arc<HashMap<String, Arc<Webhook>>>,
+    /// The webhook `/wechat` reaches: the only account's, when only one is configured.
+    only: Option<Arc<Webhook>>,
+}
+
+impl Webhooks {
+    /// The router over these accounts' webhooks.
+    pub fn new(webhooks: Vec<Arc<Webhook>>) -> Self {
+        let only = match webhooks.as_slice() {
+            [only] => Some(only.clone()),
+            _ => None,
+        };
+        Self {
+            by_app_id: Arc::new(
+                webhooks
+                    .into_iter()
+                    .map(|w| (w.settings().app_id.clone(), w))
+                    .collect(),
+            ),
+            only,
+        }
+    }
+
+    /// The webhook of the account `app_id`.
+    pub fn get(&self, app_id: &str) -> Option<&Arc<Webhook>> {
+        self.by_app_id.get(app_id)
+    }
+
+    /// Routes one HTTP request to its account's webhook. Nothing else lives here (404):
+    /// this listener faces the internet, so metrics and health live on the admin listener.
+    pub async fn handle(&self, request: Request<Incoming>) -> HttpResponse {
+        let path = request.uri().path();
+        let webhook = if path == PATH {
+            match &self.only {
+                Some(only) => only,
+                None => {
+                    return text(
+                        404,
+                        "several accounts are configured: push to /wechat/<app_id>",
+                    );
+                }
+            }
+        } else {
+            match path
+                .strip_prefix(PATH)
+                .and_then(|rest| rest.strip_prefix('/'))
+                .and_then(|app_id| self.by_app_id.get(app_id))
+            {
+                Some(webhook) => webhook,
+                None => return text(404, "not found"),
+            }
+        };
+        webhook.clone().handle(request).await
+    }
+}
+
+/// One account's webhook: its state, shared by every connection.
 #[derive(Debug)]
 pub struct Webhook {
-    settings: WebhookSettings,
+    /// Replaced whole on a reload (token or key rotation); a push uses one snapshot.
+    settings: RwLock<Arc<WebhookSettings>>,
     log: Arc<dyn EventLog>,
     /// Every `(timestamp, nonce)` accepted within the replay window, with its body's digest.
     seals: Arc<SealBook>,
@@ -185,7 +252,7 @@ impl Webhook {
         metrics: Arc<Metrics>,
     ) -> Arc<Self> {
         Arc::new(Self {
-            settings,
+            settings: RwLock::new(Arc::new(settings)),
             log,
             seals,
             metrics,
@@ -193,12 +260,22 @@ impl Webhook {
         })
     }
 
-    /// Routes one HTTP request. Only `/wechat` exists here (404 elsewhere): this listener
-    /// faces the internet, so metrics and health live on the admin listener.
+    /// The settings in force.
+    pub fn settings(&self) -> Arc<WebhookSettings> {
+        self.settings
+            .read()
+            .expect("settings lock poisoned")
+            .clone()
+    }
+
+    /// Puts new settings (a rotated token or key) in force for the next request; pushes
+    /// already being verified finish with the old ones.
+    pub fn reload(&self, settings: WebhookSettings) {
+        *self.settings.write().expect("settings lock poisoned") = Arc::new(settings);
+    }
+
+    /// Answers one request already routed to this account.
     pub async fn handle(self: Arc<Self>, request: Request<Incoming>) -> HttpResponse {
-        if request.uri().path() != PATH {
-            return text(404, "not found");
-        }
         if !matches!(*request.method(), Method::GET | Method::POST) {
             return text(405, "method not allowed");
         }
@@ -302,7 +379,7 @@ impl Webhook {
             Some(_) => return Err(PushError::UnknownEncryptType),
         };
         let (xml, sealed) = if encrypted {
-            if self.settings.mode == EncryptMode::Plaintext {
+            if self.settings().mode == EncryptMode::Plaintext {
                 return Err(PushError::EncryptedRefused);
             }
             let msg_signature = query.required("msg_signature")?.into_owned();
@@ -311,7 +388,7 @@ impl Webhook {
                 .encrypt
                 .ok_or(DecodeError::MissingField("Encrypt"))?;
             if !signature::verify(
-                &self.settings.tokens,
+                &self.settings().tokens,
                 &[&timestamp, &nonce, &encrypt],
                 &msg_signature,
             ) {
@@ -320,7 +397,7 @@ impl Webhook {
             let sealed = self.seal(&timestamp, &nonce, &body, SealKind::Encrypted)?;
             (Bytes::from(self.decrypt(&encrypt)?), sealed)
         } else {
-            if self.settings.mode == EncryptMode::Safe {
+            if self.settings().mode == EncryptMode::Safe {
                 return Err(PushError::PlaintextRefused);
             }
             // Checked before the body is read: a forged push costs us no body.
@@ -330,17 +407,22 @@ impl Webhook {
             (body, sealed)
         };
         let accepted = match push::decode_push(&xml, received_time)? {
-            Push::Event(event, key) => match self.log.append(event, key).await? {
-                Appended::New(cursor) => {
-                    self.metrics.events_emitted.inc();
-                    tracing::debug!(%cursor, "push accepted");
-                    Accepted::New
+            Push::Event(mut event, key) => {
+                let app_id = self.settings().app_id.clone();
+                let key = key.for_account(&app_id);
+                event.app_id = app_id;
+                match self.log.append(event, key).await? {
+                    Appended::New(cursor) => {
+                        self.metrics.events_emitted.inc();
+                        tracing::debug!(%cursor, "push accepted");
+                        Accepted::New
+                    }
+                    Appended::Duplicate(cursor) => {
+                        tracing::debug!(%cursor, "re-sent push acknowledged again");
+                        Accepted::Duplicate
+                    }
                 }
-                Appended::Duplicate(cursor) => {
-                    tracing::debug!(%cursor, "re-sent push acknowledged again");
-                    Accepted::Duplicate
-                }
-            },
+            }
             Push::Ignored { msg_type } => {
                 tracing::debug!(
                     msg_type = msg_type.as_str(),
@@ -362,7 +444,7 @@ impl Webhook {
         nonce: &str,
         signature: &str,
     ) -> Result<(), PushError> {
-        if signature::verify(&self.settings.tokens, &[timestamp, nonce], signature) {
+        if signature::verify(&self.settings().tokens, &[timestamp, nonce], signature) {
             Ok(())
         } else {
             Err(PushError::BadSignature)
@@ -372,8 +454,8 @@ impl Webhook {
     /// Tries the current key, then the previous one (a rotation in progress).
     fn decrypt(&self, encrypt: &str) -> Result<Vec<u8>, PushError> {
         let mut first_error = None;
-        for key in &self.settings.aes_keys {
-            match key.decrypt(encrypt, &self.settings.app_id) {
+        for key in &self.settings().aes_keys {
+            match key.decrypt(encrypt, &self.settings().app_id) {
                 Ok(xml) => return Ok(xml),
                 Err(e) => {
                     first_error.get_or_insert(e);
@@ -385,7 +467,7 @@ impl Webhook {
 
     fn check_timestamp(&self, timestamp: &str) -> Result<(), PushError> {
         let sent: u64 = timestamp.parse().map_err(|_| PushError::BadTimestamp)?;
-        if let Some(window) = self.settings.replay_window {
+        if let Some(window) = self.settings().replay_window {
             let now = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .unwrap_or_default()
@@ -399,7 +481,7 @@ impl Webhook {
 
     /// Reads the whole body within the size limit and the read timeout.
     async fn read_body(&self, request: Request<Incoming>) -> Result<Bytes, PushError> {
-        let limit = self.settings.max_body_bytes;
+        let limit = self.settings().max_body_bytes;
         let declared = request
             .headers()
             .get(hyper::header::CONTENT_LENGTH)
@@ -409,7 +491,7 @@ impl Webhook {
             return Err(PushError::TooLarge(limit));
         }
         let body = Limited::new(request.into_body(), limit);
-        match tokio::time::timeout(self.settings.body_read_timeout, body.collect()).await {
+        match tokio::time::timeout(self.settings().body_read_timeout, body.collect()).await {
             Err(_elapsed) => Err(PushError::BodyTimeout),
             Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
                 Err(PushError::TooLarge(limit))

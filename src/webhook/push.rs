@@ -150,6 +150,8 @@ pub fn decode_push(body: &[u8], received_time: SystemTime) -> Result<Push, Decod
         scene,
         ticket,
         account,
+        // Filled in by the webhook that received it.
+        app_id: String::new(),
         create_time,
         received_time,
         new_follower: kind == EventKind::Subscribe,

@@ -306,7 +306,8 @@ pub struct WeChatClient {
     api: Arc<Api>,
     tokens: Arc<TokenCache<Fetcher>>,
     images: ImageCache,
-    permanent: PermanentTickets,
+    /// Shared by every account's client: one store, keyed by AppID.
+    permanent: Arc<PermanentTickets>,
     /// When the temporary tickets minted here expire, so their images are cached
     /// exactly as long as they live.
     expiries: moka::sync::Cache<String, Instant>,
@@ -316,7 +317,7 @@ impl WeChatClient {
     /// A client for `upstream`, remembering permanent tickets in `permanent`.
     pub fn new(
         upstream: Upstream,
-        permanent: PermanentTickets,
+        permanent: Arc<PermanentTickets>,
         metrics: Arc<Metrics>,
     ) -> Result<Self, WeChatError> {
         let mut http = reqwest::Client::builder()
@@ -409,6 +410,7 @@ impl WeChatClient {
                     self.api
                         .metrics
                         .permanent_budget_remaining
+                        .with_label_values(&[self.api.upstream.app_id.as_str()])
                         .set(i64::try_from(left).unwrap_or(i64::MAX));
                 }
             } else {

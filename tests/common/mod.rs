@@ -4,6 +4,9 @@
 //! crate's own, so a bug in one does not hide in the other.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod binary;
+pub mod wechatpy;
+
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sha1::{Digest, Sha1};
@@ -67,6 +70,8 @@ pub fn config() -> ServeConfig {
         tls_cert: None,
         tls_key: None,
         client_ca: None,
+        simulator: false,
+        accounts: Vec::new(),
         clients: Vec::new(),
     }
 }

@@ -105,6 +105,7 @@ fn fill(dir: &std::path::Path, count: u64, now: u64) -> Result<(Generated, Durat
                 },
                 ticket: String::new(),
                 account: wechat_qr::config::dev::ACCOUNT.to_owned(),
+                app_id: wechat_qr::config::dev::APP_ID.to_owned(),
                 create_time,
                 received_time: received,
                 new_follower: kind == EventKind::Subscribe,

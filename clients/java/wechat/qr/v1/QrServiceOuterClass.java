@@ -255,8 +255,9 @@ public final class QrServiceOuterClass {
 
     /**
      * <pre>
-     * Reserved for multi-account deployments: the AppID to mint under.
-     * Empty means the configured account.
+     * The AppID of the account to mint under. Empty means the only configured
+     * account; with several accounts configured it is required
+     * (INVALID_ARGUMENT names the choices), and an unknown AppID is NOT_FOUND.
      * </pre>
      *
      * <code>string account = 5 [json_name = "account"];</code>
@@ -265,8 +266,9 @@ public final class QrServiceOuterClass {
     java.lang.String getAccount();
     /**
      * <pre>
-     * Reserved for multi-account deployments: the AppID to mint under.
-     * Empty means the configured account.
+     * The AppID of the account to mint under. Empty means the only configured
+     * account; with several accounts configured it is required
+     * (INVALID_ARGUMENT names the choices), and an unknown AppID is NOT_FOUND.
      * </pre>
      *
      * <code>string account = 5 [json_name = "account"];</code>
@@ -496,8 +498,9 @@ public final class QrServiceOuterClass {
     private volatile java.lang.Object account_ = "";
     /**
      * <pre>
-     * Reserved for multi-account deployments: the AppID to mint under.
-     * Empty means the configured account.
+     * The AppID of the account to mint under. Empty means the only configured
+     * account; with several accounts configured it is required
+     * (INVALID_ARGUMENT names the choices), and an unknown AppID is NOT_FOUND.
      * </pre>
      *
      * <code>string account = 5 [json_name = "account"];</code>
@@ -518,8 +521,9 @@ public final class QrServiceOuterClass {
     }
     /**
      * <pre>
-     * Reserved for multi-account deployments: the AppID to mint under.
-     * Empty means the configured account.
+     * The AppID of the account to mint under. Empty means the only configured
+     * account; with several accounts configured it is required
+     * (INVALID_ARGUMENT names the choices), and an unknown AppID is NOT_FOUND.
      * </pre>
      *
      * <code>string account = 5 [json_name = "account"];</code>
@@ -1279,8 +1283,9 @@ public final class QrServiceOuterClass {
       private java.lang.Object account_ = "";
       /**
        * <pre>
-       * Reserved for multi-account deployments: the AppID to mint under.
-       * Empty means the configured account.
+       * The AppID of the account to mint under. Empty means the only configured
+       * account; with several accounts configured it is required
+       * (INVALID_ARGUMENT names the choices), and an unknown AppID is NOT_FOUND.
        * </pre>
        *
        * <code>string account = 5 [json_name = "account"];</code>
@@ -1300,8 +1305,9 @@ public final class QrServiceOuterClass {
       }
       /**
        * <pre>
-       * Reserved for multi-account deployments: the AppID to mint under.
-       * Empty means the configured account.
+       * The AppID of the account to mint under. Empty means the only configured
+       * account; with several accounts configured it is required
+       * (INVALID_ARGUMENT names the choices), and an unknown AppID is NOT_FOUND.
        * </pre>
        *
        * <code>string account = 5 [json_name = "account"];</code>
@@ -1322,8 +1328,9 @@ public final class QrServiceOuterClass {
       }
       /**
        * <pre>
-       * Reserved for multi-account deployments: the AppID to mint under.
-       * Empty means the configured account.
+       * The AppID of the account to mint under. Empty means the only configured
+       * account; with several accounts configured it is required
+       * (INVALID_ARGUMENT names the choices), and an unknown AppID is NOT_FOUND.
        * </pre>
        *
        * <code>string account = 5 [json_name = "account"];</code>
@@ -1340,8 +1347,9 @@ public final class QrServiceOuterClass {
       }
       /**
        * <pre>
-       * Reserved for multi-account deployments: the AppID to mint under.
-       * Empty means the configured account.
+       * The AppID of the account to mint under. Empty means the only configured
+       * account; with several accounts configured it is required
+       * (INVALID_ARGUMENT names the choices), and an unknown AppID is NOT_FOUND.
        * </pre>
        *
        * <code>string account = 5 [json_name = "account"];</code>
@@ -1355,8 +1363,9 @@ public final class QrServiceOuterClass {
       }
       /**
        * <pre>
-       * Reserved for multi-account deployments: the AppID to mint under.
-       * Empty means the configured account.
+       * The AppID of the account to mint under. Empty means the only configured
+       * account; with several accounts configured it is required
+       * (INVALID_ARGUMENT names the choices), and an unknown AppID is NOT_FOUND.
        * </pre>
        *
        * <code>string account = 5 [json_name = "account"];</code>
@@ -2702,6 +2711,30 @@ public final class QrServiceOuterClass {
      * @return The urlOnly.
      */
     boolean getUrlOnly();
+
+    /**
+     * <pre>
+     * The AppID of the account the ticket was minted under. Empty means the
+     * only configured account, or with several the first (WeChat's showqrcode
+     * needs no credentials, so any account's client can fetch any ticket).
+     * </pre>
+     *
+     * <code>string account = 3 [json_name = "account"];</code>
+     * @return The account.
+     */
+    java.lang.String getAccount();
+    /**
+     * <pre>
+     * The AppID of the account the ticket was minted under. Empty means the
+     * only configured account, or with several the first (WeChat's showqrcode
+     * needs no credentials, so any account's client can fetch any ticket).
+     * </pre>
+     *
+     * <code>string account = 3 [json_name = "account"];</code>
+     * @return The bytes for account.
+     */
+    com.google.protobuf.ByteString
+        getAccountBytes();
   }
   /**
    * <pre>
@@ -2721,6 +2754,7 @@ public final class QrServiceOuterClass {
     }
     private GetImageRequest() {
       ticket_ = "";
+      account_ = "";
     }
 
     @java.lang.Override
@@ -2811,6 +2845,57 @@ public final class QrServiceOuterClass {
       return urlOnly_;
     }
 
+    public static final int ACCOUNT_FIELD_NUMBER = 3;
+    @SuppressWarnings("serial")
+    private volatile java.lang.Object account_ = "";
+    /**
+     * <pre>
+     * The AppID of the account the ticket was minted under. Empty means the
+     * only configured account, or with several the first (WeChat's showqrcode
+     * needs no credentials, so any account's client can fetch any ticket).
+     * </pre>
+     *
+     * <code>string account = 3 [json_name = "account"];</code>
+     * @return The account.
+     */
+    @java.lang.Override
+    public java.lang.String getAccount() {
+      java.lang.Object ref = account_;
+      if (ref instanceof java.lang.String) {
+        return (java.lang.String) ref;
+      } else {
+        com.google.protobuf.ByteString bs = 
+            (com.google.protobuf.ByteString) ref;
+        java.lang.String s = bs.toStringUtf8();
+        account_ = s;
+        return s;
+      }
+    }
+    /**
+     * <pre>
+     * The AppID of the account the ticket was minted under. Empty means the
+     * only configured account, or with several the first (WeChat's showqrcode
+     * needs no credentials, so any account's client can fetch any ticket).
+     * </pre>
+     *
+     * <code>string account = 3 [json_name = "account"];</code>
+     * @return The bytes for account.
+     */
+    @java.lang.Override
+    public com.google.protobuf.ByteString
+        getAccountBytes() {
+      java.lang.Object ref = account_;
+      if (ref instanceof java.lang.String) {
+        com.google.protobuf.ByteString b = 
+            com.google.protobuf.ByteString.copyFromUtf8(
+                (java.lang.String) ref);
+        account_ = b;
+        return b;
+      } else {
+        return (com.google.protobuf.ByteString) ref;
+      }
+    }
+
     private byte memoizedIsInitialized = -1;
     @java.lang.Override
     public final boolean isInitialized() {
@@ -2831,6 +2916,9 @@ public final class QrServiceOuterClass {
       if (urlOnly_ != false) {
         output.writeBool(2, urlOnly_);
       }
+      if (!com.google.protobuf.GeneratedMessageV3.isStringEmpty(account_)) {
+        com.google.protobuf.GeneratedMessageV3.writeString(output, 3, account_);
+      }
       getUnknownFields().writeTo(output);
     }
 
@@ -2846,6 +2934,9 @@ public final class QrServiceOuterClass {
       if (urlOnly_ != false) {
         size += com.google.protobuf.CodedOutputStream
           .computeBoolSize(2, urlOnly_);
+      }
+      if (!com.google.protobuf.GeneratedMessageV3.isStringEmpty(account_)) {
+        size += com.google.protobuf.GeneratedMessageV3.computeStringSize(3, account_);
       }
       size += getUnknownFields().getSerializedSize();
       memoizedSize = size;
@@ -2866,6 +2957,8 @@ public final class QrServiceOuterClass {
           .equals(other.getTicket())) return false;
       if (getUrlOnly()
           != other.getUrlOnly()) return false;
+      if (!getAccount()
+          .equals(other.getAccount())) return false;
       if (!getUnknownFields().equals(other.getUnknownFields())) return false;
       return true;
     }
@@ -2882,6 +2975,8 @@ public final class QrServiceOuterClass {
       hash = (37 * hash) + URL_ONLY_FIELD_NUMBER;
       hash = (53 * hash) + com.google.protobuf.Internal.hashBoolean(
           getUrlOnly());
+      hash = (37 * hash) + ACCOUNT_FIELD_NUMBER;
+      hash = (53 * hash) + getAccount().hashCode();
       hash = (29 * hash) + getUnknownFields().hashCode();
       memoizedHashCode = hash;
       return hash;
@@ -3017,6 +3112,7 @@ public final class QrServiceOuterClass {
         bitField0_ = 0;
         ticket_ = "";
         urlOnly_ = false;
+        account_ = "";
         return this;
       }
 
@@ -3055,6 +3151,9 @@ public final class QrServiceOuterClass {
         }
         if (((from_bitField0_ & 0x00000002) != 0)) {
           result.urlOnly_ = urlOnly_;
+        }
+        if (((from_bitField0_ & 0x00000004) != 0)) {
+          result.account_ = account_;
         }
       }
 
@@ -3110,6 +3209,11 @@ public final class QrServiceOuterClass {
         if (other.getUrlOnly() != false) {
           setUrlOnly(other.getUrlOnly());
         }
+        if (!other.getAccount().isEmpty()) {
+          account_ = other.account_;
+          bitField0_ |= 0x00000004;
+          onChanged();
+        }
         this.mergeUnknownFields(other.getUnknownFields());
         onChanged();
         return this;
@@ -3146,6 +3250,11 @@ public final class QrServiceOuterClass {
                 bitField0_ |= 0x00000002;
                 break;
               } // case 16
+              case 26: {
+                account_ = input.readStringRequireUtf8();
+                bitField0_ |= 0x00000004;
+                break;
+              } // case 26
               default: {
                 if (!super.parseUnknownField(input, extensionRegistry, tag)) {
                   done = true; // was an endgroup tag
@@ -3298,6 +3407,108 @@ public final class QrServiceOuterClass {
       public Builder clearUrlOnly() {
         bitField0_ = (bitField0_ & ~0x00000002);
         urlOnly_ = false;
+        onChanged();
+        return this;
+      }
+
+      private java.lang.Object account_ = "";
+      /**
+       * <pre>
+       * The AppID of the account the ticket was minted under. Empty means the
+       * only configured account, or with several the first (WeChat's showqrcode
+       * needs no credentials, so any account's client can fetch any ticket).
+       * </pre>
+       *
+       * <code>string account = 3 [json_name = "account"];</code>
+       * @return The account.
+       */
+      public java.lang.String getAccount() {
+        java.lang.Object ref = account_;
+        if (!(ref instanceof java.lang.String)) {
+          com.google.protobuf.ByteString bs =
+              (com.google.protobuf.ByteString) ref;
+          java.lang.String s = bs.toStringUtf8();
+          account_ = s;
+          return s;
+        } else {
+          return (java.lang.String) ref;
+        }
+      }
+      /**
+       * <pre>
+       * The AppID of the account the ticket was minted under. Empty means the
+       * only configured account, or with several the first (WeChat's showqrcode
+       * needs no credentials, so any account's client can fetch any ticket).
+       * </pre>
+       *
+       * <code>string account = 3 [json_name = "account"];</code>
+       * @return The bytes for account.
+       */
+      public com.google.protobuf.ByteString
+          getAccountBytes() {
+        java.lang.Object ref = account_;
+        if (ref instanceof String) {
+          com.google.protobuf.ByteString b = 
+              com.google.protobuf.ByteString.copyFromUtf8(
+                  (java.lang.String) ref);
+          account_ = b;
+          return b;
+        } else {
+          return (com.google.protobuf.ByteString) ref;
+        }
+      }
+      /**
+       * <pre>
+       * The AppID of the account the ticket was minted under. Empty means the
+       * only configured account, or with several the first (WeChat's showqrcode
+       * needs no credentials, so any account's client can fetch any ticket).
+       * </pre>
+       *
+       * <code>string account = 3 [json_name = "account"];</code>
+       * @param value The account to set.
+       * @return This builder for chaining.
+       */
+      public Builder setAccount(
+          java.lang.String value) {
+        if (value == null) { throw new NullPointerException(); }
+        account_ = value;
+        bitField0_ |= 0x00000004;
+        onChanged();
+        return this;
+      }
+      /**
+       * <pre>
+       * The AppID of the account the ticket was minted under. Empty means the
+       * only configured account, or with several the first (WeChat's showqrcode
+       * needs no credentials, so any account's client can fetch any ticket).
+       * </pre>
+       *
+       * <code>string account = 3 [json_name = "account"];</code>
+       * @return This builder for chaining.
+       */
+      public Builder clearAccount() {
+        account_ = getDefaultInstance().getAccount();
+        bitField0_ = (bitField0_ & ~0x00000004);
+        onChanged();
+        return this;
+      }
+      /**
+       * <pre>
+       * The AppID of the account the ticket was minted under. Empty means the
+       * only configured account, or with several the first (WeChat's showqrcode
+       * needs no credentials, so any account's client can fetch any ticket).
+       * </pre>
+       *
+       * <code>string account = 3 [json_name = "account"];</code>
+       * @param value The bytes for account to set.
+       * @return This builder for chaining.
+       */
+      public Builder setAccountBytes(
+          com.google.protobuf.ByteString value) {
+        if (value == null) { throw new NullPointerException(); }
+        checkByteStringIsUtf8(value);
+        account_ = value;
+        bitField0_ |= 0x00000004;
         onChanged();
         return this;
       }
@@ -4408,6 +4619,55 @@ public final class QrServiceOuterClass {
      */
     com.google.protobuf.ByteString
         getResumeAfterBytes();
+
+    /**
+     * <pre>
+     * Only events received for these accounts (AppIDs). Empty = every account
+     * the caller may see; naming an account the caller may not see is
+     * PERMISSION_DENIED, an unknown one NOT_FOUND.
+     * </pre>
+     *
+     * <code>repeated string accounts = 5 [json_name = "accounts"];</code>
+     * @return A list containing the accounts.
+     */
+    java.util.List<java.lang.String>
+        getAccountsList();
+    /**
+     * <pre>
+     * Only events received for these accounts (AppIDs). Empty = every account
+     * the caller may see; naming an account the caller may not see is
+     * PERMISSION_DENIED, an unknown one NOT_FOUND.
+     * </pre>
+     *
+     * <code>repeated string accounts = 5 [json_name = "accounts"];</code>
+     * @return The count of accounts.
+     */
+    int getAccountsCount();
+    /**
+     * <pre>
+     * Only events received for these accounts (AppIDs). Empty = every account
+     * the caller may see; naming an account the caller may not see is
+     * PERMISSION_DENIED, an unknown one NOT_FOUND.
+     * </pre>
+     *
+     * <code>repeated string accounts = 5 [json_name = "accounts"];</code>
+     * @param index The index of the element to return.
+     * @return The accounts at the given index.
+     */
+    java.lang.String getAccounts(int index);
+    /**
+     * <pre>
+     * Only events received for these accounts (AppIDs). Empty = every account
+     * the caller may see; naming an account the caller may not see is
+     * PERMISSION_DENIED, an unknown one NOT_FOUND.
+     * </pre>
+     *
+     * <code>repeated string accounts = 5 [json_name = "accounts"];</code>
+     * @param index The index of the value to return.
+     * @return The bytes of the accounts at the given index.
+     */
+    com.google.protobuf.ByteString
+        getAccountsBytes(int index);
   }
   /**
    * <pre>
@@ -4431,6 +4691,7 @@ public final class QrServiceOuterClass {
       scenes_ = com.google.protobuf.LazyStringArrayList.EMPTY;
       types_ = java.util.Collections.emptyList();
       resumeAfter_ = "";
+      accounts_ = com.google.protobuf.LazyStringArrayList.EMPTY;
     }
 
     @java.lang.Override
@@ -4691,6 +4952,66 @@ public final class QrServiceOuterClass {
       }
     }
 
+    public static final int ACCOUNTS_FIELD_NUMBER = 5;
+    @SuppressWarnings("serial")
+    private com.google.protobuf.LazyStringList accounts_;
+    /**
+     * <pre>
+     * Only events received for these accounts (AppIDs). Empty = every account
+     * the caller may see; naming an account the caller may not see is
+     * PERMISSION_DENIED, an unknown one NOT_FOUND.
+     * </pre>
+     *
+     * <code>repeated string accounts = 5 [json_name = "accounts"];</code>
+     * @return A list containing the accounts.
+     */
+    public com.google.protobuf.ProtocolStringList
+        getAccountsList() {
+      return accounts_;
+    }
+    /**
+     * <pre>
+     * Only events received for these accounts (AppIDs). Empty = every account
+     * the caller may see; naming an account the caller may not see is
+     * PERMISSION_DENIED, an unknown one NOT_FOUND.
+     * </pre>
+     *
+     * <code>repeated string accounts = 5 [json_name = "accounts"];</code>
+     * @return The count of accounts.
+     */
+    public int getAccountsCount() {
+      return accounts_.size();
+    }
+    /**
+     * <pre>
+     * Only events received for these accounts (AppIDs). Empty = every account
+     * the caller may see; naming an account the caller may not see is
+     * PERMISSION_DENIED, an unknown one NOT_FOUND.
+     * </pre>
+     *
+     * <code>repeated string accounts = 5 [json_name = "accounts"];</code>
+     * @param index The index of the element to return.
+     * @return The accounts at the given index.
+     */
+    public java.lang.String getAccounts(int index) {
+      return accounts_.get(index);
+    }
+    /**
+     * <pre>
+     * Only events received for these accounts (AppIDs). Empty = every account
+     * the caller may see; naming an account the caller may not see is
+     * PERMISSION_DENIED, an unknown one NOT_FOUND.
+     * </pre>
+     *
+     * <code>repeated string accounts = 5 [json_name = "accounts"];</code>
+     * @param index The index of the value to return.
+     * @return The bytes of the accounts at the given index.
+     */
+    public com.google.protobuf.ByteString
+        getAccountsBytes(int index) {
+      return accounts_.getByteString(index);
+    }
+
     private byte memoizedIsInitialized = -1;
     @java.lang.Override
     public final boolean isInitialized() {
@@ -4721,6 +5042,9 @@ public final class QrServiceOuterClass {
       }
       if (!com.google.protobuf.GeneratedMessageV3.isStringEmpty(resumeAfter_)) {
         com.google.protobuf.GeneratedMessageV3.writeString(output, 4, resumeAfter_);
+      }
+      for (int i = 0; i < accounts_.size(); i++) {
+        com.google.protobuf.GeneratedMessageV3.writeString(output, 5, accounts_.getRaw(i));
       }
       getUnknownFields().writeTo(output);
     }
@@ -4762,6 +5086,14 @@ public final class QrServiceOuterClass {
       if (!com.google.protobuf.GeneratedMessageV3.isStringEmpty(resumeAfter_)) {
         size += com.google.protobuf.GeneratedMessageV3.computeStringSize(4, resumeAfter_);
       }
+      {
+        int dataSize = 0;
+        for (int i = 0; i < accounts_.size(); i++) {
+          dataSize += computeStringSizeNoTag(accounts_.getRaw(i));
+        }
+        size += dataSize;
+        size += 1 * getAccountsList().size();
+      }
       size += getUnknownFields().getSerializedSize();
       memoizedSize = size;
       return size;
@@ -4784,6 +5116,8 @@ public final class QrServiceOuterClass {
       if (!types_.equals(other.types_)) return false;
       if (!getResumeAfter()
           .equals(other.getResumeAfter())) return false;
+      if (!getAccountsList()
+          .equals(other.getAccountsList())) return false;
       if (!getUnknownFields().equals(other.getUnknownFields())) return false;
       return true;
     }
@@ -4809,6 +5143,10 @@ public final class QrServiceOuterClass {
       }
       hash = (37 * hash) + RESUME_AFTER_FIELD_NUMBER;
       hash = (53 * hash) + getResumeAfter().hashCode();
+      if (getAccountsCount() > 0) {
+        hash = (37 * hash) + ACCOUNTS_FIELD_NUMBER;
+        hash = (53 * hash) + getAccountsList().hashCode();
+      }
       hash = (29 * hash) + getUnknownFields().hashCode();
       memoizedHashCode = hash;
       return hash;
@@ -4950,6 +5288,8 @@ public final class QrServiceOuterClass {
         types_ = java.util.Collections.emptyList();
         bitField0_ = (bitField0_ & ~0x00000004);
         resumeAfter_ = "";
+        accounts_ = com.google.protobuf.LazyStringArrayList.EMPTY;
+        bitField0_ = (bitField0_ & ~0x00000010);
         return this;
       }
 
@@ -4998,6 +5338,11 @@ public final class QrServiceOuterClass {
           bitField0_ = (bitField0_ & ~0x00000004);
         }
         result.types_ = types_;
+        if (((bitField0_ & 0x00000010) != 0)) {
+          accounts_ = accounts_.getUnmodifiableView();
+          bitField0_ = (bitField0_ & ~0x00000010);
+        }
+        result.accounts_ = accounts_;
       }
 
       private void buildPartial0(wechat.qr.v1.QrServiceOuterClass.StreamEventsRequest result) {
@@ -5086,6 +5431,16 @@ public final class QrServiceOuterClass {
           bitField0_ |= 0x00000008;
           onChanged();
         }
+        if (!other.accounts_.isEmpty()) {
+          if (accounts_.isEmpty()) {
+            accounts_ = other.accounts_;
+            bitField0_ = (bitField0_ & ~0x00000010);
+          } else {
+            ensureAccountsIsMutable();
+            accounts_.addAll(other.accounts_);
+          }
+          onChanged();
+        }
         this.mergeUnknownFields(other.getUnknownFields());
         onChanged();
         return this;
@@ -5146,6 +5501,12 @@ public final class QrServiceOuterClass {
                 bitField0_ |= 0x00000008;
                 break;
               } // case 34
+              case 42: {
+                java.lang.String s = input.readStringRequireUtf8();
+                ensureAccountsIsMutable();
+                accounts_.add(s);
+                break;
+              } // case 42
               default: {
                 if (!super.parseUnknownField(input, extensionRegistry, tag)) {
                   done = true; // was an endgroup tag
@@ -5729,6 +6090,164 @@ public final class QrServiceOuterClass {
         checkByteStringIsUtf8(value);
         resumeAfter_ = value;
         bitField0_ |= 0x00000008;
+        onChanged();
+        return this;
+      }
+
+      private com.google.protobuf.LazyStringList accounts_ = com.google.protobuf.LazyStringArrayList.EMPTY;
+      private void ensureAccountsIsMutable() {
+        if (!((bitField0_ & 0x00000010) != 0)) {
+          accounts_ = new com.google.protobuf.LazyStringArrayList(accounts_);
+          bitField0_ |= 0x00000010;
+         }
+      }
+      /**
+       * <pre>
+       * Only events received for these accounts (AppIDs). Empty = every account
+       * the caller may see; naming an account the caller may not see is
+       * PERMISSION_DENIED, an unknown one NOT_FOUND.
+       * </pre>
+       *
+       * <code>repeated string accounts = 5 [json_name = "accounts"];</code>
+       * @return A list containing the accounts.
+       */
+      public com.google.protobuf.ProtocolStringList
+          getAccountsList() {
+        return accounts_.getUnmodifiableView();
+      }
+      /**
+       * <pre>
+       * Only events received for these accounts (AppIDs). Empty = every account
+       * the caller may see; naming an account the caller may not see is
+       * PERMISSION_DENIED, an unknown one NOT_FOUND.
+       * </pre>
+       *
+       * <code>repeated string accounts = 5 [json_name = "accounts"];</code>
+       * @return The count of accounts.
+       */
+      public int getAccountsCount() {
+        return accounts_.size();
+      }
+      /**
+       * <pre>
+       * Only events received for these accounts (AppIDs). Empty = every account
+       * the caller may see; naming an account the caller may not see is
+       * PERMISSION_DENIED, an unknown one NOT_FOUND.
+       * </pre>
+       *
+       * <code>repeated string accounts = 5 [json_name = "accounts"];</code>
+       * @param index The index of the element to return.
+       * @return The accounts at the given index.
+       */
+      public java.lang.String getAccounts(int index) {
+        return accounts_.get(index);
+      }
+      /**
+       * <pre>
+       * Only events received for these accounts (AppIDs). Empty = every account
+       * the caller may see; naming an account the caller may not see is
+       * PERMISSION_DENIED, an unknown one NOT_FOUND.
+       * </pre>
+       *
+       * <code>repeated string accounts = 5 [json_name = "accounts"];</code>
+       * @param index The index of the value to return.
+       * @return The bytes of the accounts at the given index.
+       */
+      public com.google.protobuf.ByteString
+          getAccountsBytes(int index) {
+        return accounts_.getByteString(index);
+      }
+      /**
+       * <pre>
+       * Only events received for these accounts (AppIDs). Empty = every account
+       * the caller may see; naming an account the caller may not see is
+       * PERMISSION_DENIED, an unknown one NOT_FOUND.
+       * </pre>
+       *
+       * <code>repeated string accounts = 5 [json_name = "accounts"];</code>
+       * @param index The index to set the value at.
+       * @param value The accounts to set.
+       * @return This builder for chaining.
+       */
+      public Builder setAccounts(
+          int index, java.lang.String value) {
+        if (value == null) { throw new NullPointerException(); }
+        ensureAccountsIsMutable();
+        accounts_.set(index, value);
+        onChanged();
+        return this;
+      }
+      /**
+       * <pre>
+       * Only events received for these accounts (AppIDs). Empty = every account
+       * the caller may see; naming an account the caller may not see is
+       * PERMISSION_DENIED, an unknown one NOT_FOUND.
+       * </pre>
+       *
+       * <code>repeated string accounts = 5 [json_name = "accounts"];</code>
+       * @param value The accounts to add.
+       * @return This builder for chaining.
+       */
+      public Builder addAccounts(
+          java.lang.String value) {
+        if (value == null) { throw new NullPointerException(); }
+        ensureAccountsIsMutable();
+        accounts_.add(value);
+        onChanged();
+        return this;
+      }
+      /**
+       * <pre>
+       * Only events received for these accounts (AppIDs). Empty = every account
+       * the caller may see; naming an account the caller may not see is
+       * PERMISSION_DENIED, an unknown one NOT_FOUND.
+       * </pre>
+       *
+       * <code>repeated string accounts = 5 [json_name = "accounts"];</code>
+       * @param values The accounts to add.
+       * @return This builder for chaining.
+       */
+      public Builder addAllAccounts(
+          java.lang.Iterable<java.lang.String> values) {
+        ensureAccountsIsMutable();
+        com.google.protobuf.AbstractMessageLite.Builder.addAll(
+            values, accounts_);
+        onChanged();
+        return this;
+      }
+      /**
+       * <pre>
+       * Only events received for these accounts (AppIDs). Empty = every account
+       * the caller may see; naming an account the caller may not see is
+       * PERMISSION_DENIED, an unknown one NOT_FOUND.
+       * </pre>
+       *
+       * <code>repeated string accounts = 5 [json_name = "accounts"];</code>
+       * @return This builder for chaining.
+       */
+      public Builder clearAccounts() {
+        accounts_ = com.google.protobuf.LazyStringArrayList.EMPTY;
+        bitField0_ = (bitField0_ & ~0x00000010);
+        onChanged();
+        return this;
+      }
+      /**
+       * <pre>
+       * Only events received for these accounts (AppIDs). Empty = every account
+       * the caller may see; naming an account the caller may not see is
+       * PERMISSION_DENIED, an unknown one NOT_FOUND.
+       * </pre>
+       *
+       * <code>repeated string accounts = 5 [json_name = "accounts"];</code>
+       * @param value The bytes of the accounts to add.
+       * @return This builder for chaining.
+       */
+      public Builder addAccountsBytes(
+          com.google.protobuf.ByteString value) {
+        if (value == null) { throw new NullPointerException(); }
+        checkByteStringIsUtf8(value);
+        ensureAccountsIsMutable();
+        accounts_.add(value);
         onChanged();
         return this;
       }
@@ -6829,6 +7348,26 @@ public final class QrServiceOuterClass {
      * @return The newFollower.
      */
     boolean getNewFollower();
+
+    /**
+     * <pre>
+     * The AppID of the account whose webhook received the push.
+     * </pre>
+     *
+     * <code>string app_id = 9 [json_name = "appId"];</code>
+     * @return The appId.
+     */
+    java.lang.String getAppId();
+    /**
+     * <pre>
+     * The AppID of the account whose webhook received the push.
+     * </pre>
+     *
+     * <code>string app_id = 9 [json_name = "appId"];</code>
+     * @return The bytes for appId.
+     */
+    com.google.protobuf.ByteString
+        getAppIdBytes();
   }
   /**
    * <pre>
@@ -6852,6 +7391,7 @@ public final class QrServiceOuterClass {
       scene_ = "";
       ticket_ = "";
       account_ = "";
+      appId_ = "";
     }
 
     @java.lang.Override
@@ -7187,6 +7727,53 @@ public final class QrServiceOuterClass {
       return newFollower_;
     }
 
+    public static final int APP_ID_FIELD_NUMBER = 9;
+    @SuppressWarnings("serial")
+    private volatile java.lang.Object appId_ = "";
+    /**
+     * <pre>
+     * The AppID of the account whose webhook received the push.
+     * </pre>
+     *
+     * <code>string app_id = 9 [json_name = "appId"];</code>
+     * @return The appId.
+     */
+    @java.lang.Override
+    public java.lang.String getAppId() {
+      java.lang.Object ref = appId_;
+      if (ref instanceof java.lang.String) {
+        return (java.lang.String) ref;
+      } else {
+        com.google.protobuf.ByteString bs = 
+            (com.google.protobuf.ByteString) ref;
+        java.lang.String s = bs.toStringUtf8();
+        appId_ = s;
+        return s;
+      }
+    }
+    /**
+     * <pre>
+     * The AppID of the account whose webhook received the push.
+     * </pre>
+     *
+     * <code>string app_id = 9 [json_name = "appId"];</code>
+     * @return The bytes for appId.
+     */
+    @java.lang.Override
+    public com.google.protobuf.ByteString
+        getAppIdBytes() {
+      java.lang.Object ref = appId_;
+      if (ref instanceof java.lang.String) {
+        com.google.protobuf.ByteString b = 
+            com.google.protobuf.ByteString.copyFromUtf8(
+                (java.lang.String) ref);
+        appId_ = b;
+        return b;
+      } else {
+        return (com.google.protobuf.ByteString) ref;
+      }
+    }
+
     private byte memoizedIsInitialized = -1;
     @java.lang.Override
     public final boolean isInitialized() {
@@ -7225,6 +7812,9 @@ public final class QrServiceOuterClass {
       if (newFollower_ != false) {
         output.writeBool(8, newFollower_);
       }
+      if (!com.google.protobuf.GeneratedMessageV3.isStringEmpty(appId_)) {
+        com.google.protobuf.GeneratedMessageV3.writeString(output, 9, appId_);
+      }
       getUnknownFields().writeTo(output);
     }
 
@@ -7262,6 +7852,9 @@ public final class QrServiceOuterClass {
         size += com.google.protobuf.CodedOutputStream
           .computeBoolSize(8, newFollower_);
       }
+      if (!com.google.protobuf.GeneratedMessageV3.isStringEmpty(appId_)) {
+        size += com.google.protobuf.GeneratedMessageV3.computeStringSize(9, appId_);
+      }
       size += getUnknownFields().getSerializedSize();
       memoizedSize = size;
       return size;
@@ -7298,6 +7891,8 @@ public final class QrServiceOuterClass {
       }
       if (getNewFollower()
           != other.getNewFollower()) return false;
+      if (!getAppId()
+          .equals(other.getAppId())) return false;
       if (!getUnknownFields().equals(other.getUnknownFields())) return false;
       return true;
     }
@@ -7330,6 +7925,8 @@ public final class QrServiceOuterClass {
       hash = (37 * hash) + NEW_FOLLOWER_FIELD_NUMBER;
       hash = (53 * hash) + com.google.protobuf.Internal.hashBoolean(
           getNewFollower());
+      hash = (37 * hash) + APP_ID_FIELD_NUMBER;
+      hash = (53 * hash) + getAppId().hashCode();
       hash = (29 * hash) + getUnknownFields().hashCode();
       memoizedHashCode = hash;
       return hash;
@@ -7479,6 +8076,7 @@ public final class QrServiceOuterClass {
           receivedTimeBuilder_ = null;
         }
         newFollower_ = false;
+        appId_ = "";
         return this;
       }
 
@@ -7539,6 +8137,9 @@ public final class QrServiceOuterClass {
         }
         if (((from_bitField0_ & 0x00000080) != 0)) {
           result.newFollower_ = newFollower_;
+        }
+        if (((from_bitField0_ & 0x00000100) != 0)) {
+          result.appId_ = appId_;
         }
       }
 
@@ -7618,6 +8219,11 @@ public final class QrServiceOuterClass {
         if (other.getNewFollower() != false) {
           setNewFollower(other.getNewFollower());
         }
+        if (!other.getAppId().isEmpty()) {
+          appId_ = other.appId_;
+          bitField0_ |= 0x00000100;
+          onChanged();
+        }
         this.mergeUnknownFields(other.getUnknownFields());
         onChanged();
         return this;
@@ -7688,6 +8294,11 @@ public final class QrServiceOuterClass {
                 bitField0_ |= 0x00000080;
                 break;
               } // case 64
+              case 74: {
+                appId_ = input.readStringRequireUtf8();
+                bitField0_ |= 0x00000100;
+                break;
+              } // case 74
               default: {
                 if (!super.parseUnknownField(input, extensionRegistry, tag)) {
                   done = true; // was an endgroup tag
@@ -8507,6 +9118,98 @@ public final class QrServiceOuterClass {
         onChanged();
         return this;
       }
+
+      private java.lang.Object appId_ = "";
+      /**
+       * <pre>
+       * The AppID of the account whose webhook received the push.
+       * </pre>
+       *
+       * <code>string app_id = 9 [json_name = "appId"];</code>
+       * @return The appId.
+       */
+      public java.lang.String getAppId() {
+        java.lang.Object ref = appId_;
+        if (!(ref instanceof java.lang.String)) {
+          com.google.protobuf.ByteString bs =
+              (com.google.protobuf.ByteString) ref;
+          java.lang.String s = bs.toStringUtf8();
+          appId_ = s;
+          return s;
+        } else {
+          return (java.lang.String) ref;
+        }
+      }
+      /**
+       * <pre>
+       * The AppID of the account whose webhook received the push.
+       * </pre>
+       *
+       * <code>string app_id = 9 [json_name = "appId"];</code>
+       * @return The bytes for appId.
+       */
+      public com.google.protobuf.ByteString
+          getAppIdBytes() {
+        java.lang.Object ref = appId_;
+        if (ref instanceof String) {
+          com.google.protobuf.ByteString b = 
+              com.google.protobuf.ByteString.copyFromUtf8(
+                  (java.lang.String) ref);
+          appId_ = b;
+          return b;
+        } else {
+          return (com.google.protobuf.ByteString) ref;
+        }
+      }
+      /**
+       * <pre>
+       * The AppID of the account whose webhook received the push.
+       * </pre>
+       *
+       * <code>string app_id = 9 [json_name = "appId"];</code>
+       * @param value The appId to set.
+       * @return This builder for chaining.
+       */
+      public Builder setAppId(
+          java.lang.String value) {
+        if (value == null) { throw new NullPointerException(); }
+        appId_ = value;
+        bitField0_ |= 0x00000100;
+        onChanged();
+        return this;
+      }
+      /**
+       * <pre>
+       * The AppID of the account whose webhook received the push.
+       * </pre>
+       *
+       * <code>string app_id = 9 [json_name = "appId"];</code>
+       * @return This builder for chaining.
+       */
+      public Builder clearAppId() {
+        appId_ = getDefaultInstance().getAppId();
+        bitField0_ = (bitField0_ & ~0x00000100);
+        onChanged();
+        return this;
+      }
+      /**
+       * <pre>
+       * The AppID of the account whose webhook received the push.
+       * </pre>
+       *
+       * <code>string app_id = 9 [json_name = "appId"];</code>
+       * @param value The bytes for appId to set.
+       * @return This builder for chaining.
+       */
+      public Builder setAppIdBytes(
+          com.google.protobuf.ByteString value) {
+        if (value == null) { throw new NullPointerException(); }
+        checkByteStringIsUtf8(value);
+        appId_ = value;
+        bitField0_ |= 0x00000100;
+        onChanged();
+        return this;
+      }
       @java.lang.Override
       public final Builder setUnknownFields(
           final com.google.protobuf.UnknownFieldSet unknownFields) {
@@ -8625,35 +9328,37 @@ public final class QrServiceOuterClass {
       "ketResponse\022\026\n\006ticket\030\001 \001(\tR\006ticket\022\020\n\003u" +
       "rl\030\002 \001(\tR\003url\022;\n\013expire_time\030\003 \001(\0132\032.goo" +
       "gle.protobuf.TimestampR\nexpireTime\022\033\n\tim" +
-      "age_url\030\004 \001(\tR\010imageUrl\"D\n\017GetImageReque" +
+      "age_url\030\004 \001(\tR\010imageUrl\"^\n\017GetImageReque" +
       "st\022\026\n\006ticket\030\001 \001(\tR\006ticket\022\031\n\010url_only\030\002" +
-      " \001(\010R\007urlOnly\"h\n\020GetImageResponse\022\024\n\005ima" +
-      "ge\030\001 \001(\014R\005image\022!\n\014content_type\030\002 \001(\tR\013c" +
-      "ontentType\022\033\n\timage_url\030\003 \001(\tR\010imageUrl\"" +
-      "\231\001\n\023StreamEventsRequest\022\030\n\007tickets\030\001 \003(\t" +
-      "R\007tickets\022\026\n\006scenes\030\002 \003(\tR\006scenes\022-\n\005typ" +
-      "es\030\003 \003(\0162\027.wechat.qr.v1.EventTypeR\005types" +
-      "\022!\n\014resume_after\030\004 \001(\tR\013resumeAfter\"Y\n\024S" +
-      "treamEventsResponse\022)\n\005event\030\001 \001(\0132\023.wec" +
-      "hat.qr.v1.EventR\005event\022\026\n\006cursor\030\002 \001(\tR\006" +
-      "cursor\"\265\002\n\005Event\022+\n\004type\030\001 \001(\0162\027.wechat." +
-      "qr.v1.EventTypeR\004type\022\026\n\006openid\030\002 \001(\tR\006o" +
-      "penid\022\024\n\005scene\030\003 \001(\tR\005scene\022\026\n\006ticket\030\004 " +
-      "\001(\tR\006ticket\022\030\n\007account\030\005 \001(\tR\007account\022;\n" +
-      "\013create_time\030\006 \001(\0132\032.google.protobuf.Tim" +
-      "estampR\ncreateTime\022?\n\rreceived_time\030\007 \001(" +
-      "\0132\032.google.protobuf.TimestampR\014receivedT" +
-      "ime\022!\n\014new_follower\030\010 \001(\010R\013newFollower*r" +
-      "\n\tEventType\022\032\n\026EVENT_TYPE_UNSPECIFIED\020\000\022" +
-      "\030\n\024EVENT_TYPE_SUBSCRIBE\020\001\022\023\n\017EVENT_TYPE_" +
-      "SCAN\020\002\022\032\n\026EVENT_TYPE_UNSUBSCRIBE\020\0032\206\002\n\tQ" +
-      "rService\022U\n\014CreateTicket\022!.wechat.qr.v1." +
-      "CreateTicketRequest\032\".wechat.qr.v1.Creat" +
-      "eTicketResponse\022I\n\010GetImage\022\035.wechat.qr." +
-      "v1.GetImageRequest\032\036.wechat.qr.v1.GetIma" +
-      "geResponse\022W\n\014StreamEvents\022!.wechat.qr.v" +
-      "1.StreamEventsRequest\032\".wechat.qr.v1.Str" +
-      "eamEventsResponse0\001b\006proto3"
+      " \001(\010R\007urlOnly\022\030\n\007account\030\003 \001(\tR\007account\"" +
+      "h\n\020GetImageResponse\022\024\n\005image\030\001 \001(\014R\005imag" +
+      "e\022!\n\014content_type\030\002 \001(\tR\013contentType\022\033\n\t" +
+      "image_url\030\003 \001(\tR\010imageUrl\"\265\001\n\023StreamEven" +
+      "tsRequest\022\030\n\007tickets\030\001 \003(\tR\007tickets\022\026\n\006s" +
+      "cenes\030\002 \003(\tR\006scenes\022-\n\005types\030\003 \003(\0162\027.wec" +
+      "hat.qr.v1.EventTypeR\005types\022!\n\014resume_aft" +
+      "er\030\004 \001(\tR\013resumeAfter\022\032\n\010accounts\030\005 \003(\tR" +
+      "\010accounts\"Y\n\024StreamEventsResponse\022)\n\005eve" +
+      "nt\030\001 \001(\0132\023.wechat.qr.v1.EventR\005event\022\026\n\006" +
+      "cursor\030\002 \001(\tR\006cursor\"\314\002\n\005Event\022+\n\004type\030\001" +
+      " \001(\0162\027.wechat.qr.v1.EventTypeR\004type\022\026\n\006o" +
+      "penid\030\002 \001(\tR\006openid\022\024\n\005scene\030\003 \001(\tR\005scen" +
+      "e\022\026\n\006ticket\030\004 \001(\tR\006ticket\022\030\n\007account\030\005 \001" +
+      "(\tR\007account\022;\n\013create_time\030\006 \001(\0132\032.googl" +
+      "e.protobuf.TimestampR\ncreateTime\022?\n\rrece" +
+      "ived_time\030\007 \001(\0132\032.google.protobuf.Timest" +
+      "ampR\014receivedTime\022!\n\014new_follower\030\010 \001(\010R" +
+      "\013newFollower\022\025\n\006app_id\030\t \001(\tR\005appId*r\n\tE" +
+      "ventType\022\032\n\026EVENT_TYPE_UNSPECIFIED\020\000\022\030\n\024" +
+      "EVENT_TYPE_SUBSCRIBE\020\001\022\023\n\017EVENT_TYPE_SCA" +
+      "N\020\002\022\032\n\026EVENT_TYPE_UNSUBSCRIBE\020\0032\206\002\n\tQrSe" +
+      "rvice\022U\n\014CreateTicket\022!.wechat.qr.v1.Cre" +
+      "ateTicketRequest\032\".wechat.qr.v1.CreateTi" +
+      "cketResponse\022I\n\010GetImage\022\035.wechat.qr.v1." +
+      "GetImageRequest\032\036.wechat.qr.v1.GetImageR" +
+      "esponse\022W\n\014StreamEvents\022!.wechat.qr.v1.S" +
+      "treamEventsRequest\032\".wechat.qr.v1.Stream" +
+      "EventsResponse0\001b\006proto3"
     };
     descriptor = com.google.protobuf.Descriptors.FileDescriptor
       .internalBuildGeneratedFileFrom(descriptorData,
@@ -8677,7 +9382,7 @@ public final class QrServiceOuterClass {
     internal_static_wechat_qr_v1_GetImageRequest_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessageV3.FieldAccessorTable(
         internal_static_wechat_qr_v1_GetImageRequest_descriptor,
-        new java.lang.String[] { "Ticket", "UrlOnly", });
+        new java.lang.String[] { "Ticket", "UrlOnly", "Account", });
     internal_static_wechat_qr_v1_GetImageResponse_descriptor =
       getDescriptor().getMessageTypes().get(3);
     internal_static_wechat_qr_v1_GetImageResponse_fieldAccessorTable = new
@@ -8689,7 +9394,7 @@ public final class QrServiceOuterClass {
     internal_static_wechat_qr_v1_StreamEventsRequest_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessageV3.FieldAccessorTable(
         internal_static_wechat_qr_v1_StreamEventsRequest_descriptor,
-        new java.lang.String[] { "Tickets", "Scenes", "Types", "ResumeAfter", });
+        new java.lang.String[] { "Tickets", "Scenes", "Types", "ResumeAfter", "Accounts", });
     internal_static_wechat_qr_v1_StreamEventsResponse_descriptor =
       getDescriptor().getMessageTypes().get(5);
     internal_static_wechat_qr_v1_StreamEventsResponse_fieldAccessorTable = new
@@ -8701,7 +9406,7 @@ public final class QrServiceOuterClass {
     internal_static_wechat_qr_v1_Event_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessageV3.FieldAccessorTable(
         internal_static_wechat_qr_v1_Event_descriptor,
-        new java.lang.String[] { "Type", "Openid", "Scene", "Ticket", "Account", "CreateTime", "ReceivedTime", "NewFollower", });
+        new java.lang.String[] { "Type", "Openid", "Scene", "Ticket", "Account", "CreateTime", "ReceivedTime", "NewFollower", "AppId", });
     com.google.protobuf.TimestampProto.getDescriptor();
   }
 

@@ -25,29 +25,29 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dwechat/qr/v1/qr_service.proto\x12\x0cwechat.qr.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb9\x01\n\x13\x43reateTicketRequest\x12\x1b\n\x08scene_id\x18\x01 \x01(\rH\x00R\x07sceneId\x12\x1d\n\tscene_str\x18\x02 \x01(\tH\x00R\x08sceneStr\x12\x1c\n\tpermanent\x18\x03 \x01(\x08R\tpermanent\x12%\n\x0e\x65xpire_seconds\x18\x04 \x01(\rR\rexpireSeconds\x12\x18\n\x07\x61\x63\x63ount\x18\x05 \x01(\tR\x07\x61\x63\x63ountB\x07\n\x05scene\"\x9a\x01\n\x14\x43reateTicketResponse\x12\x16\n\x06ticket\x18\x01 \x01(\tR\x06ticket\x12\x10\n\x03url\x18\x02 \x01(\tR\x03url\x12;\n\x0b\x65xpire_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nexpireTime\x12\x1b\n\timage_url\x18\x04 \x01(\tR\x08imageUrl\"D\n\x0fGetImageRequest\x12\x16\n\x06ticket\x18\x01 \x01(\tR\x06ticket\x12\x19\n\x08url_only\x18\x02 \x01(\x08R\x07urlOnly\"h\n\x10GetImageResponse\x12\x14\n\x05image\x18\x01 \x01(\x0cR\x05image\x12!\n\x0c\x63ontent_type\x18\x02 \x01(\tR\x0b\x63ontentType\x12\x1b\n\timage_url\x18\x03 \x01(\tR\x08imageUrl\"\x99\x01\n\x13StreamEventsRequest\x12\x18\n\x07tickets\x18\x01 \x03(\tR\x07tickets\x12\x16\n\x06scenes\x18\x02 \x03(\tR\x06scenes\x12-\n\x05types\x18\x03 \x03(\x0e\x32\x17.wechat.qr.v1.EventTypeR\x05types\x12!\n\x0cresume_after\x18\x04 \x01(\tR\x0bresumeAfter\"Y\n\x14StreamEventsResponse\x12)\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x13.wechat.qr.v1.EventR\x05\x65vent\x12\x16\n\x06\x63ursor\x18\x02 \x01(\tR\x06\x63ursor\"\xb5\x02\n\x05\x45vent\x12+\n\x04type\x18\x01 \x01(\x0e\x32\x17.wechat.qr.v1.EventTypeR\x04type\x12\x16\n\x06openid\x18\x02 \x01(\tR\x06openid\x12\x14\n\x05scene\x18\x03 \x01(\tR\x05scene\x12\x16\n\x06ticket\x18\x04 \x01(\tR\x06ticket\x12\x18\n\x07\x61\x63\x63ount\x18\x05 \x01(\tR\x07\x61\x63\x63ount\x12;\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\ncreateTime\x12?\n\rreceived_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x0creceivedTime\x12!\n\x0cnew_follower\x18\x08 \x01(\x08R\x0bnewFollower*r\n\tEventType\x12\x1a\n\x16\x45VENT_TYPE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x45VENT_TYPE_SUBSCRIBE\x10\x01\x12\x13\n\x0f\x45VENT_TYPE_SCAN\x10\x02\x12\x1a\n\x16\x45VENT_TYPE_UNSUBSCRIBE\x10\x03\x32\x86\x02\n\tQrService\x12U\n\x0c\x43reateTicket\x12!.wechat.qr.v1.CreateTicketRequest\x1a\".wechat.qr.v1.CreateTicketResponse\x12I\n\x08GetImage\x12\x1d.wechat.qr.v1.GetImageRequest\x1a\x1e.wechat.qr.v1.GetImageResponse\x12W\n\x0cStreamEvents\x12!.wechat.qr.v1.StreamEventsRequest\x1a\".wechat.qr.v1.StreamEventsResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dwechat/qr/v1/qr_service.proto\x12\x0cwechat.qr.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb9\x01\n\x13\x43reateTicketRequest\x12\x1b\n\x08scene_id\x18\x01 \x01(\rH\x00R\x07sceneId\x12\x1d\n\tscene_str\x18\x02 \x01(\tH\x00R\x08sceneStr\x12\x1c\n\tpermanent\x18\x03 \x01(\x08R\tpermanent\x12%\n\x0e\x65xpire_seconds\x18\x04 \x01(\rR\rexpireSeconds\x12\x18\n\x07\x61\x63\x63ount\x18\x05 \x01(\tR\x07\x61\x63\x63ountB\x07\n\x05scene\"\x9a\x01\n\x14\x43reateTicketResponse\x12\x16\n\x06ticket\x18\x01 \x01(\tR\x06ticket\x12\x10\n\x03url\x18\x02 \x01(\tR\x03url\x12;\n\x0b\x65xpire_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nexpireTime\x12\x1b\n\timage_url\x18\x04 \x01(\tR\x08imageUrl\"^\n\x0fGetImageRequest\x12\x16\n\x06ticket\x18\x01 \x01(\tR\x06ticket\x12\x19\n\x08url_only\x18\x02 \x01(\x08R\x07urlOnly\x12\x18\n\x07\x61\x63\x63ount\x18\x03 \x01(\tR\x07\x61\x63\x63ount\"h\n\x10GetImageResponse\x12\x14\n\x05image\x18\x01 \x01(\x0cR\x05image\x12!\n\x0c\x63ontent_type\x18\x02 \x01(\tR\x0b\x63ontentType\x12\x1b\n\timage_url\x18\x03 \x01(\tR\x08imageUrl\"\xb5\x01\n\x13StreamEventsRequest\x12\x18\n\x07tickets\x18\x01 \x03(\tR\x07tickets\x12\x16\n\x06scenes\x18\x02 \x03(\tR\x06scenes\x12-\n\x05types\x18\x03 \x03(\x0e\x32\x17.wechat.qr.v1.EventTypeR\x05types\x12!\n\x0cresume_after\x18\x04 \x01(\tR\x0bresumeAfter\x12\x1a\n\x08\x61\x63\x63ounts\x18\x05 \x03(\tR\x08\x61\x63\x63ounts\"Y\n\x14StreamEventsResponse\x12)\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x13.wechat.qr.v1.EventR\x05\x65vent\x12\x16\n\x06\x63ursor\x18\x02 \x01(\tR\x06\x63ursor\"\xcc\x02\n\x05\x45vent\x12+\n\x04type\x18\x01 \x01(\x0e\x32\x17.wechat.qr.v1.EventTypeR\x04type\x12\x16\n\x06openid\x18\x02 \x01(\tR\x06openid\x12\x14\n\x05scene\x18\x03 \x01(\tR\x05scene\x12\x16\n\x06ticket\x18\x04 \x01(\tR\x06ticket\x12\x18\n\x07\x61\x63\x63ount\x18\x05 \x01(\tR\x07\x61\x63\x63ount\x12;\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\ncreateTime\x12?\n\rreceived_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x0creceivedTime\x12!\n\x0cnew_follower\x18\x08 \x01(\x08R\x0bnewFollower\x12\x15\n\x06\x61pp_id\x18\t \x01(\tR\x05\x61ppId*r\n\tEventType\x12\x1a\n\x16\x45VENT_TYPE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x45VENT_TYPE_SUBSCRIBE\x10\x01\x12\x13\n\x0f\x45VENT_TYPE_SCAN\x10\x02\x12\x1a\n\x16\x45VENT_TYPE_UNSUBSCRIBE\x10\x03\x32\x86\x02\n\tQrService\x12U\n\x0c\x43reateTicket\x12!.wechat.qr.v1.CreateTicketRequest\x1a\".wechat.qr.v1.CreateTicketResponse\x12I\n\x08GetImage\x12\x1d.wechat.qr.v1.GetImageRequest\x1a\x1e.wechat.qr.v1.GetImageResponse\x12W\n\x0cStreamEvents\x12!.wechat.qr.v1.StreamEventsRequest\x1a\".wechat.qr.v1.StreamEventsResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'wechat.qr.v1.qr_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_EVENTTYPE']._serialized_start=1160
-  _globals['_EVENTTYPE']._serialized_end=1274
+  _globals['_EVENTTYPE']._serialized_start=1237
+  _globals['_EVENTTYPE']._serialized_end=1351
   _globals['_CREATETICKETREQUEST']._serialized_start=81
   _globals['_CREATETICKETREQUEST']._serialized_end=266
   _globals['_CREATETICKETRESPONSE']._serialized_start=269
   _globals['_CREATETICKETRESPONSE']._serialized_end=423
   _globals['_GETIMAGEREQUEST']._serialized_start=425
-  _globals['_GETIMAGEREQUEST']._serialized_end=493
-  _globals['_GETIMAGERESPONSE']._serialized_start=495
-  _globals['_GETIMAGERESPONSE']._serialized_end=599
-  _globals['_STREAMEVENTSREQUEST']._serialized_start=602
-  _globals['_STREAMEVENTSREQUEST']._serialized_end=755
-  _globals['_STREAMEVENTSRESPONSE']._serialized_start=757
-  _globals['_STREAMEVENTSRESPONSE']._serialized_end=846
-  _globals['_EVENT']._serialized_start=849
-  _globals['_EVENT']._serialized_end=1158
-  _globals['_QRSERVICE']._serialized_start=1277
-  _globals['_QRSERVICE']._serialized_end=1539
+  _globals['_GETIMAGEREQUEST']._serialized_end=519
+  _globals['_GETIMAGERESPONSE']._serialized_start=521
+  _globals['_GETIMAGERESPONSE']._serialized_end=625
+  _globals['_STREAMEVENTSREQUEST']._serialized_start=628
+  _globals['_STREAMEVENTSREQUEST']._serialized_end=809
+  _globals['_STREAMEVENTSRESPONSE']._serialized_start=811
+  _globals['_STREAMEVENTSRESPONSE']._serialized_end=900
+  _globals['_EVENT']._serialized_start=903
+  _globals['_EVENT']._serialized_end=1235
+  _globals['_QRSERVICE']._serialized_start=1354
+  _globals['_QRSERVICE']._serialized_end=1616
 # @@protoc_insertion_point(module_scope)

@@ -48,12 +48,14 @@ class CreateTicketResponse(_message.Message):
     def __init__(self, ticket: _Optional[str] = ..., url: _Optional[str] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., image_url: _Optional[str] = ...) -> None: ...
 
 class GetImageRequest(_message.Message):
-    __slots__ = ("ticket", "url_only")
+    __slots__ = ("ticket", "url_only", "account")
     TICKET_FIELD_NUMBER: _ClassVar[int]
     URL_ONLY_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNT_FIELD_NUMBER: _ClassVar[int]
     ticket: str
     url_only: bool
-    def __init__(self, ticket: _Optional[str] = ..., url_only: _Optional[bool] = ...) -> None: ...
+    account: str
+    def __init__(self, ticket: _Optional[str] = ..., url_only: _Optional[bool] = ..., account: _Optional[str] = ...) -> None: ...
 
 class GetImageResponse(_message.Message):
     __slots__ = ("image", "content_type", "image_url")
@@ -66,16 +68,18 @@ class GetImageResponse(_message.Message):
     def __init__(self, image: _Optional[bytes] = ..., content_type: _Optional[str] = ..., image_url: _Optional[str] = ...) -> None: ...
 
 class StreamEventsRequest(_message.Message):
-    __slots__ = ("tickets", "scenes", "types", "resume_after")
+    __slots__ = ("tickets", "scenes", "types", "resume_after", "accounts")
     TICKETS_FIELD_NUMBER: _ClassVar[int]
     SCENES_FIELD_NUMBER: _ClassVar[int]
     TYPES_FIELD_NUMBER: _ClassVar[int]
     RESUME_AFTER_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNTS_FIELD_NUMBER: _ClassVar[int]
     tickets: _containers.RepeatedScalarFieldContainer[str]
     scenes: _containers.RepeatedScalarFieldContainer[str]
     types: _containers.RepeatedScalarFieldContainer[EventType]
     resume_after: str
-    def __init__(self, tickets: _Optional[_Iterable[str]] = ..., scenes: _Optional[_Iterable[str]] = ..., types: _Optional[_Iterable[_Union[EventType, str]]] = ..., resume_after: _Optional[str] = ...) -> None: ...
+    accounts: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, tickets: _Optional[_Iterable[str]] = ..., scenes: _Optional[_Iterable[str]] = ..., types: _Optional[_Iterable[_Union[EventType, str]]] = ..., resume_after: _Optional[str] = ..., accounts: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class StreamEventsResponse(_message.Message):
     __slots__ = ("event", "cursor")
@@ -86,7 +90,7 @@ class StreamEventsResponse(_message.Message):
     def __init__(self, event: _Optional[_Union[Event, _Mapping]] = ..., cursor: _Optional[str] = ...) -> None: ...
 
 class Event(_message.Message):
-    __slots__ = ("type", "openid", "scene", "ticket", "account", "create_time", "received_time", "new_follower")
+    __slots__ = ("type", "openid", "scene", "ticket", "account", "create_time", "received_time", "new_follower", "app_id")
     TYPE_FIELD_NUMBER: _ClassVar[int]
     OPENID_FIELD_NUMBER: _ClassVar[int]
     SCENE_FIELD_NUMBER: _ClassVar[int]
@@ -95,6 +99,7 @@ class Event(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     RECEIVED_TIME_FIELD_NUMBER: _ClassVar[int]
     NEW_FOLLOWER_FIELD_NUMBER: _ClassVar[int]
+    APP_ID_FIELD_NUMBER: _ClassVar[int]
     type: EventType
     openid: str
     scene: str
@@ -103,4 +108,5 @@ class Event(_message.Message):
     create_time: _timestamp_pb2.Timestamp
     received_time: _timestamp_pb2.Timestamp
     new_follower: bool
-    def __init__(self, type: _Optional[_Union[EventType, str]] = ..., openid: _Optional[str] = ..., scene: _Optional[str] = ..., ticket: _Optional[str] = ..., account: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., received_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., new_follower: _Optional[bool] = ...) -> None: ...
+    app_id: str
+    def __init__(self, type: _Optional[_Union[EventType, str]] = ..., openid: _Optional[str] = ..., scene: _Optional[str] = ..., ticket: _Optional[str] = ..., account: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., received_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., new_follower: _Optional[bool] = ..., app_id: _Optional[str] = ...) -> None: ...

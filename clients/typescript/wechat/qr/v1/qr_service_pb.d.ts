@@ -65,8 +65,9 @@ export declare type CreateTicketRequest = Message<"wechat.qr.v1.CreateTicketRequ
   expireSeconds: number;
 
   /**
-   * Reserved for multi-account deployments: the AppID to mint under.
-   * Empty means the configured account.
+   * The AppID of the account to mint under. Empty means the only configured
+   * account; with several accounts configured it is required
+   * (INVALID_ARGUMENT names the choices), and an unknown AppID is NOT_FOUND.
    *
    * @generated from field: string account = 5;
    */
@@ -141,6 +142,15 @@ export declare type GetImageRequest = Message<"wechat.qr.v1.GetImageRequest"> & 
    * @generated from field: bool url_only = 2;
    */
   urlOnly: boolean;
+
+  /**
+   * The AppID of the account the ticket was minted under. Empty means the
+   * only configured account, or with several the first (WeChat's showqrcode
+   * needs no credentials, so any account's client can fetch any ticket).
+   *
+   * @generated from field: string account = 3;
+   */
+  account: string;
 };
 
 /**
@@ -220,6 +230,15 @@ export declare type StreamEventsRequest = Message<"wechat.qr.v1.StreamEventsRequ
    * @generated from field: string resume_after = 4;
    */
   resumeAfter: string;
+
+  /**
+   * Only events received for these accounts (AppIDs). Empty = every account
+   * the caller may see; naming an account the caller may not see is
+   * PERMISSION_DENIED, an unknown one NOT_FOUND.
+   *
+   * @generated from field: repeated string accounts = 5;
+   */
+  accounts: string[];
 };
 
 /**
@@ -319,6 +338,13 @@ export declare type Event = Message<"wechat.qr.v1.Event"> & {
    * @generated from field: bool new_follower = 8;
    */
   newFollower: boolean;
+
+  /**
+   * The AppID of the account whose webhook received the push.
+   *
+   * @generated from field: string app_id = 9;
+   */
+  appId: string;
 };
 
 /**

@@ -1,0 +1,554 @@
+//! Several Official Accounts from one process, through the real binary and a
+//! configuration file: one account in safe mode (pushes encrypted by wechatpy), one in
+//! plaintext, each at its own webhook path with its own token and key; tickets minted
+//! under each through a fake upstream (the simulator playing WeChat for both) with a
+//! token fetch of its own; a caller allowed one account never receiving the other's
+//! events; every account-selection error; a SIGHUP rotation of a token and a key with a
+//! stream open across it; and the simulator serving two accounts itself.
+
+mod common;
+
+use std::path::Path;
+
+use common::{TestService, binary::Binary, config, exactly, now, scan_xml, signed_query, wechatpy};
+use sha2::{Digest, Sha256};
+use tonic::{Code, Request, Streaming};
+use wechat_qr::{
+    config::{AccountConfig, EncryptMode},
+    pb::{self, create_ticket_request::Scene},
+    secret::Secret,
+};
+
+const PLAIN_APP: &str = "wxplain000000000a1";
+const PLAIN_SECRET: &str = "plain-app-secret";
+const PLAIN_TOKEN: &str = "plain-webhook-token";
+const SAFE_APP: &str = "wxsafe0000000000b2";
+const SAFE_SECRET: &str = "safe-app-secret";
+const SAFE_TOKEN: &str = "safe-webhook-token";
+const SAFE_KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
+const NEW_KEY: &str = "ZYXWVUTSRQPONMLKJIHGFEDCBA9876543210zyxwvut";
+const NEW_TOKEN: &str = "rotated-webhook-token";
+const OPS: &str = "ops-caller-token";
+const LOGIN: &str = "login-caller-token";
+
+fn account(app_id: &str, secret: &str, token: &str, key: Option<&str>) -> AccountConfig {
+    AccountConfig {
+        app_id: app_id.into(),
+        app_secret: Secret::new(secret),
+        token: Some(Secret::new(token)),
+        encoding_aes_key: key.map(Secret::new),
+        previous_token: None,
+        previous_encoding_aes_key: None,
+        encrypt_mode: key.map(|_| EncryptMode::Safe),
+        original_id: None,
+        api_base: None,
+        mp_base: None,
+        permanent_budget: None,
+    }
+}
+
+/// A fake WeChat for both accounts: the embedded simulator with their credentials.
+async fn fake_upstream() -> TestService {
+    let mut cfg = config();
+    cfg.simulator = true;
+    cfg.event_log = wechat_qr::config::EventLogKind::Memory;
+    cfg.accounts = vec![
+        account(PLAIN_APP, PLAIN_SECRET, PLAIN_TOKEN, None),
+        account(SAFE_APP, SAFE_SECRET, SAFE_TOKEN, Some(SAFE_KEY)),
+    ];
+    TestService::start_with(cfg).await
+}
+
+fn sha256_hex(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// The file: both accounts against `upstream`, the safe one's token and keys as given,
+/// and two callers: `ops` (everything) and `login` (the plaintext account only).
+fn file(data: &Path, upstream: &str, safe_token: &str, safe_keys: &str, extra: &str) -> String {
+    format!(
+        r#"grpc_addr = "127.0.0.1:0"
+http_addr = "127.0.0.1:0"
+admin_addr = "127.0.0.1:0"
+data_dir = "{data}"
+
+[[accounts]]
+app_id = "{PLAIN_APP}"
+app_secret = "{PLAIN_SECRET}"
+token = "{PLAIN_TOKEN}"
+api_base = "{upstream}"
+mp_base = "{upstream}"
+
+[[accounts]]
+app_id = "{SAFE_APP}"
+app_secret = "{SAFE_SECRET}"
+token = "{safe_token}"
+{safe_keys}
+encrypt_mode = "safe"
+api_base = "{upstream}"
+mp_base = "{upstream}"
+{extra}
+[[clients]]
+name = "ops"
+token_sha256 = "{ops}"
+permanent = true
+
+[[clients]]
+name = "login"
+token_sha256 = "{login}"
+accounts = ["{PLAIN_APP}"]
+"#,
+        data = data.display(),
+        ops = sha256_hex(OPS),
+        login = sha256_hex(LOGIN),
+    )
+}
+
+fn as_caller<T>(message: T, token: &str) -> Request<T> {
+    let mut request = Request::new(message);
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    request
+}
+
+fn ticket_request(scene: &str, account: &str) -> pb::CreateTicketRequest {
+    pb::CreateTicketRequest {
+        scene: Some(Scene::SceneStr(scene.into())),
+        expire_seconds: 600,
+        account: account.into(),
+        ..Default::default()
+    }
+}
+
+async fn stream(
+    binary: &Binary,
+    token: &str,
+    accounts: &[&str],
+) -> Result<Streaming<pb::StreamEventsResponse>, tonic::Status> {
+    binary
+        .client()
+        .await
+        .stream_events(as_caller(
+            pb::StreamEventsRequest {
+                accounts: accounts.iter().map(|a| a.to_string()).collect(),
+                ..Default::default()
+            },
+            token,
+        ))
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+async fn post(url: &str, query: &str, body: Vec<u8>) -> (u16, String) {
+    let response = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
+        .post(format!("{url}?{query}"))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap())
+}
+
+/// A plaintext push signed with `token` to `url`.
+async fn push_plain(url: &str, token: &str, xml: &str) -> (u16, String) {
+    let nonce = format!("n{}", rand::random::<u64>());
+    post(
+        url,
+        &signed_query(token, &now().to_string(), &nonce),
+        xml.into(),
+    )
+    .await
+}
+
+/// A safe-mode push encrypted by wechatpy for the safe account.
+async fn push_safe(url: &str, token: &str, key: &str, xml: &str) -> (u16, String) {
+    let (query, body) = wechatpy::push(token, key, SAFE_APP, xml).await;
+    post(url, &query, body).await
+}
+
+fn write(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+}
+
+#[tokio::test]
+async fn two_accounts_each_with_its_own_webhook_upstream_token_and_callers() {
+    let upstream = fake_upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = dir.path().join("wechat-qr.toml");
+    let safe_keys = format!("encoding_aes_key = \"{SAFE_KEY}\"");
+    write(
+        &config_path,
+        &file(
+            &dir.path().join("data"),
+            &upstream.simulator_url(),
+            SAFE_TOKEN,
+            &safe_keys,
+            "",
+        ),
+    );
+    let binary = Binary::start(&config_path, &[]).await;
+    let base = binary.http_base();
+    let plain_url = format!("{base}/wechat/{PLAIN_APP}");
+    let safe_url = format!("{base}/wechat/{SAFE_APP}");
+    let mut client = binary.client().await;
+
+    // Choosing the account: required with two, and an unknown one is NOT_FOUND.
+    let status = client
+        .create_ticket(as_caller(ticket_request("s", ""), OPS))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(
+        status.message().starts_with("account:")
+            && status.message().contains(PLAIN_APP)
+            && status.message().contains(SAFE_APP),
+        "{status:?}"
+    );
+    let status = client
+        .create_ticket(as_caller(ticket_request("s", "wxunknown"), OPS))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::NotFound, "{status:?}");
+    assert!(status.message().contains("wxunknown"), "{status:?}");
+    assert_eq!(
+        upstream.simulator().stats().token_fetches,
+        0,
+        "no call spent"
+    );
+
+    // A ticket under each account, each through its own token fetch.
+    let plain_ticket = client
+        .create_ticket(as_caller(ticket_request("poster-plain", PLAIN_APP), OPS))
+        .await
+        .unwrap()
+        .into_inner()
+        .ticket;
+    let safe_ticket = client
+        .create_ticket(as_caller(ticket_request("poster-safe", SAFE_APP), OPS))
+        .await
+        .unwrap()
+        .into_inner()
+        .ticket;
+    client
+        .create_ticket(as_caller(ticket_request("poster-safe-2", SAFE_APP), OPS))
+        .await
+        .unwrap();
+    let sim = upstream.simulator();
+    assert_eq!(sim.token_fetches_of(PLAIN_APP), 1);
+    assert_eq!(sim.token_fetches_of(SAFE_APP), 1, "cached after the first");
+    assert_eq!(sim.stats().qrcode_creates, 3);
+
+    // The login caller may use only the plaintext account.
+    let status = client
+        .create_ticket(as_caller(ticket_request("s", SAFE_APP), LOGIN))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    assert!(
+        status.message().contains(&format!("account {SAFE_APP}")),
+        "{status:?}"
+    );
+    let status = stream(&binary, LOGIN, &[SAFE_APP]).await.unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    let status = stream(&binary, OPS, &["wxunknown"]).await.unwrap_err();
+    assert_eq!(status.code(), Code::NotFound, "{status:?}");
+
+    let mut everything = stream(&binary, OPS, &[]).await.unwrap();
+    let mut safe_only = stream(&binary, OPS, &[SAFE_APP]).await.unwrap();
+    let mut login = stream(&binary, LOGIN, &[]).await.unwrap();
+
+    let t = now();
+    let plain_scan = scan_xml("SCAN", "o-plain", "poster-plain", &plain_ticket, t);
+    let safe_scan = scan_xml(
+        "subscribe",
+        "o-safe",
+        "qrscene_poster-safe",
+        &safe_ticket,
+        t,
+    );
+    // Each account's webhook checks its own token: the other's is refused.
+    assert_eq!(push_plain(&safe_url, PLAIN_TOKEN, &plain_scan).await.0, 403);
+    assert_eq!(push_plain(&plain_url, SAFE_TOKEN, &plain_scan).await.0, 403);
+    // With several accounts `/wechat` names none of them.
+    assert_eq!(
+        push_plain(&format!("{base}/wechat"), PLAIN_TOKEN, &plain_scan)
+            .await
+            .0,
+        404
+    );
+    assert_eq!(
+        push_plain(&plain_url, PLAIN_TOKEN, &plain_scan).await,
+        (200, "success".into())
+    );
+    // The safe account takes only encrypted pushes, encrypted by wechatpy with its key.
+    assert_eq!(push_plain(&safe_url, SAFE_TOKEN, &safe_scan).await.0, 403);
+    assert_eq!(
+        push_safe(&safe_url, SAFE_TOKEN, SAFE_KEY, &safe_scan).await,
+        (200, "success".into())
+    );
+    // The identical push at both webhooks is two accounts' events, not a duplicate.
+    let same = scan_xml("SCAN", "o-both", "poster-x", "T-both", t);
+    assert_eq!(push_plain(&plain_url, PLAIN_TOKEN, &same).await.0, 200);
+    assert_eq!(
+        push_safe(&safe_url, SAFE_TOKEN, SAFE_KEY, &same).await.0,
+        200
+    );
+    // ... and WeChat's retry at one of them still is.
+    assert_eq!(push_plain(&plain_url, PLAIN_TOKEN, &same).await.0, 200);
+
+    let all = exactly(&mut everything, 4).await;
+    let seen: Vec<(&str, &str)> = all
+        .iter()
+        .map(|e| (e.app_id.as_str(), e.openid.as_str()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (PLAIN_APP, "o-plain"),
+            (SAFE_APP, "o-safe"),
+            (PLAIN_APP, "o-both"),
+            (SAFE_APP, "o-both"),
+        ]
+    );
+    assert_eq!(all[1].ticket, safe_ticket);
+    assert_eq!(all[1].scene, "poster-safe");
+    let safe_events = exactly(&mut safe_only, 2).await;
+    assert!(safe_events.iter().all(|e| e.app_id == SAFE_APP));
+    // The caller allowed one account never sees the other's events.
+    let theirs = exactly(&mut login, 2).await;
+    assert!(theirs.iter().all(|e| e.app_id == PLAIN_APP), "{theirs:?}");
+
+    // Statistics are per account too.
+    let mut stats =
+        wechat_qr::pb::channel_stats_service_client::ChannelStatsServiceClient::connect(format!(
+            "http://{}",
+            binary.grpc_addr
+        ))
+        .await
+        .unwrap();
+    let scenes = |page: pb::ListScenesResponse| -> Vec<String> {
+        page.scenes.into_iter().map(|s| s.scene).collect()
+    };
+    let list = |account: &str| {
+        as_caller(
+            pb::ListScenesRequest {
+                account: account.into(),
+                ..Default::default()
+            },
+            OPS,
+        )
+    };
+    assert_eq!(
+        scenes(
+            stats
+                .list_scenes(list(SAFE_APP))
+                .await
+                .unwrap()
+                .into_inner()
+        ),
+        ["poster-safe", "poster-x"]
+    );
+    assert_eq!(
+        scenes(
+            stats
+                .list_scenes(list(PLAIN_APP))
+                .await
+                .unwrap()
+                .into_inner()
+        ),
+        ["poster-plain", "poster-x"]
+    );
+    let status = stats.list_scenes(list("")).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    let mut login_list = list(SAFE_APP);
+    login_list
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {LOGIN}").parse().unwrap());
+    let status = stats.list_scenes(login_list).await.unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+
+    binary.stop().await;
+    upstream.stop().await;
+}
+
+#[tokio::test]
+async fn sighup_rotates_a_token_and_a_key_with_a_stream_open() {
+    let upstream = fake_upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config_path = dir.path().join("wechat-qr.toml");
+    let sim = upstream.simulator_url();
+    let old_keys = format!("encoding_aes_key = \"{SAFE_KEY}\"");
+    write(&config_path, &file(&data, &sim, SAFE_TOKEN, &old_keys, ""));
+    let binary = Binary::start(&config_path, &[]).await;
+    let safe_url = format!("{}/wechat/{SAFE_APP}", binary.http_base());
+    let mut events = stream(&binary, OPS, &[SAFE_APP]).await.unwrap();
+    let scan = |openid: &str| scan_xml("SCAN", openid, "poster-safe", "T-safe", now());
+
+    assert_eq!(
+        push_safe(&safe_url, SAFE_TOKEN, SAFE_KEY, &scan("o-before"))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        push_safe(&safe_url, NEW_TOKEN, NEW_KEY, &scan("o-early"))
+            .await
+            .0,
+        403
+    );
+
+    // Rotation, step one: the new token and key, the old ones still accepted.
+    let rotating = format!(
+        "encoding_aes_key = \"{NEW_KEY}\"\nprevious_encoding_aes_key = \"{SAFE_KEY}\"\nprevious_token = \"{SAFE_TOKEN}\""
+    );
+    write(&config_path, &file(&data, &sim, NEW_TOKEN, &rotating, ""));
+    binary.signal("HUP");
+    binary
+        .logged("reloaded 2 account webhook(s) and 2 client(s)")
+        .await;
+    assert_eq!(
+        push_safe(&safe_url, NEW_TOKEN, NEW_KEY, &scan("o-new"))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        push_safe(&safe_url, SAFE_TOKEN, SAFE_KEY, &scan("o-old"))
+            .await
+            .0,
+        200,
+        "pushes WeChat signed before it switched are still accepted"
+    );
+
+    // A reload that drops an account is refused as a whole: nothing changes.
+    let without_plain =
+        file(&data, &sim, "a-third-token", &rotating, "").replace(PLAIN_APP, "wxreplaced00000000");
+    write(&config_path, &without_plain);
+    binary.signal("HUP");
+    binary
+        .logged("adding or removing an account takes a restart")
+        .await;
+    assert_eq!(
+        push_safe(&safe_url, NEW_TOKEN, NEW_KEY, &scan("o-kept"))
+            .await
+            .0,
+        200
+    );
+
+    // Step two: the old token and key retired.
+    let done = format!("encoding_aes_key = \"{NEW_KEY}\"");
+    write(&config_path, &file(&data, &sim, NEW_TOKEN, &done, ""));
+    binary.signal("HUP");
+    binary
+        .logged_times("reloaded 2 account webhook(s) and 2 client(s)", 2)
+        .await;
+    assert_eq!(
+        push_safe(&safe_url, SAFE_TOKEN, SAFE_KEY, &scan("o-retired"))
+            .await
+            .0,
+        403
+    );
+    assert_eq!(
+        push_safe(&safe_url, NEW_TOKEN, NEW_KEY, &scan("o-after"))
+            .await
+            .0,
+        200
+    );
+
+    // The stream stayed open through all three reloads and missed nothing.
+    let seen: Vec<String> = exactly(&mut events, 5)
+        .await
+        .into_iter()
+        .map(|e| e.openid)
+        .collect();
+    assert_eq!(seen, ["o-before", "o-new", "o-old", "o-kept", "o-after"]);
+    binary.stop().await;
+    upstream.stop().await;
+}
+
+#[tokio::test]
+async fn the_simulator_plays_wechat_for_several_accounts() {
+    let service = fake_upstream().await;
+    let mut client = service.client().await;
+    let mut events = client
+        .stream_events(pb::StreamEventsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let mut tickets = Vec::new();
+    for app_id in [PLAIN_APP, SAFE_APP] {
+        tickets.push(
+            client
+                .create_ticket(ticket_request(&format!("scene-{app_id}"), app_id))
+                .await
+                .unwrap()
+                .into_inner()
+                .ticket,
+        );
+    }
+    let sim = service.simulator();
+    assert_eq!(sim.token_fetches_of(PLAIN_APP), 1);
+    assert_eq!(sim.token_fetches_of(SAFE_APP), 1);
+    // Each scan goes to its account's webhook, signed (and for the safe account,
+    // encrypted) with that account's keys.
+    for ticket in &tickets {
+        let reports = sim
+            .scan(&wechat_qr::simulator::ScanRequest {
+                ticket: ticket.clone(),
+                openid: "o-sim".into(),
+                new_follower: true,
+                deliveries: None,
+            })
+            .await
+            .unwrap();
+        assert_eq!(reports.len(), 1);
+    }
+    let got = exactly(&mut events, 2).await;
+    assert_eq!(
+        got.iter()
+            .map(|e| (e.app_id.as_str(), e.scene.clone()))
+            .collect::<Vec<_>>(),
+        [
+            (PLAIN_APP, format!("scene-{PLAIN_APP}")),
+            (SAFE_APP, format!("scene-{SAFE_APP}")),
+        ]
+    );
+    service.stop().await;
+}
+
+#[tokio::test]
+async fn a_data_directory_serves_any_set_of_accounts_that_includes_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let start = |accounts: Vec<AccountConfig>| {
+        let mut cfg = config();
+        cfg.simulator = true;
+        cfg.data_dir = data.clone();
+        cfg.accounts = accounts;
+        cfg
+    };
+    let plain = || account(PLAIN_APP, PLAIN_SECRET, PLAIN_TOKEN, None);
+    let safe = || account(SAFE_APP, SAFE_SECRET, SAFE_TOKEN, Some(SAFE_KEY));
+    let first = TestService::start_with(start(vec![plain()])).await;
+    first.stop().await;
+    // The store belongs to the plaintext account; adding one (first or not) is fine.
+    let both = TestService::start_with(start(vec![safe(), plain()])).await;
+    both.stop().await;
+    // A set without it is another deployment's directory.
+    let settings = start(vec![safe()]).resolve().unwrap();
+    let refused = wechat_qr::app::start(settings, tokio_util::sync::CancellationToken::new())
+        .await
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains(PLAIN_APP) && refused.contains("not among the configured accounts"),
+        "{refused}"
+    );
+}
