@@ -441,6 +441,7 @@ pub async fn start(
             console_services,
             simulator.as_ref().map(|sim| sim.simulator.clone()),
             access.clone(),
+            app_ids.clone(),
         ),
         shutdown.clone(),
     ));

@@ -91,6 +91,8 @@ pub(crate) struct Console {
     /// The caller check's client list, read per request (SIGHUP may change it), so the
     /// page knows whether to ask for a token before its first call.
     access: Access,
+    /// The served AppIDs, for the page's account picker.
+    accounts: Vec<String>,
 }
 
 impl std::fmt::Debug for Console {
@@ -107,6 +109,8 @@ impl std::fmt::Debug for Console {
 struct Info {
     simulator: bool,
     auth_required: bool,
+    /// The served AppIDs, in configuration order: with several, the page asks which.
+    accounts: Vec<String>,
 }
 
 /// `POST /console/simulate-scan`.
@@ -125,11 +129,13 @@ impl Console {
         services: Guarded<Routes>,
         simulator: Option<Arc<Simulator>>,
         access: Access,
+        accounts: Vec<String>,
     ) -> Self {
         Self {
             grpc_web: tonic_web::GrpcWebLayer::new().layer(services),
             simulator,
             access,
+            accounts,
         }
     }
 
@@ -164,6 +170,7 @@ impl Console {
                 &Info {
                     simulator: self.simulator.is_some(),
                     auth_required: !self.access.is_empty(),
+                    accounts: self.accounts.clone(),
                 },
             ),
             (&Method::POST, "/console/simulate-scan") => match &self.simulator {

@@ -190,7 +190,7 @@ async fn the_console_page_is_served_from_the_binary_with_its_content_types() {
     assert_eq!(info.headers()["content-type"], "application/json");
     assert_eq!(
         info.text().await.unwrap(),
-        r#"{"simulator":true,"auth_required":false}"#
+        r#"{"simulator":true,"auth_required":false,"accounts":["wx0000000000devsim"]}"#
     );
 
     let missing = client
@@ -364,7 +364,7 @@ async fn without_the_simulator_there_is_no_simulate_scan() {
         .unwrap();
     assert_eq!(
         info.text().await.unwrap(),
-        r#"{"simulator":false,"auth_required":false}"#
+        r#"{"simulator":false,"auth_required":false,"accounts":["wx-console-test"]}"#
     );
     let scan = simulate_scan(&service, "any").await;
     assert_eq!(scan.status(), 404);
@@ -373,9 +373,51 @@ async fn without_the_simulator_there_is_no_simulate_scan() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_in_headless_chromium_mints_scans_and_counts_live() {
+    let service = TestService::start().await;
+    in_chromium(&service, None).await;
+    service.stop().await;
+}
+
+#[tokio::test]
+async fn the_console_names_the_account_picked_in_its_header() {
+    let account = |app_id: &str, token: &str, key: Option<&str>| wechat_qr::config::AccountConfig {
+        app_id: app_id.into(),
+        app_secret: wechat_qr::secret::Secret::new("console-secret"),
+        token: Some(wechat_qr::secret::Secret::new(token)),
+        encoding_aes_key: key.map(wechat_qr::secret::Secret::new),
+        previous_token: None,
+        previous_encoding_aes_key: None,
+        encrypt_mode: None,
+        original_id: None,
+        api_base: None,
+        mp_base: None,
+        permanent_budget: None,
+    };
+    let mut cfg = common::config();
+    cfg.simulator = true;
+    cfg.accounts = vec![
+        account("wxconsole0000000a1", "first-token", None),
+        account(
+            "wxconsole0000000b2",
+            "second-token",
+            Some("abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"),
+        ),
+    ];
+    let service = TestService::start_with(cfg).await;
+    // The second, safe-mode account: its code, its scan pushed to its own webhook, its
+    // statistics.
+    in_chromium(&service, Some("wxconsole0000000b2")).await;
+    let sim = service.simulator();
+    assert_eq!(sim.token_fetches_of("wxconsole0000000b2"), 1);
+    assert_eq!(sim.token_fetches_of("wxconsole0000000a1"), 0);
+    service.stop().await;
+}
+
+/// Runs tests/console/console.test.mjs in headless Chromium against `service`, picking
+/// `account` in the header when given.
+async fn in_chromium(service: &TestService, account: Option<&str>) {
     let chromium = chromium();
     let node = node_with_playwright();
-    let service = TestService::start().await;
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
         "console-{}-{}",
         std::process::id(),
@@ -392,6 +434,7 @@ async fn the_console_in_headless_chromium_mints_scans_and_counts_live() {
         .env("CONSOLE_URL", &console_url)
         .env("OUT_DIR", &out)
         .env("CHROMIUM", &chromium)
+        .envs(account.map(|a| ("ACCOUNT", a)))
         .kill_on_drop(true)
         .output();
     let output = tokio::time::timeout(BROWSER_TIMEOUT, run)
@@ -416,5 +459,4 @@ async fn the_console_in_headless_chromium_mints_scans_and_counts_live() {
             shot.display()
         );
     }
-    service.stop().await;
 }

@@ -31,6 +31,13 @@ export interface Info {
   simulator: boolean;
   /** `[[clients]]` are configured: every call needs a caller token, so ask for one up front. */
   auth_required: boolean;
+  /** The served AppIDs; with several, every call names the one picked in the header. */
+  accounts: string[];
+}
+
+/** The AppID picked in the header; empty with one account (the service's only one). */
+export function currentAccount(): string {
+  return (document.getElementById("account") as HTMLSelectElement | null)?.value ?? "";
 }
 
 export async function fetchInfo(): Promise<Info> {

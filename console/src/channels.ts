@@ -8,7 +8,7 @@
 import { Code } from "@connectrpc/connect";
 import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Bucket, type GetSceneStatsResponse } from "../../clients/typescript/wechat/qr/v1/channel_stats_pb.js";
-import { byId, el, errorText, isCode, stats } from "./api.js";
+import { byId, currentAccount, el, errorText, isCode, stats } from "./api.js";
 import { colour, drawStackedBars } from "./chart.js";
 import { follow, stateText } from "./follow.js";
 import { currentToken, onTokenChange } from "./token.js";
@@ -30,6 +30,11 @@ let timer: ReturnType<typeof setTimeout> | undefined;
 export function initChannels(): void {
   byId("channels-zone").textContent = timeZone;
   byId<HTMLSelectElement>("channels-range").addEventListener("change", () => void refresh());
+  // Another account: its own statistics.
+  byId<HTMLSelectElement>("account").addEventListener("change", () => {
+    clear();
+    void refresh();
+  });
   follow(
     {},
     {
@@ -82,6 +87,7 @@ async function refresh(): Promise<void> {
       bucket: daily ? Bucket.DAY : Bucket.HOUR,
       timeZone,
       maxScenes: TABLE_SCENES,
+      account: currentAccount(),
     });
     if (sentWith !== currentToken()) {
       // Answered for the token before: not shown; the query runs again with the new one.

@@ -4,7 +4,7 @@
 // removes the code on show (it was minted and followed with the old one) and, when the
 // last mint was refused for want of a token or a permission, mints again with the new one.
 
-import { byId, el, errorText, eventItem, qr, simulateScan, timeText, type Info } from "./api.js";
+import { byId, currentAccount, el, errorText, eventItem, qr, simulateScan, timeText, type Info } from "./api.js";
 import { follow, stateText, type Follow } from "./follow.js";
 import { currentToken, isRefusal, onTokenChange } from "./token.js";
 
@@ -57,8 +57,9 @@ async function mint(info: Info): Promise<void> {
       scene: numeric ? { case: "sceneId", value: Number(scene) } : { case: "sceneStr", value: scene },
       permanent,
       expireSeconds: permanent ? 0 : lifetime,
+      account: currentAccount(),
     });
-    const image = await qr.getImage({ ticket: code.ticket });
+    const image = await qr.getImage({ ticket: code.ticket, account: currentAccount() });
     // Minted with a token since replaced: the token change has already asked again.
     if (sentWith !== currentToken()) return;
     const blob = new Blob([image.image as Uint8Array<ArrayBuffer>], { type: image.contentType || "image/jpeg" });

@@ -13,6 +13,7 @@ import { isRefusal, nextTokenChange, onTokenChange } from "./token.js";
 export interface Filters {
   tickets?: string[];
   scenes?: string[];
+  accounts?: string[];
   types?: EventType[];
 }
 

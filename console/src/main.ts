@@ -27,6 +27,16 @@ async function main(): Promise<void> {
     byId("mode").textContent =
       (info.simulator ? "on the embedded WeChat simulator" : "on WeChat") +
       (info.auth_required ? ", callers need a token" : "");
+    if (info.accounts.length > 1) {
+      const picker = byId<HTMLSelectElement>("account");
+      for (const appId of info.accounts) {
+        const option = document.createElement("option");
+        option.value = appId;
+        option.textContent = appId;
+        picker.append(option);
+      }
+      byId("account-picker").hidden = false;
+    }
     initPrompt(info.auth_required);
     initCodes(info);
     initChannels();

@@ -7,6 +7,7 @@
 //   CONSOLE_URL  the console's URL (http://127.0.0.1:<admin port>/console/)
 //   OUT_DIR      where screenshots and the browser profile go
 //   CHROMIUM     the browser (default /usr/bin/chromium)
+//   ACCOUNT      optional: the AppID to pick in the header (a service with several accounts)
 // Exits non-zero, saying why, on the first failed expectation.
 
 import { mkdtempSync } from "node:fs";
@@ -53,6 +54,14 @@ try {
   await page.waitForSelector("body[data-ready=true]", { timeout: 15_000 });
   const mode = await page.textContent("#mode");
   if (!mode.includes("simulator")) fail(`#mode says "${mode}", expected the simulator`);
+  const account = process.env.ACCOUNT;
+  if (account) {
+    step(`pick the account ${account}`);
+    if (await page.isHidden("#account-picker")) fail("no account picker with several accounts");
+    await page.selectOption("#account", account);
+  } else if (!(await page.isHidden("#account-picker"))) {
+    fail("an account picker with one account");
+  }
 
   const scene = `console-e2e-${Date.now().toString(36)}`;
   step(`Codes: mint a temporary code for scene ${scene}`);
