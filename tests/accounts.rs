@@ -552,3 +552,37 @@ async fn a_data_directory_serves_any_set_of_accounts_that_includes_its_own() {
         "{refused}"
     );
 }
+
+#[tokio::test]
+async fn one_accounts_outage_leaves_the_other_serving() {
+    let upstream = fake_upstream().await;
+    let mut cfg = config();
+    cfg.upstream_attempts = 1;
+    cfg.upstream_timeout_ms = 2_000;
+    let sim = upstream.simulator_url();
+    let mut plain = account(PLAIN_APP, PLAIN_SECRET, PLAIN_TOKEN, None);
+    plain.api_base = Some(sim.clone());
+    plain.mp_base = Some(sim);
+    // Nothing listens on the discard port: this account's WeChat is unreachable.
+    let mut safe = account(SAFE_APP, SAFE_SECRET, SAFE_TOKEN, Some(SAFE_KEY));
+    safe.api_base = Some("http://127.0.0.1:9".into());
+    safe.mp_base = Some("http://127.0.0.1:9".into());
+    cfg.accounts = vec![plain, safe];
+    cfg.permanent_store = Some(tempfile::tempdir().unwrap().path().join("none.jsonl"));
+    let service = TestService::start_with(cfg).await;
+    let mut client = service.client().await;
+    let down = client
+        .create_ticket(ticket_request("s", SAFE_APP))
+        .await
+        .unwrap_err();
+    assert_eq!(down.code(), Code::Unavailable, "{down:?}");
+    for scene in ["a", "b"] {
+        client
+            .create_ticket(ticket_request(scene, PLAIN_APP))
+            .await
+            .expect("the other account keeps minting");
+    }
+    assert_eq!(upstream.simulator().token_fetches_of(PLAIN_APP), 1);
+    service.stop().await;
+    upstream.stop().await;
+}
