@@ -291,9 +291,11 @@ pub async fn start(
         settings
             .accounts
             .iter()
-            .map(|account| {
+            .enumerate()
+            .map(|(i, account)| {
                 Webhook::new(
                     account.webhook.clone(),
+                    i == 0,
                     log.clone(),
                     backend.seals.clone(),
                     metrics.clone(),

@@ -586,3 +586,48 @@ async fn one_accounts_outage_leaves_the_other_serving() {
     service.stop().await;
     upstream.stop().await;
 }
+
+#[tokio::test]
+async fn the_replay_guard_keeps_each_accounts_nonces_apart() {
+    let mut cfg = config();
+    cfg.simulator = true;
+    const OTHER_APP: &str = "wxother00000000c3";
+    cfg.accounts = vec![
+        account(PLAIN_APP, PLAIN_SECRET, PLAIN_TOKEN, None),
+        account(OTHER_APP, "other-secret", PLAIN_TOKEN, None),
+    ];
+    let service = TestService::start_with(cfg).await;
+    let base = service.webhook_url.clone();
+    let ts = now().to_string();
+    let query = signed_query(PLAIN_TOKEN, &ts, "shared-nonce");
+    let t = now();
+    let first = scan_xml("SCAN", "o-1", "p", "T1", t);
+    let second = scan_xml("SCAN", "o-2", "p", "T2", t);
+    // The same (timestamp, nonce) at two accounts' webhooks: two pushes, both taken.
+    assert_eq!(
+        post(&format!("{base}/{PLAIN_APP}"), &query, first.clone().into()).await,
+        (200, "success".into())
+    );
+    assert_eq!(
+        post(
+            &format!("{base}/{OTHER_APP}"),
+            &query,
+            second.clone().into()
+        )
+        .await,
+        (200, "success".into())
+    );
+    // Within one account it is still a captured query carrying another body.
+    assert_eq!(
+        post(&format!("{base}/{PLAIN_APP}"), &query, second.into())
+            .await
+            .0,
+        403
+    );
+    // And WeChat's retry of the first is still taken (and de-duplicated).
+    assert_eq!(
+        post(&format!("{base}/{PLAIN_APP}"), &query, first.into()).await,
+        (200, "success".into())
+    );
+    service.stop().await;
+}

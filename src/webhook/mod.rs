@@ -238,20 +238,27 @@ pub struct Webhook {
     log: Arc<dyn EventLog>,
     /// Every `(timestamp, nonce)` accepted within the replay window, with its body's digest.
     seals: Arc<SealBook>,
+    /// Whose seals these are in the book every account shares: `None` for the first
+    /// account (seals as they were before several accounts), the AppID for the others, so
+    /// one account's `(timestamp, nonce)` never refuses another's push.
+    seal_scope: Option<String>,
     metrics: Arc<Metrics>,
     /// Paces the log lines of refused requests (see [`REFUSALS_LOGGED_PER_SECOND`]).
     refusals_logged: Arc<LogBudget>,
 }
 
 impl Webhook {
-    /// A webhook appending to `log` and counting into `metrics`.
+    /// A webhook appending to `log` and counting into `metrics`; `first` for the first
+    /// configured account (see `seal_scope`).
     pub fn new(
         settings: WebhookSettings,
+        first: bool,
         log: Arc<dyn EventLog>,
         seals: Arc<SealBook>,
         metrics: Arc<Metrics>,
     ) -> Arc<Self> {
         Arc::new(Self {
+            seal_scope: (!first).then(|| settings.app_id.clone()),
             settings: RwLock::new(Arc::new(settings)),
             log,
             seals,
@@ -353,7 +360,10 @@ impl Webhook {
     ) -> Result<Sealed, PushError> {
         let sealed = self.seals.check(Seal {
             timestamp: timestamp.parse().map_err(|_| PushError::BadTimestamp)?,
-            nonce: nonce.to_owned(),
+            nonce: match &self.seal_scope {
+                None => nonce.to_owned(),
+                Some(app_id) => format!("{app_id}\u{0}{nonce}"),
+            },
             digest: Sha256::digest(body).into(),
             kind,
         });
