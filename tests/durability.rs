@@ -18,159 +18,25 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{TOKEN, now, scan_xml, signed_query};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tonic::{Code, transport::Channel};
-use wechat_qr::{
-    events::STORE_FILE,
-    pb::{self, qr_service_client::QrServiceClient},
-};
+use common::{TOKEN, binary::Binary, now, scan_xml, signed_query};
+use tonic::Code;
+use wechat_qr::{events::STORE_FILE, pb};
 
 /// The real binary, started on loopback port 0 with its own data directory.
-struct Binary {
-    child: tokio::process::Child,
-    grpc_addr: String,
-    webhook_url: String,
-    admin_url: String,
-    /// Everything it logged so far (drained in the background so it never blocks).
-    log: Arc<Mutex<String>>,
-}
-
-impl Binary {
-    async fn start(data_dir: &Path, env: &[(&str, &str)]) -> Self {
-        let mut child = command(data_dir, env)
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let log = Arc::new(Mutex::new(String::new()));
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let (mut grpc_addr, mut webhook_url, mut admin_url) = (None, None, None);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while grpc_addr.is_none() || webhook_url.is_none() || admin_url.is_none() {
-            let line = tokio::time::timeout_at(deadline.into(), lines.next_line())
-                .await
-                .unwrap_or_else(|_| panic!("addresses not logged:\n{}", log.lock().unwrap()))
-                .unwrap()
-                .unwrap_or_else(|| panic!("binary exited:\n{}", log.lock().unwrap()));
-            let value = |key: &str| {
-                line.split(&format!("{key}="))
-                    .nth(1)
-                    .map(|rest| rest.split_whitespace().next().unwrap().to_owned())
-            };
-            grpc_addr = grpc_addr.or_else(|| value("grpc_addr"));
-            webhook_url = webhook_url.or_else(|| value("webhook_url"));
-            admin_url = admin_url.or_else(|| value("admin_url"));
-            log.lock().unwrap().push_str(&(line + "\n"));
-        }
-        let drained = log.clone();
-        tokio::spawn(async move {
-            while let Ok(Some(line)) = lines.next_line().await {
-                drained.lock().unwrap().push_str(&(line + "\n"));
-            }
-        });
-        Self {
-            child,
-            grpc_addr: grpc_addr.unwrap(),
-            webhook_url: webhook_url.unwrap(),
-            admin_url: admin_url.unwrap(),
-            log,
-        }
-    }
-
-    async fn client(&self) -> QrServiceClient<Channel> {
-        QrServiceClient::connect(format!("http://{}", self.grpc_addr))
-            .await
-            .unwrap()
-    }
-
-    fn pid(&self) -> String {
-        self.child.id().expect("still running").to_string()
-    }
-
-    async fn kill9(mut self) {
-        let status = std::process::Command::new("kill")
-            .args(["-KILL", &self.pid()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        self.child.wait().await.unwrap();
-    }
-
-    async fn stop(mut self) {
-        std::process::Command::new("kill")
-            .args(["-TERM", &self.pid()])
-            .status()
-            .unwrap();
-        tokio::time::timeout(Duration::from_secs(15), self.child.wait())
-            .await
-            .expect("stops on SIGTERM")
-            .unwrap();
-    }
-
-    fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next())
-            .unwrap()
-            .parse()
-            .unwrap()
-    }
-
-    async fn health(&self) -> i32 {
-        let channel = Channel::from_shared(format!("http://{}", self.grpc_addr))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
-        tonic_health::pb::health_client::HealthClient::new(channel)
-            .check(tonic_health::pb::HealthCheckRequest {
-                service: "wechat.qr.v1.QrService".into(),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .status
-    }
-
-    async fn metric(&self, name: &str) -> f64 {
-        let text = reqwest::Client::builder()
-            .no_proxy()
-            .build()
-            .unwrap()
-            .get(format!("{}/metrics", self.admin_url))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        text.lines()
-            .find_map(|l| l.strip_prefix(&format!("{name} ")))
-            .unwrap_or_else(|| panic!("{name} not in /metrics"))
-            .parse()
-            .unwrap()
-    }
+async fn start(data_dir: &Path, env: &[(&str, &str)]) -> Binary {
+    Binary::spawn(command(data_dir, env)).await
 }
 
 /// The binary with a clean environment, every listener on port 0, and `data_dir`.
 fn command(data_dir: &Path, env: &[(&str, &str)]) -> tokio::process::Command {
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_wechat-qr"));
-    for (key, _) in std::env::vars() {
-        if key.starts_with("WECHAT_") {
-            command.env_remove(key);
-        }
-    }
+    let mut command = Binary::command();
     command
         .env("WECHAT_QR_GRPC_ADDR", "127.0.0.1:0")
         .env("WECHAT_QR_HTTP_ADDR", "127.0.0.1:0")
         .env("WECHAT_QR_ADMIN_ADDR", "127.0.0.1:0")
         .env("WECHAT_QR_SIMULATOR_ADDR", "127.0.0.1:0")
         .env("WECHAT_QR_DATA_DIR", data_dir)
-        .envs(env.iter().copied())
-        .stdin(Stdio::null());
+        .envs(env.iter().copied());
     command
 }
 
@@ -237,7 +103,7 @@ async fn kill_9_under_load_loses_no_acknowledged_push_and_breaks_no_cursor() {
     let mut last_cursor: Option<String> = None;
     let mut push_number = 0u64;
     for round in 0..ROUNDS {
-        let binary = Binary::start(data.path(), &[]).await;
+        let binary = start(data.path(), &[]).await;
         let mut client = binary.client().await;
         let mut stream = client
             .stream_events(pb::StreamEventsRequest {
@@ -317,7 +183,7 @@ async fn kill_9_under_load_loses_no_acknowledged_push_and_breaks_no_cursor() {
         streamed.extend(received);
     }
 
-    let binary = Binary::start(data.path(), &[]).await;
+    let binary = start(data.path(), &[]).await;
     // The last cursor, taken before the last kill, resumes exactly too.
     let mut client = binary.client().await;
     let mut rest = client
@@ -403,7 +269,7 @@ fn disk_bytes(dir: &Path) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn retention_by_bytes_bounds_disk_and_memory_under_a_flood() {
     let data = tempfile::tempdir().unwrap();
-    let binary = Binary::start(
+    let binary = start(
         data.path(),
         &[
             ("WECHAT_QR_RETAIN_BYTES", "1048576"),
@@ -516,7 +382,7 @@ async fn an_unusable_data_directory_stops_the_start_naming_path_and_cause() {
 
     // Locked: a second instance on a directory in use.
     let data = dir.path().join("data");
-    let first = Binary::start(&data, &[]).await;
+    let first = start(&data, &[]).await;
     let store = data.join(STORE_FILE);
     let message = failed_start(&data, &[]).await;
     assert!(
@@ -613,7 +479,7 @@ async fn a_full_disk_answers_503_and_not_serving_then_heals_by_itself() {
     let dir = tempfile::tempdir().unwrap();
     let mount = Mount::tmpfs(&dir.path().join("small"), "size=4m");
     let data = mount.path.join("data");
-    let binary = Binary::start(&data, &[]).await;
+    let binary = start(&data, &[]).await;
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
     let mut acked = HashSet::new();
     let mut n = 0u64;

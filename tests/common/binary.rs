@@ -24,6 +24,18 @@ pub struct Binary {
 }
 
 impl Binary {
+    /// The binary's command with a clean environment (no `WECHAT_*`), stdin closed.
+    pub fn command() -> tokio::process::Command {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_wechat-qr"));
+        for (key, _) in std::env::vars() {
+            if key.starts_with("WECHAT_") {
+                command.env_remove(key);
+            }
+        }
+        command.stdin(Stdio::null());
+        command
+    }
+
     /// Started with `--config FILE` and a clean environment plus `env`.
     pub async fn start(config: &Path, env: &[(&str, &str)]) -> Self {
         let config = config.to_str().unwrap();
@@ -32,16 +44,16 @@ impl Binary {
 
     /// Started with `args` and a clean environment plus `env`.
     pub async fn start_with(args: &[&str], env: &[(&str, &str)]) -> Self {
-        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_wechat-qr"));
-        for (key, _) in std::env::vars() {
-            if key.starts_with("WECHAT_") {
-                command.env_remove(key);
-            }
-        }
+        let mut command = Self::command();
+        command.args(args).envs(env.iter().copied());
+        Self::spawn(command).await
+    }
+
+    /// Runs `command` (built on [`Binary::command`]) and waits until it has logged its
+    /// gRPC, webhook and admin addresses; the rest of its log is drained in the
+    /// background, so it never blocks on a full pipe.
+    pub async fn spawn(mut command: tokio::process::Command) -> Self {
         let mut child = command
-            .args(args)
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
@@ -49,8 +61,9 @@ impl Binary {
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let log = Arc::new(Mutex::new(String::new()));
         let (mut grpc, mut webhook, mut admin) = (None, None, None);
+        let deadline = Instant::now() + Duration::from_secs(30);
         while grpc.is_none() || webhook.is_none() || admin.is_none() {
-            let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            let line = tokio::time::timeout_at(deadline.into(), lines.next_line())
                 .await
                 .unwrap_or_else(|_| panic!("no addresses:\n{}", log.lock().unwrap()))
                 .unwrap()
@@ -84,6 +97,56 @@ impl Binary {
             admin_url: admin.unwrap(),
             log,
         }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("still running")
+    }
+
+    /// `kill -9`, and waits for the process to be gone.
+    pub async fn kill9(mut self) {
+        self.signal("KILL");
+        self.child.wait().await.unwrap();
+    }
+
+    /// Resident memory, KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+
+    /// gRPC health of `wechat.qr.v1.QrService`, as its enum number.
+    pub async fn health(&self) -> i32 {
+        let channel = Channel::from_shared(format!("http://{}", self.grpc_addr))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        tonic_health::pb::health_client::HealthClient::new(channel)
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: "wechat.qr.v1.QrService".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status
+    }
+
+    /// The value of an unlabelled metric.
+    pub async fn metric(&self, name: &str) -> f64 {
+        self.metrics()
+            .await
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("{name} not in /metrics"))
+            .parse()
+            .unwrap()
     }
 
     /// The webhook listener's base URL (`http://host:port`).
@@ -144,11 +207,12 @@ impl Binary {
             .unwrap()
     }
 
+    /// SIGTERM; the process must exit cleanly within 15 s.
     pub async fn stop(mut self) {
         self.signal("TERM");
-        let exit = tokio::time::timeout(Duration::from_secs(10), self.child.wait())
+        let exit = tokio::time::timeout(Duration::from_secs(15), self.child.wait())
             .await
-            .expect("exits within 10 s")
+            .expect("exits within 15 s")
             .unwrap();
         assert!(exit.success(), "{exit:?}\n{}", self.log.lock().unwrap());
     }
