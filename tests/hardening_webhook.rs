@@ -11,14 +11,13 @@ use std::{
     path::Path,
     process::Stdio,
     sync::{
-        Arc, Mutex,
+        Arc,
         atomic::{AtomicU64, Ordering},
     },
     time::{Duration, Instant},
 };
 
-use common::{TOKEN, TestService, now, scan_xml, signed_query};
-use tokio::io::{AsyncBufReadExt, BufReader};
+use common::{TOKEN, TestService, binary::Binary, now, scan_xml, signed_query};
 use tonic::transport::Channel;
 use wechat_qr::pb::{self, qr_service_client::QrServiceClient};
 
@@ -34,17 +33,22 @@ fn http() -> reqwest::Client {
     reqwest::Client::builder().no_proxy().build().unwrap()
 }
 
-/// The real binary on loopback port 0, optionally under `ulimit -n`, its stdout kept.
-struct Binary {
-    child: tokio::process::Child,
-    grpc_addr: String,
-    webhook_url: String,
-    admin_url: String,
-    log: Arc<Mutex<Vec<String>>>,
+/// The real binary on loopback port 0, optionally under `ulimit -n`, with a data
+/// directory of its own.
+struct Started {
+    binary: Binary,
     data: tempfile::TempDir,
 }
 
-impl Binary {
+impl std::ops::Deref for Started {
+    type Target = Binary;
+
+    fn deref(&self) -> &Binary {
+        &self.binary
+    }
+}
+
+impl Started {
     async fn start(env: &[(&str, &str)], open_files: Option<u32>) -> Self {
         let data = tempfile::tempdir().unwrap();
         let binary = env!("CARGO_BIN_EXE_wechat-qr");
@@ -62,106 +66,32 @@ impl Binary {
                 command.env_remove(key);
             }
         }
-        let mut child = command
+        command
             .env("WECHAT_QR_GRPC_ADDR", "127.0.0.1:0")
             .env("WECHAT_QR_HTTP_ADDR", "127.0.0.1:0")
             .env("WECHAT_QR_ADMIN_ADDR", "127.0.0.1:0")
             .env("WECHAT_QR_SIMULATOR_ADDR", "127.0.0.1:0")
             .env("WECHAT_QR_DATA_DIR", data.path().join("data"))
             .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let log: Arc<Mutex<Vec<String>>> = Arc::default();
-        let (mut grpc_addr, mut webhook_url, mut admin_url) = (None, None, None);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while grpc_addr.is_none() || webhook_url.is_none() || admin_url.is_none() {
-            let line = tokio::time::timeout_at(deadline.into(), lines.next_line())
-                .await
-                .unwrap_or_else(|_| panic!("addresses not logged: {:?}", log.lock().unwrap()))
-                .unwrap()
-                .unwrap_or_else(|| panic!("binary exited: {:?}", log.lock().unwrap()));
-            let value = |key: &str| logged_field(&line, key);
-            grpc_addr = grpc_addr.or_else(|| value("grpc_addr"));
-            webhook_url = webhook_url.or_else(|| value("webhook_url"));
-            admin_url = admin_url.or_else(|| value("admin_url"));
-            log.lock().unwrap().push(line);
-        }
-        let drained = log.clone();
-        tokio::spawn(async move {
-            while let Ok(Some(line)) = lines.next_line().await {
-                drained.lock().unwrap().push(line);
-            }
-        });
+            .stdin(Stdio::null());
         Self {
-            child,
-            grpc_addr: grpc_addr.unwrap(),
-            webhook_url: webhook_url.unwrap(),
-            admin_url: admin_url.unwrap(),
-            log,
+            binary: Binary::spawn(command).await,
             data,
         }
     }
 
-    fn pid(&self) -> u32 {
-        self.child.id().expect("still running")
-    }
-
-    async fn client(&self) -> QrServiceClient<Channel> {
-        QrServiceClient::connect(format!("http://{}", self.grpc_addr))
-            .await
-            .unwrap()
-    }
-
-    fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next())
-            .unwrap()
-            .parse()
-            .unwrap()
-    }
-
-    fn open_files(&self) -> usize {
-        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
-            .map(|d| d.count())
-            .unwrap_or(0)
-    }
-
-    fn log_lines(&self) -> Vec<String> {
-        self.log.lock().unwrap().clone()
-    }
-
     /// SIGTERM, then every line it logged until it exited.
     async fn stop(mut self) -> Vec<String> {
-        std::process::Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
-            .status()
-            .unwrap();
-        let status = tokio::time::timeout(Duration::from_secs(20), self.child.wait())
+        self.binary.signal("TERM");
+        let status = tokio::time::timeout(Duration::from_secs(20), self.binary.child.wait())
             .await
             .expect("stops on SIGTERM")
             .unwrap();
         assert!(status.success(), "{status:?}");
         // The drain task reads until EOF; give it the last lines.
         tokio::time::sleep(Duration::from_millis(200)).await;
-        self.log_lines()
+        self.binary.log_lines()
     }
-}
-
-/// `key`'s value in a text line (`key=value`) or a JSON line (`fields.key`).
-fn logged_field(line: &str, key: &str) -> Option<String> {
-    if let Ok(json) = serde_json::from_str::<serde_json::Value>(line) {
-        return json["fields"][key].as_str().map(str::to_owned);
-    }
-    line.split(&format!("{key}="))
-        .nth(1)
-        .map(|rest| rest.split_whitespace().next().unwrap().to_owned())
 }
 
 async fn post(http: &reqwest::Client, url: &str, query: &str, body: String) -> (u16, String) {
@@ -303,7 +233,7 @@ fn wide_number(mut n: u64, digits: usize) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_flood_of_four_byte_characters_is_bounded_by_bytes() {
-    let binary = Binary::start(
+    let binary = Started::start(
         &[
             ("WECHAT_QR_RETAIN_BYTES", "1048576"),
             ("WECHAT_QR_RETAIN_EVENTS", "1000000"),
@@ -393,7 +323,7 @@ async fn held_webhook_connections_wait_and_grpc_keeps_serving_under_a_small_ulim
     const OPEN_FILES: u32 = 2048;
     const HELD: usize = 3_000;
     // The default cap (1,024 connections) must fit a descriptor limit of 2,048.
-    let binary = Binary::start(&[], Some(OPEN_FILES)).await;
+    let binary = Started::start(&[], Some(OPEN_FILES)).await;
     let limits = std::fs::read_to_string(format!("/proc/{}/limits", binary.pid())).unwrap();
     let open_files_limit = limits
         .lines()
@@ -508,7 +438,7 @@ async fn held_webhook_connections_wait_and_grpc_keeps_serving_under_a_small_ulim
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_flood_of_bad_signatures_is_logged_at_a_bounded_pace_and_counted() {
     const BAD: u64 = 20_000;
-    let binary = Binary::start(&[("WECHAT_QR_LOG_FORMAT", "json")], None).await;
+    let binary = Started::start(&[("WECHAT_QR_LOG_FORMAT", "json")], None).await;
     let http = http();
     let mut client = binary.client().await;
     let mut real = watch(&mut client, "flood-ticket").await;
@@ -607,7 +537,7 @@ fn scan_xml_without_cdata(openid: &str, scene: &str, ticket: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_request_ids_and_control_characters_do_not_reach_the_log() {
     // Text logs, where a forged id would read as extra fields.
-    let binary = Binary::start(&[("RUST_LOG", "info")], None).await;
+    let binary = Started::start(&[("RUST_LOG", "info")], None).await;
     let http = http();
     let mut client = binary.client().await;
     let mut real = watch(&mut client, "ctl-ticket").await;

@@ -68,11 +68,7 @@ impl Binary {
                 .unwrap_or_else(|_| panic!("no addresses:\n{}", log.lock().unwrap()))
                 .unwrap()
                 .unwrap_or_else(|| panic!("exited:\n{}", log.lock().unwrap()));
-            let value = |key: &str| {
-                line.split(&format!("{key}="))
-                    .nth(1)
-                    .map(|rest| rest.split_whitespace().next().unwrap().to_owned())
-            };
+            let value = |key: &str| logged_field(&line, key);
             grpc = grpc.or_else(|| value("grpc_addr"));
             webhook = webhook.or_else(|| value("webhook_url"));
             admin = admin.or_else(|| value("admin_url"));
@@ -170,6 +166,23 @@ impl Binary {
         assert!(sent.success());
     }
 
+    /// Open file descriptors of the process.
+    pub fn open_files(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+
+    /// Every line logged so far.
+    pub fn log_lines(&self) -> Vec<String> {
+        self.log
+            .lock()
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
     /// How many times the log contains `text`.
     pub fn count(&self, text: &str) -> usize {
         self.log.lock().unwrap().matches(text).count()
@@ -216,4 +229,14 @@ impl Binary {
             .unwrap();
         assert!(exit.success(), "{exit:?}\n{}", self.log.lock().unwrap());
     }
+}
+
+/// `key`'s value in a text log line (`key=value`) or a JSON one (`fields.key`).
+pub fn logged_field(line: &str, key: &str) -> Option<String> {
+    if let Ok(json) = serde_json::from_str::<serde_json::Value>(line) {
+        return json["fields"][key].as_str().map(str::to_owned);
+    }
+    line.split(&format!("{key}="))
+        .nth(1)
+        .map(|rest| rest.split_whitespace().next().unwrap().to_owned())
 }
