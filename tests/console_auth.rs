@@ -16,7 +16,7 @@ use std::{
     time::Duration,
 };
 
-use common::{TestService, scan_xml, signed_query};
+use common::{TestService, binary::Binary, scan_xml, signed_query};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
@@ -61,47 +61,6 @@ fn client_table(name: &str, token: &str, extra: &str) -> String {
         "\n[[clients]]\nname = \"{name}\"\ntoken_sha256 = \"{}\"\n{extra}",
         hex::encode(Sha256::digest(token.as_bytes()))
     )
-}
-
-/// The binary with `--config FILE` and no `WECHAT_*` from this environment, and the two
-/// addresses this test needs from its start-up lines.
-async fn start_binary(config: &Path) -> (tokio::process::Child, String, String) {
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_wechat-qr"));
-    for (key, _) in std::env::vars() {
-        if key.starts_with("WECHAT_") {
-            command.env_remove(key);
-        }
-    }
-    let mut child = command
-        .arg("--config")
-        .arg(config)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let (mut webhook, mut admin) = (None, None);
-    let mut log = String::new();
-    while webhook.is_none() || admin.is_none() {
-        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-            .await
-            .unwrap_or_else(|_| panic!("no addresses:\n{log}"))
-            .unwrap()
-            .unwrap_or_else(|| panic!("exited:\n{log}"));
-        let value = |key: &str| {
-            line.split(&format!("{key}="))
-                .nth(1)
-                .map(|rest| rest.split_whitespace().next().unwrap().to_owned())
-        };
-        webhook = webhook.or_else(|| value("webhook_url"));
-        admin = admin.or_else(|| value("admin_url"));
-        log.push_str(&line);
-        log.push('\n');
-    }
-    // Keep draining its output so it never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, webhook.unwrap(), admin.unwrap())
 }
 
 /// A signed `SCAN` push of `ticket`, as WeChat sends it.
@@ -153,7 +112,8 @@ mp_base = "{sim}"
     ));
     let config = dir.path().join("wechat-qr.toml");
     std::fs::write(&config, &text).unwrap();
-    let (mut binary, webhook_url, admin_url) = start_binary(&config).await;
+    let binary = Binary::start(&config, &[]).await;
+    let (webhook_url, admin_url) = (binary.webhook_url.clone(), binary.admin_url.clone());
 
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
         "console-auth-{}-{}",
@@ -219,6 +179,6 @@ mp_base = "{sim}"
             shot.display()
         );
     }
-    binary.kill().await.unwrap();
+    binary.kill9().await;
     upstream.stop().await;
 }

@@ -24,7 +24,7 @@ use std::{
     time::Duration,
 };
 
-use common::{TestService, scan_xml, signed_query};
+use common::{TestService, binary::Binary, scan_xml, signed_query};
 use sha2::{Digest, Sha256};
 use tokio::{
     io::{AsyncBufReadExt, AsyncReadExt, BufReader, Lines},
@@ -418,67 +418,19 @@ const WEBHOOK_TOKEN: &str = "java-example-webhook-token";
 /// The example's client token; the service's file holds only its SHA-256.
 const CLIENT_TOKEN: &str = "java-login-page-token";
 
-/// The real binary, started with `--config FILE` and no `WECHAT_*` variables from the
-/// test's environment; the addresses it logs are read from its stdout.
-struct Binary {
-    /// Kept for `kill_on_drop`.
-    _child: Child,
+/// The real binary, started with `--config FILE` (common::binary), its gRPC address as
+/// the examples take it.
+struct Service {
+    binary: Binary,
     grpc_addr: SocketAddr,
-    webhook_url: String,
-    log: Arc<Mutex<String>>,
 }
 
-impl Binary {
+impl Service {
     async fn start(config: &Path) -> Self {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_wechat-qr"));
-        for (key, _) in std::env::vars() {
-            if key.starts_with("WECHAT_") {
-                command.env_remove(key);
-            }
-        }
-        let mut child = command
-            .arg("--config")
-            .arg(config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let log = Arc::new(Mutex::new(String::new()));
-        let (mut grpc, mut webhook) = (None, None);
-        while grpc.is_none() || webhook.is_none() {
-            let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-                .await
-                .unwrap_or_else(|_| panic!("no addresses:\n{}", log.lock().unwrap()))
-                .unwrap()
-                .unwrap_or_else(|| panic!("exited:\n{}", log.lock().unwrap()));
-            let value = |key: &str| {
-                line.split(&format!("{key}="))
-                    .nth(1)
-                    .map(|rest| rest.split_whitespace().next().unwrap().to_owned())
-            };
-            grpc = grpc.or_else(|| value("grpc_addr"));
-            webhook = webhook.or_else(|| value("webhook_url"));
-            let mut log = log.lock().unwrap();
-            log.push_str(&line);
-            log.push('\n');
-        }
-        tokio::spawn({
-            let log = log.clone();
-            async move {
-                while let Ok(Some(line)) = lines.next_line().await {
-                    let mut log = log.lock().unwrap();
-                    log.push_str(&line);
-                    log.push('\n');
-                }
-            }
-        });
+        let binary = Binary::start(config, &[]).await;
         Self {
-            _child: child,
-            grpc_addr: grpc.unwrap().parse().unwrap(),
-            webhook_url: webhook.unwrap(),
-            log,
+            grpc_addr: binary.grpc_addr.parse().unwrap(),
+            binary,
         }
     }
 
@@ -491,12 +443,12 @@ impl Binary {
             .no_proxy()
             .build()
             .unwrap()
-            .post(format!("{}?{query}", self.webhook_url))
+            .post(format!("{}?{query}", self.binary.webhook_url))
             .body(scan_xml("SCAN", openid, "s", ticket, common::now()))
             .send()
             .await
             .unwrap();
-        assert_eq!(answer.status(), 200, "{}", self.log.lock().unwrap());
+        assert_eq!(answer.status(), 200, "{}", self.binary.log.lock().unwrap());
     }
 }
 
@@ -548,7 +500,7 @@ async fn java_scan_to_login_sends_its_token_over_tls_trusting_the_given_ca() {
     let dir = tempfile::tempdir().unwrap();
     // Only the CA and the server certificate are used: the example sends a token.
     common::certificates(dir.path(), "client", "unused");
-    let service = Binary::start(&tls_config(dir.path(), &upstream)).await;
+    let service = Service::start(&tls_config(dir.path(), &upstream)).await;
     let ca = dir.path().join("ca.pem");
     let ca = ca.to_str().unwrap();
     let image = common::scratch_file("login.jpg");
