@@ -127,8 +127,7 @@ fn parse(args: &[OsString]) -> Result<(Cli, clap::ArgMatches, Option<FileConfig>
         command
             .get_arguments()
             .find(|arg| arg.get_id() == id)
-            .and_then(|arg| arg.get_long())
-            .map(str::to_owned)
+            .and_then(|arg| Some((arg.get_long()?.to_owned(), arg.get_action().takes_values())))
     };
     let merged = file.merged_args(args, &matches, long_of);
     let matches = Cli::command()

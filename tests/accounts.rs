@@ -631,3 +631,90 @@ async fn the_replay_guard_keeps_each_accounts_nonces_apart() {
     );
     service.stop().await;
 }
+
+#[tokio::test]
+async fn a_file_with_simulator_true_runs_its_accounts_on_the_simulator() {
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = dir.path().join("wechat-qr.toml");
+    write(
+        &config_path,
+        &format!(
+            r#"grpc_addr = "127.0.0.1:0"
+http_addr = "127.0.0.1:0"
+admin_addr = "127.0.0.1:0"
+simulator_addr = "127.0.0.1:0"
+data_dir = "{}"
+simulator = true
+
+[[accounts]]
+app_id = "{PLAIN_APP}"
+app_secret = "{PLAIN_SECRET}"
+token = "{PLAIN_TOKEN}"
+
+[[accounts]]
+app_id = "{SAFE_APP}"
+app_secret = "{SAFE_SECRET}"
+token = "{SAFE_TOKEN}"
+encoding_aes_key = "{SAFE_KEY}"
+"#,
+            dir.path().join("data").display()
+        ),
+    );
+    let binary = Binary::start(&config_path, &[]).await;
+    binary.logged("simulator_url=").await;
+    let simulator = common::binary::logged_field(
+        binary
+            .log_lines()
+            .iter()
+            .find(|l| l.contains("simulator_url="))
+            .unwrap(),
+        "simulator_url",
+    )
+    .unwrap();
+    let mut client = binary.client().await;
+    let mut events = client
+        .stream_events(pb::StreamEventsRequest {
+            accounts: vec![SAFE_APP.into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let ticket = client
+        .create_ticket(ticket_request("from-the-cli", SAFE_APP))
+        .await
+        .unwrap()
+        .into_inner()
+        .ticket;
+    // The README's command: the simulator pushes the scan to the safe account's own
+    // webhook, encrypted with its key.
+    let scan = tokio::process::Command::new(env!("CARGO_BIN_EXE_wechat-qr"))
+        .args([
+            "simulate-scan",
+            "--simulator",
+            &simulator,
+            "--ticket",
+            &ticket,
+            "--openid",
+            "o-cli",
+            "--new-follower",
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        scan.status.success(),
+        "{}",
+        String::from_utf8_lossy(&scan.stderr)
+    );
+    let got = exactly(&mut events, 1).await;
+    assert_eq!(
+        (
+            got[0].app_id.as_str(),
+            got[0].scene.as_str(),
+            got[0].openid.as_str()
+        ),
+        (SAFE_APP, "from-the-cli", "o-cli")
+    );
+    binary.stop().await;
+}

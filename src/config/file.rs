@@ -451,12 +451,13 @@ impl FileConfig {
     /// The command line with the file's top-level settings added for every flag that
     /// neither the command line nor the environment set: flags and environment variables
     /// override the file. `matches` are the original arguments' parse; `long_of` maps a
-    /// flag id to its long name.
+    /// flag id to its long name and whether it takes a value (a switch such as
+    /// `--simulator` does not: `true` in the file sets it, `false` leaves it off).
     pub fn merged_args(
         &mut self,
         args: &[OsString],
         matches: &clap::ArgMatches,
-        long_of: impl Fn(&str) -> Option<String>,
+        long_of: impl Fn(&str) -> Option<(String, bool)>,
     ) -> Vec<OsString> {
         let mut merged: Vec<OsString> = args.iter().take(1).cloned().collect();
         for (id, value) in &self.server {
@@ -467,10 +468,18 @@ impl FileConfig {
             if given {
                 continue;
             }
-            if let Some(long) = long_of(id) {
-                merged.push(format!("--{long}={value}").into());
-                self.applied.insert(id.clone());
+            match long_of(id) {
+                Some((long, true)) => merged.push(format!("--{long}={value}").into()),
+                Some((long, false)) => match value.as_str() {
+                    "true" => merged.push(format!("--{long}").into()),
+                    // Off is the switch's default; anything else is refused as clap
+                    // would refuse `--switch=value`.
+                    "false" => {}
+                    _ => merged.push(format!("--{long}={value}").into()),
+                },
+                None => continue,
             }
+            self.applied.insert(id.clone());
         }
         merged.extend(args.iter().skip(1).cloned());
         merged
