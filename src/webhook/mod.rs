@@ -3,9 +3,16 @@
 //! `msg_signature`, then decrypts it), decodes it, appends the event to the log, and only
 //! then answers `success` — so an acknowledged push is never lost, and a re-sent push is
 //! acknowledged again without a second event. Bad input gets a 4xx and changes nothing.
+//!
+//! When the account shares its server URL (README, "Sharing the server URL"), a verified
+//! push that is not a QR scan is forwarded to the existing handler and its answer relayed
+//! (`forward.rs`), and a stored scan may be answered with a passive reply (`reply.rs`).
 
+mod answer;
 pub mod crypto;
+mod forward;
 pub mod push;
+mod reply;
 pub mod signature;
 
 use std::{
@@ -21,7 +28,9 @@ use tracing::Instrument;
 
 use crate::{
     config::{EncryptMode, WebhookSettings},
-    events::{Appended, EventLog, LogError, Seal, SealBook, SealCheck, SealKind, Sealed},
+    events::{
+        Appended, DedupKey, Event, EventLog, LogError, Seal, SealBook, SealCheck, SealKind, Sealed,
+    },
     http_server::{HttpResponse, text},
     logging::LogBudget,
     metrics::Metrics,
@@ -174,6 +183,8 @@ pub struct Webhook {
     metrics: Arc<Metrics>,
     /// Paces the log lines of refused requests (see [`REFUSALS_LOGGED_PER_SECOND`]).
     refusals_logged: Arc<LogBudget>,
+    /// The account's existing handler, when it has one.
+    forwarder: Option<forward::Forwarder>,
 }
 
 impl Webhook {
@@ -184,11 +195,16 @@ impl Webhook {
         seals: Arc<SealBook>,
         metrics: Arc<Metrics>,
     ) -> Arc<Self> {
+        let forwarder = settings
+            .forward
+            .clone()
+            .map(|forward| forward::Forwarder::new(forward, metrics.clone()));
         Arc::new(Self {
             settings,
             log,
             seals,
             metrics,
+            forwarder,
             refusals_logged: LogBudget::new("webhook request refused", REFUSALS_LOGGED_PER_SECOND),
         })
     }
@@ -215,21 +231,21 @@ impl Webhook {
             let (counter, outcome, result) = if request.method() == Method::GET {
                 let counter = &self.metrics.webhook_handshakes;
                 match self.handshake(request.uri().query()) {
-                    Ok(echo) => (counter, "accepted", Ok(echo)),
+                    Ok(echo) => (counter, "accepted", Ok(text(200, echo))),
                     Err(e) => (counter, e.outcome(), Err(e)),
                 }
             } else {
                 let counter = &self.metrics.webhook_pushes;
                 match self.push(request).await {
-                    Ok(outcome) => (counter, outcome.label(), Ok(Bytes::from_static(b"success"))),
+                    Ok((outcome, answer)) => (counter, outcome.label(), Ok(answer)),
                     Err(e) => (counter, e.outcome(), Err(e)),
                 }
             };
             counter.with_label_values(&[outcome]).inc();
             match result {
-                Ok(body) => {
-                    tracing::debug!(outcome, "push answered");
-                    text(200, body)
+                Ok(answer) => {
+                    tracing::debug!(outcome, status = answer.status().as_u16(), "push answered");
+                    answer
                 }
                 Err(error) => {
                     // Anyone can cause these: every one is counted, only a few a second
@@ -287,8 +303,18 @@ impl Webhook {
         }
     }
 
-    async fn push(&self, request: Request<Incoming>) -> Result<Accepted, PushError> {
+    async fn push(
+        &self,
+        request: Request<Incoming>,
+    ) -> Result<(Accepted, HttpResponse), PushError> {
         let received_time = SystemTime::now();
+        // What a forward repeats, taken before the request is consumed.
+        let verbatim_head = self.forwarder.as_ref().map(|_| {
+            (
+                request.uri().query().map(str::to_owned),
+                request.headers().get(hyper::header::CONTENT_TYPE).cloned(),
+            )
+        });
         let query = Query::parse(request.uri().query());
         let timestamp = query.required("timestamp")?.into_owned();
         let nonce = query.required("nonce")?.into_owned();
@@ -301,7 +327,7 @@ impl Webhook {
             Some("aes") => true,
             Some(_) => return Err(PushError::UnknownEncryptType),
         };
-        let (xml, sealed) = if encrypted {
+        let (xml, raw, sealed) = if encrypted {
             if self.settings.mode == EncryptMode::Plaintext {
                 return Err(PushError::EncryptedRefused);
             }
@@ -318,7 +344,7 @@ impl Webhook {
                 return Err(PushError::BadSignature);
             }
             let sealed = self.seal(&timestamp, &nonce, &body, SealKind::Encrypted)?;
-            (Bytes::from(self.decrypt(&encrypt)?), sealed)
+            (Bytes::from(self.decrypt(&encrypt)?), body, sealed)
         } else {
             if self.settings.mode == EncryptMode::Safe {
                 return Err(PushError::PlaintextRefused);
@@ -327,20 +353,18 @@ impl Webhook {
             self.check_signature(&timestamp, &nonce, &query.required("signature")?)?;
             let body = self.read_body(request).await?;
             let sealed = self.seal(&timestamp, &nonce, &body, SealKind::Plaintext)?;
-            (body, sealed)
+            (body.clone(), body, sealed)
         };
+        let mut qr_scan = false;
+        let mut scanned = None;
         let accepted = match push::decode_push(&xml, received_time)? {
-            Push::Event(event, key) => match self.log.append(event, key).await? {
-                Appended::New(cursor) => {
-                    self.metrics.events_emitted.inc();
-                    tracing::debug!(%cursor, "push accepted");
-                    Accepted::New
+            Push::Event(event, key) => {
+                qr_scan = reply::is_qr_scan(&event);
+                if qr_scan && !self.settings.replies.is_empty() {
+                    scanned = Some(reply::Scanned::of(&event));
                 }
-                Appended::Duplicate(cursor) => {
-                    tracing::debug!(%cursor, "re-sent push acknowledged again");
-                    Accepted::Duplicate
-                }
-            },
+                self.append(event, key).await?
+            }
             Push::Ignored { msg_type } => {
                 tracing::debug!(
                     msg_type = msg_type.as_str(),
@@ -349,10 +373,31 @@ impl Webhook {
                 Accepted::Ignored
             }
         };
-        // `success` only once the seal is durable too, so after a restart this query still
+        // The answer only once the seal is durable too, so after a restart this query still
         // cannot carry another body (after an append this has already happened).
         sealed.durable().await?;
-        Ok(accepted)
+        let verbatim = verbatim_head.map(|(query, content_type)| forward::Verbatim {
+            query,
+            content_type,
+            body: raw,
+        });
+        let answer = self.answer(qr_scan, scanned, verbatim, encrypted).await;
+        Ok((accepted, answer))
+    }
+
+    /// Appends a scan event once (WeChat's retries are de-duplicated).
+    async fn append(&self, event: Event, key: DedupKey) -> Result<Accepted, PushError> {
+        Ok(match self.log.append(event, key).await? {
+            Appended::New(cursor) => {
+                self.metrics.events_emitted.inc();
+                tracing::debug!(%cursor, "push accepted");
+                Accepted::New
+            }
+            Appended::Duplicate(cursor) => {
+                tracing::debug!(%cursor, "re-sent push acknowledged again");
+                Accepted::Duplicate
+            }
+        })
     }
 
     /// WeChat's `signature` over (token, timestamp, nonce), against every accepted token.
