@@ -71,7 +71,10 @@ pub(crate) fn matching<'a>(rules: &'a [ReplyRule], scan: &Scanned) -> Option<&'a
 
 /// `rule`'s passive reply to `scan` as plaintext XML, created at `create_time`.
 pub(crate) fn render(rule: &ReplyRule, scan: &Scanned, create_time: u64) -> String {
-    let fill = |text: &str| {
+    let fill = |text: &str| -> String {
+        if !text.contains('{') {
+            return text.to_owned();
+        }
         text.replace("{openid}", &scan.openid)
             .replace("{scene}", &scan.scene)
     };
@@ -137,7 +140,11 @@ pub(crate) fn seal(
 /// `text` as CDATA; a `]]>` inside it is split across two sections.
 fn cdata(xml: &mut String, text: &str) {
     xml.push_str("<![CDATA[");
-    xml.push_str(&text.replace("]]>", "]]]]><![CDATA[>"));
+    if text.contains("]]>") {
+        xml.push_str(&text.replace("]]>", "]]]]><![CDATA[>"));
+    } else {
+        xml.push_str(text);
+    }
     xml.push_str("]]>");
 }
 
