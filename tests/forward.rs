@@ -800,3 +800,33 @@ async fn check_config_shows_the_sharing_settings_redacted_and_names_bad_keys() {
         "{out}"
     );
 }
+
+#[tokio::test]
+async fn a_forward_that_leads_to_another_forwarding_wechat_qr_stops_at_the_first_hop() {
+    let handler = Handler::start().await;
+    let second = TestService::start_with(forwarding_to(&handler)).await;
+    let mut cfg = config();
+    cfg.forward_url = Some(second.webhook_url.parse().unwrap());
+    let first = TestService::start_with(cfg).await;
+
+    let answer = post(&first, &fresh_query(), &text_xml("o-loop", "hi")).await;
+    assert_eq!(
+        answer.status, 502,
+        "the second answered 508, a failed forward"
+    );
+    assert_eq!(forwards(&first, "upstream_5xx").await, 1);
+    assert!(handler.received().is_empty(), "the push went no further");
+    let metrics = second
+        .http
+        .get(format!("{}/metrics", second.admin_url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("wechat_qr_webhook_pushes_total{outcome=\"forward_loop\"} 1"),
+        "{metrics}"
+    );
+}

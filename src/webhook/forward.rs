@@ -29,6 +29,21 @@ pub(crate) const MAX_RELAYED_BYTES: usize = 256 * 1024;
 /// Failed forwards logged per second; every one is counted in `webhook_forwards_total`.
 const FAILURES_LOGGED_PER_SECOND: u32 = 5;
 
+/// The `Via` entry every forward carries (RFC 9110 §7.6.3, as proxies add one), so a
+/// `forward_url` that leads back to a wechat-qr forwarding too is caught on the first
+/// hop instead of bouncing the push between them until WeChat gives up.
+const VIA: &str = "1.1 wechat-qr";
+
+/// Whether `headers` carry our own `Via` entry: the push was forwarded by a wechat-qr.
+pub(crate) fn forwarded_by_us(headers: &hyper::HeaderMap) -> bool {
+    headers
+        .get_all(hyper::header::VIA)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|entry| entry.trim() == VIA)
+}
+
 /// What of a push is forwarded: everything the handler needs to verify it itself.
 #[derive(Debug, Clone)]
 pub(crate) struct Verbatim {
@@ -176,7 +191,10 @@ impl Forwarder {
     }
 
     async fn exchange(&self, push: Verbatim) -> Result<Relayed, ForwardError> {
-        let mut request = self.http.post(self.target(push.query.as_deref()));
+        let mut request = self
+            .http
+            .post(self.target(push.query.as_deref()))
+            .header(hyper::header::VIA, VIA);
         if let Some(content_type) = push.content_type {
             request = request.header(CONTENT_TYPE, content_type);
         }

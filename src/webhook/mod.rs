@@ -96,6 +96,10 @@ pub enum PushError {
     /// The replay guard's memory is full of seals still inside the window; WeChat retries.
     #[error("too many pushes within the replay window")]
     SealsFull,
+    /// A push a wechat-qr forwarded, while this one forwards too: `forward_url` leads
+    /// back here (or to another forwarding wechat-qr), and forwarding again would loop.
+    #[error("forwarding loop: this push was forwarded by a wechat-qr, check forward_url")]
+    ForwardLoop,
     /// The XML is not a push.
     #[error("bad push: {0}")]
     Decode(#[from] DecodeError),
@@ -144,6 +148,7 @@ impl PushError {
             Self::MissingParam(_) | Self::RepeatedParam(_) | Self::BadTimestamp => "bad_query",
             Self::ReusedNonce | Self::HandshakeQuery => "replayed",
             Self::SealsFull => "seals_full",
+            Self::ForwardLoop => "forward_loop",
             Self::Log(_) => "log_unavailable",
         }
     }
@@ -157,6 +162,7 @@ impl PushError {
             | Self::ReusedNonce
             | Self::HandshakeQuery => 403,
             Self::SealsFull => 503,
+            Self::ForwardLoop => 508,
             Self::Decrypt(crypto::CryptoError::AppId) => 403,
             Self::TooLarge(_) => 413,
             Self::BodyTimeout => 408,
@@ -308,6 +314,9 @@ impl Webhook {
         request: Request<Incoming>,
     ) -> Result<(Accepted, HttpResponse), PushError> {
         let received_time = SystemTime::now();
+        if self.forwarder.is_some() && forward::forwarded_by_us(request.headers()) {
+            return Err(PushError::ForwardLoop);
+        }
         // What a forward repeats, taken before the request is consumed.
         let verbatim_head = self.forwarder.as_ref().map(|_| {
             (
