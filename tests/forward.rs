@@ -712,6 +712,10 @@ async fn with_a_rule_and_forward_scans_the_handlers_reply_wins_and_its_success_l
 }
 
 async fn check_config(text: &str) -> (bool, String) {
+    check_config_with(text, &[]).await
+}
+
+async fn check_config_with(text: &str, env: &[(&str, &str)]) -> (bool, String) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("wechat-qr.toml");
     std::fs::write(&path, text).unwrap();
@@ -722,6 +726,7 @@ async fn check_config(text: &str) -> (bool, String) {
         }
     }
     let output = command
+        .envs(env.iter().copied())
         .arg("check-config")
         .arg(&path)
         .stdin(Stdio::null())
@@ -799,6 +804,24 @@ async fn check_config_shows_the_sharing_settings_redacted_and_names_bad_keys() {
         !ok && out.contains("forward_url: an account setting"),
         "{out}"
     );
+
+    // One account configured by the environment: the URL is shown redacted too.
+    let (ok, out) = check_config_with(
+        "retain_events = 5000\n",
+        &[(
+            "WECHAT_QR_FORWARD_URL",
+            "https://bob:pa55@handler.example/wx?key=k3y",
+        )],
+    )
+    .await;
+    assert!(ok, "{out}");
+    assert!(
+        out.contains(
+            "forward_url = \"https://<redacted>:<redacted>@handler.example/wx?key=<redacted>\"  # environment"
+        ),
+        "{out}"
+    );
+    assert!(!out.contains("pa55") && !out.contains("k3y"), "{out}");
 }
 
 #[tokio::test]
