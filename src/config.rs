@@ -9,8 +9,13 @@ use url::Url;
 use crate::{secret::Secret, webhook::crypto::AesKey};
 
 mod file;
+mod sharing;
 
 pub use file::{AccountConfig, ClientConfig, FileConfig, FileError, METHODS};
+pub use sharing::{
+    ForwardFailure, ForwardSettings, MAX_FORWARD_TIMEOUT_MS, NewsItem, ReplyMessage, ReplyOn,
+    ReplyRule, SceneMatch, redact_url,
+};
 
 /// WeChat's production API host (token, qrcode/create).
 pub const WECHAT_API_BASE: &str = "https://api.weixin.qq.com";
@@ -229,6 +234,28 @@ pub struct ServeConfig {
     /// empty leaves it open to whoever reaches the port.
     #[arg(skip)]
     pub clients: Vec<ClientConfig>,
+    /// The account's existing handler: every push that is not a QR scan is forwarded to
+    /// it verbatim and its answer relayed to WeChat (README, "Sharing the server URL").
+    /// Shown redacted: its userinfo and query may hold credentials.
+    #[arg(long, env = "WECHAT_QR_FORWARD_URL", hide_env_values = true)]
+    pub forward_url: Option<Url>,
+    /// Forward QR scans to `WECHAT_QR_FORWARD_URL` too, once they are stored.
+    #[arg(
+        long,
+        env = "WECHAT_QR_FORWARD_SCANS",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub forward_scans: bool,
+    /// The answer when the forward fails (handler down, too slow, 5xx): `retry` (502, so
+    /// WeChat tries again) or `success`.
+    #[arg(long, env = "WECHAT_QR_FORWARD_FAILURE", value_enum, default_value_t = ForwardFailure::Retry)]
+    pub forward_failure: ForwardFailure,
+    /// Deadline of one forward in milliseconds, below WeChat's 5 s.
+    #[arg(long, env = "WECHAT_QR_FORWARD_TIMEOUT_MS", default_value_t = 4_000)]
+    pub forward_timeout_ms: u64,
+    /// Passive replies to scans (`[[accounts.replies]]` of the configuration file).
+    #[arg(skip)]
+    pub replies: Vec<ReplyRule>,
 }
 
 /// Which event log backend runs.
@@ -319,6 +346,15 @@ pub enum ConfigError {
     /// A refresh share outside (0, 1].
     #[error("WECHAT_QR_TOKEN_REFRESH_AT must be in (0, 1]")]
     BadRefreshShare,
+    /// A forward deadline WeChat would not wait for.
+    #[error("WECHAT_QR_FORWARD_TIMEOUT_MS must be 1 to {MAX_FORWARD_TIMEOUT_MS}: WeChat waits 5 s")]
+    BadForwardTimeout,
+    /// A forward URL that is not HTTP.
+    #[error("WECHAT_QR_FORWARD_URL must be an http:// or https:// URL")]
+    BadForwardUrl,
+    /// `WECHAT_QR_FORWARD_SCANS` with nowhere to forward to.
+    #[error("WECHAT_QR_FORWARD_SCANS needs WECHAT_QR_FORWARD_URL")]
+    ForwardScansWithoutUrl,
     /// Simulator faults that do not parse.
     #[error("WECHAT_QR_SIM_FAULTS is not valid: {0}")]
     BadFaults(String),
@@ -378,6 +414,11 @@ pub struct WebhookSettings {
     pub max_body_bytes: usize,
     /// Deadline for receiving a whole body.
     pub body_read_timeout: Duration,
+    /// The account's existing handler, for pushes that are not QR scans; `None`: they
+    /// are answered `success` and dropped.
+    pub forward: Option<ForwardSettings>,
+    /// Passive replies to scans; the first matching rule answers.
+    pub replies: Vec<ReplyRule>,
 }
 
 impl WebhookSettings {
@@ -742,6 +783,11 @@ impl ServeConfig {
                 api_base: self.api_base.as_ref().map(Url::to_string),
                 mp_base: self.mp_base.as_ref().map(Url::to_string),
                 permanent_budget: self.permanent_budget,
+                forward_url: self.forward_url.clone(),
+                forward_scans: Some(self.forward_scans),
+                forward_failure: Some(self.forward_failure),
+                forward_timeout_ms: Some(self.forward_timeout_ms),
+                replies: self.replies.clone(),
             },
             real_credentials,
         ))
@@ -829,6 +875,8 @@ impl ServeConfig {
                 .then(|| Duration::from_secs(self.replay_window_seconds)),
             max_body_bytes: self.max_push_bytes,
             body_read_timeout: Duration::from_millis(self.push_read_timeout_ms),
+            forward: self.forward_settings(account)?,
+            replies: account.replies.clone(),
         };
         Ok((
             AccountSettings {
@@ -838,6 +886,39 @@ impl ServeConfig {
             },
             simulated,
         ))
+    }
+}
+
+impl ServeConfig {
+    /// An account's forward settings, checked: an HTTP URL and a deadline WeChat waits
+    /// for (the file's accounts were checked as they were read, naming their keys).
+    fn forward_settings(
+        &self,
+        account: &AccountConfig,
+    ) -> Result<Option<ForwardSettings>, ConfigError> {
+        let scans = account.forward_scans.unwrap_or(false);
+        let Some(url) = &account.forward_url else {
+            return if scans {
+                Err(ConfigError::ForwardScansWithoutUrl)
+            } else {
+                Ok(None)
+            };
+        };
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(ConfigError::BadForwardUrl);
+        }
+        let timeout_ms = account
+            .forward_timeout_ms
+            .unwrap_or(self.forward_timeout_ms);
+        if !(1..=MAX_FORWARD_TIMEOUT_MS).contains(&timeout_ms) {
+            return Err(ConfigError::BadForwardTimeout);
+        }
+        Ok(Some(ForwardSettings {
+            url: url.clone(),
+            scans,
+            failure: account.forward_failure.unwrap_or(self.forward_failure),
+            timeout: Duration::from_millis(timeout_ms),
+        }))
     }
 }
 

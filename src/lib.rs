@@ -32,6 +32,10 @@
 //! what operators see; the web console (`/console/` on the admin listener) is what people
 //! look at: a page embedded in the binary, calling the same services over gRPC-Web.
 //!
+//! An account that shares its one server URL with an existing back end has the webhook
+//! forward every verified push that is not a QR scan there and relay the answer, and may
+//! answer stored scans with passive replies (README, "Sharing the server URL").
+//!
 //! [`stats`] follows the same log from a cursor of its own and keeps per-scene counts
 //! (scans, new followers, distinct users, attributed unfollows in 15-minute slots) in a
 //! store of its own, which `grpc::ChannelStatsService` answers from.

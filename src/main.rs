@@ -10,7 +10,7 @@ use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, parser::Val
 use tokio_util::sync::CancellationToken;
 use wechat_qr::{
     app,
-    config::{FileConfig, ServeConfig},
+    config::{FileConfig, ReplyMessage, ReplyOn, ReplyRule, SceneMatch, ServeConfig, redact_url},
     logging::{self, LogFormat},
     simulator::ScanRequest,
 };
@@ -156,6 +156,10 @@ fn effective(matches: &clap::ArgMatches, file: &FileConfig) -> String {
     );
     for arg in ServeConfig::augment_args(clap::Command::new("serve")).get_arguments() {
         let id = arg.get_id().as_str();
+        if id.starts_with("forward_") && !file.accounts.is_empty() {
+            // Set per account: printed in its [[accounts]] table below.
+            continue;
+        }
         let secret = arg.is_hide_env_values_set();
         let from = if file.applied.contains(id) {
             "file"
@@ -168,6 +172,11 @@ fn effective(matches: &clap::ArgMatches, file: &FileConfig) -> String {
             }
         };
         let value = match matches.get_raw(id) {
+            // Not a secret, but its userinfo and query may hold one.
+            _ if id == "forward_url" && from != "unset" => match matches.get_one::<url::Url>(id) {
+                Some(url) => quote(&redact_url(url)),
+                None => continue,
+            },
             _ if secret && from != "unset" => quote("<redacted>"),
             Some(mut raw) => raw
                 .next()
@@ -212,6 +221,24 @@ fn effective(matches: &clap::ArgMatches, file: &FileConfig) -> String {
         if let Some(budget) = account.permanent_budget {
             out.push_str(&format!("permanent_budget = {budget}\n"));
         }
+        if let Some(url) = &account.forward_url {
+            out.push_str(&format!("forward_url = {}\n", quote(&redact_url(url))));
+        }
+        if let Some(scans) = account.forward_scans {
+            out.push_str(&format!("forward_scans = {scans}\n"));
+        }
+        if let Some(failure) = account.forward_failure {
+            out.push_str(&format!(
+                "forward_failure = {}\n",
+                quote(&format!("{failure:?}").to_lowercase())
+            ));
+        }
+        if let Some(ms) = account.forward_timeout_ms {
+            out.push_str(&format!("forward_timeout_ms = {ms}\n"));
+        }
+        for rule in &account.replies {
+            out.push_str(&reply_table(rule));
+        }
     }
     let list = |items: &[String]| {
         let quoted: Vec<String> = items.iter().map(|i| quote(i)).collect();
@@ -234,6 +261,38 @@ fn effective(matches: &clap::ArgMatches, file: &FileConfig) -> String {
             None => out.push_str("# accounts: all\n"),
         }
         out.push_str(&format!("permanent = {}\n", client.permanent));
+    }
+    out
+}
+
+/// One `[[accounts.replies]]` table, as `check-config` prints it.
+fn reply_table(rule: &ReplyRule) -> String {
+    let quote = |s: &str| format!("{s:?}");
+    let mut out = String::from("\n[[accounts.replies]]\n");
+    match &rule.scene {
+        SceneMatch::Exact(scene) => out.push_str(&format!("scene = {}\n", quote(scene))),
+        SceneMatch::Prefix(prefix) => {
+            out.push_str(&format!("scene_prefix = {}\n", quote(prefix)));
+        }
+    }
+    let on = match rule.on {
+        ReplyOn::Subscribe => "subscribe",
+        ReplyOn::Scan => "scan",
+        ReplyOn::Any => "any",
+    };
+    out.push_str(&format!("on = {}\n", quote(on)));
+    match &rule.message {
+        ReplyMessage::Text(text) => out.push_str(&format!("text = {}\n", quote(text))),
+        ReplyMessage::News(item) => {
+            for (name, value) in [
+                ("title", &item.title),
+                ("description", &item.description),
+                ("url", &item.url),
+                ("pic_url", &item.pic_url),
+            ] {
+                out.push_str(&format!("{name} = {}\n", quote(value)));
+            }
+        }
     }
     out
 }

@@ -22,6 +22,9 @@ pub struct Metrics {
     pub webhook_pushes: IntCounterVec,
     /// Webhook GETs (WeChat's server-URL handshake) by outcome: `accepted` or a refusal.
     pub webhook_handshakes: IntCounterVec,
+    /// Pushes forwarded to the account's existing handler, by outcome: `relayed` (its
+    /// answer went to WeChat), `timeout`, `unreachable`, `upstream_5xx`, `oversized`.
+    pub webhook_forwards: IntCounterVec,
     /// Events appended to the log (after de-duplication).
     pub events_emitted: IntCounter,
     /// Events delivered to subscribers.
@@ -149,6 +152,11 @@ impl Metrics {
             webhook_handshakes: counter_vec(
                 "webhook_handshakes_total",
                 "webhook handshakes (GET with echostr) by outcome",
+                &["outcome"],
+            ),
+            webhook_forwards: counter_vec(
+                "webhook_forwards_total",
+                "pushes forwarded to the existing handler, by outcome",
                 &["outcome"],
             ),
             events_emitted: counter("events_emitted_total", "events appended to the event log"),

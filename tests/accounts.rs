@@ -33,17 +33,10 @@ const LOGIN: &str = "login-caller-token";
 
 fn account(app_id: &str, secret: &str, token: &str, key: Option<&str>) -> AccountConfig {
     AccountConfig {
-        app_id: app_id.into(),
-        app_secret: Secret::new(secret),
         token: Some(Secret::new(token)),
         encoding_aes_key: key.map(Secret::new),
-        previous_token: None,
-        previous_encoding_aes_key: None,
         encrypt_mode: key.map(|_| EncryptMode::Safe),
-        original_id: None,
-        api_base: None,
-        mp_base: None,
-        permanent_budget: None,
+        ..AccountConfig::new(app_id, secret)
     }
 }
 

@@ -381,17 +381,9 @@ async fn the_console_in_headless_chromium_mints_scans_and_counts_live() {
 #[tokio::test]
 async fn the_console_names_the_account_picked_in_its_header() {
     let account = |app_id: &str, token: &str, key: Option<&str>| wechat_qr::config::AccountConfig {
-        app_id: app_id.into(),
-        app_secret: wechat_qr::secret::Secret::new("console-secret"),
         token: Some(wechat_qr::secret::Secret::new(token)),
         encoding_aes_key: key.map(wechat_qr::secret::Secret::new),
-        previous_token: None,
-        previous_encoding_aes_key: None,
-        encrypt_mode: None,
-        original_id: None,
-        api_base: None,
-        mp_base: None,
-        permanent_budget: None,
+        ..wechat_qr::config::AccountConfig::new(app_id, "console-secret")
     };
     let mut cfg = common::config();
     cfg.simulator = true;

@@ -17,7 +17,7 @@ use std::{
 use clap::parser::ValueSource;
 use serde::Deserialize;
 
-use super::EncryptMode;
+use super::{EncryptMode, ForwardFailure, MAX_FORWARD_TIMEOUT_MS, ReplyRule, sharing};
 use crate::secret::Secret;
 
 /// Why a configuration file cannot be used; the message names the key path.
@@ -64,6 +64,10 @@ const ACCOUNT_KEYS: &[&str] = &[
     "api_base",
     "mp_base",
     "permanent_budget",
+    "forward_url",
+    "forward_scans",
+    "forward_failure",
+    "forward_timeout_ms",
 ];
 
 /// A secret given inline, from a file, or from a named environment variable.
@@ -99,6 +103,12 @@ struct AccountFile {
     api_base: Option<String>,
     mp_base: Option<String>,
     permanent_budget: Option<u64>,
+    forward_url: Option<String>,
+    forward_scans: Option<bool>,
+    forward_failure: Option<String>,
+    forward_timeout_ms: Option<u64>,
+    /// Read entry by entry, so an error names `replies[N]`.
+    replies: Option<Vec<toml::Value>>,
 }
 
 /// One `[[clients]]` table as written.
@@ -138,6 +148,41 @@ pub struct AccountConfig {
     pub mp_base: Option<String>,
     /// Permanent codes this service may still mint for the account.
     pub permanent_budget: Option<u64>,
+    /// The existing handler pushes that are not QR scans are forwarded to.
+    pub forward_url: Option<url::Url>,
+    /// Forward QR scans too.
+    pub forward_scans: Option<bool>,
+    /// The answer when a forward fails.
+    pub forward_failure: Option<ForwardFailure>,
+    /// Deadline of one forward, in milliseconds.
+    pub forward_timeout_ms: Option<u64>,
+    /// Passive replies to scans (`[[accounts.replies]]`).
+    pub replies: Vec<ReplyRule>,
+}
+
+impl AccountConfig {
+    /// An account with these credentials and nothing else set (the webhook token is
+    /// still required to serve it).
+    pub fn new(app_id: &str, app_secret: &str) -> Self {
+        Self {
+            app_id: app_id.to_owned(),
+            app_secret: Secret::new(app_secret),
+            token: None,
+            encoding_aes_key: None,
+            previous_token: None,
+            previous_encoding_aes_key: None,
+            encrypt_mode: None,
+            original_id: None,
+            api_base: None,
+            mp_base: None,
+            permanent_budget: None,
+            forward_url: None,
+            forward_scans: None,
+            forward_failure: None,
+            forward_timeout_ms: None,
+            replies: Vec::new(),
+        }
+    }
 }
 
 /// A caller from the file.
@@ -345,6 +390,54 @@ impl FileConfig {
                     return Err(key_error(at(field), format!("not a URL: {e}")));
                 }
             }
+            let forward_url = match &account.forward_url {
+                None => None,
+                Some(url) => match url::Url::parse(url) {
+                    Ok(url) if matches!(url.scheme(), "http" | "https") => Some(url),
+                    Ok(_) => {
+                        return Err(key_error(
+                            at("forward_url"),
+                            "must be an http:// or https:// URL".into(),
+                        ));
+                    }
+                    Err(e) => return Err(key_error(at("forward_url"), format!("not a URL: {e}"))),
+                },
+            };
+            if account.forward_scans == Some(true) && forward_url.is_none() {
+                return Err(key_error(at("forward_scans"), "needs forward_url".into()));
+            }
+            let forward_failure = match account.forward_failure.as_deref() {
+                None => None,
+                Some("retry") => Some(ForwardFailure::Retry),
+                Some("success") => Some(ForwardFailure::Success),
+                Some(other) => {
+                    return Err(key_error(
+                        at("forward_failure"),
+                        format!("{other:?} is not one of retry, success"),
+                    ));
+                }
+            };
+            if let Some(ms) = account.forward_timeout_ms
+                && !(1..=MAX_FORWARD_TIMEOUT_MS).contains(&ms)
+            {
+                return Err(key_error(
+                    at("forward_timeout_ms"),
+                    format!("must be 1 to {MAX_FORWARD_TIMEOUT_MS}: WeChat waits 5 s"),
+                ));
+            }
+            let mut replies = Vec::new();
+            for (j, rule) in account.replies.into_iter().flatten().enumerate() {
+                let rule = sharing::reply_rule(rule).map_err(|(field, reason)| {
+                    let entry = at(&format!("replies[{j}]"));
+                    let key = if field.is_empty() {
+                        entry
+                    } else {
+                        format!("{entry}.{field}")
+                    };
+                    key_error(key, reason)
+                })?;
+                replies.push(rule);
+            }
             config.accounts.push(AccountConfig {
                 app_id: account.app_id,
                 app_secret,
@@ -357,6 +450,11 @@ impl FileConfig {
                 api_base: account.api_base,
                 mp_base: account.mp_base,
                 permanent_budget: account.permanent_budget,
+                forward_url,
+                forward_scans: account.forward_scans,
+                forward_failure,
+                forward_timeout_ms: account.forward_timeout_ms,
+                replies,
             });
         }
         for (i, item) in clients.into_iter().enumerate() {

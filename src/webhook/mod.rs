@@ -4,9 +4,16 @@
 //! `msg_signature`, then decrypts it), decodes it, appends the event to the log, and only
 //! then answers `success` — so an acknowledged push is never lost, and a re-sent push is
 //! acknowledged again without a second event. Bad input gets a 4xx and changes nothing.
+//!
+//! When the account shares its server URL (README, "Sharing the server URL"), a verified
+//! push that is not a QR scan is forwarded to the existing handler and its answer relayed
+//! (`forward.rs`), and a stored scan may be answered with a passive reply (`reply.rs`).
 
+mod answer;
 pub mod crypto;
+mod forward;
 pub mod push;
+mod reply;
 pub mod signature;
 
 use std::{
@@ -23,7 +30,9 @@ use tracing::Instrument;
 
 use crate::{
     config::{EncryptMode, WebhookSettings},
-    events::{Appended, EventLog, LogError, Seal, SealBook, SealCheck, SealKind, Sealed},
+    events::{
+        Appended, DedupKey, Event, EventLog, LogError, Seal, SealBook, SealCheck, SealKind, Sealed,
+    },
     http_server::{HttpResponse, text},
     logging::LogBudget,
     metrics::Metrics,
@@ -94,6 +103,10 @@ pub enum PushError {
     /// The replay guard's memory is full of seals still inside the window; WeChat retries.
     #[error("too many pushes within the replay window")]
     SealsFull,
+    /// A push a wechat-qr forwarded, while this one forwards too: `forward_url` leads
+    /// back here (or to another forwarding wechat-qr), and forwarding again would loop.
+    #[error("forwarding loop: this push was forwarded by a wechat-qr, check forward_url")]
+    ForwardLoop,
     /// The XML is not a push.
     #[error("bad push: {0}")]
     Decode(#[from] DecodeError),
@@ -142,6 +155,7 @@ impl PushError {
             Self::MissingParam(_) | Self::RepeatedParam(_) | Self::BadTimestamp => "bad_query",
             Self::ReusedNonce | Self::HandshakeQuery => "replayed",
             Self::SealsFull => "seals_full",
+            Self::ForwardLoop => "forward_loop",
             Self::Log(_) => "log_unavailable",
         }
     }
@@ -155,6 +169,7 @@ impl PushError {
             | Self::ReusedNonce
             | Self::HandshakeQuery => 403,
             Self::SealsFull => 503,
+            Self::ForwardLoop => 508,
             Self::Decrypt(crypto::CryptoError::AppId) => 403,
             Self::TooLarge(_) => 413,
             Self::BodyTimeout => 408,
@@ -245,6 +260,8 @@ pub struct Webhook {
     metrics: Arc<Metrics>,
     /// Paces the log lines of refused requests (see [`REFUSALS_LOGGED_PER_SECOND`]).
     refusals_logged: Arc<LogBudget>,
+    /// The account's existing handler, when it has one; rebuilt on a reload.
+    forwarder: RwLock<Option<Arc<forward::Forwarder>>>,
 }
 
 impl Webhook {
@@ -257,12 +274,14 @@ impl Webhook {
         seals: Arc<SealBook>,
         metrics: Arc<Metrics>,
     ) -> Arc<Self> {
+        let forwarder = Self::forwarder_for(&settings, &metrics);
         Arc::new(Self {
             seal_scope: (!first).then(|| settings.app_id.clone()),
             settings: RwLock::new(Arc::new(settings)),
             log,
             seals,
             metrics,
+            forwarder: RwLock::new(forwarder),
             refusals_logged: LogBudget::new("webhook request refused", REFUSALS_LOGGED_PER_SECOND),
         })
     }
@@ -275,10 +294,30 @@ impl Webhook {
             .clone()
     }
 
-    /// Puts new settings (a rotated token or key) in force for the next request; pushes
-    /// already being verified finish with the old ones.
+    /// Puts new settings (a rotated token or key, another handler or reply rules) in
+    /// force for the next request; pushes already being verified finish with the old ones.
     pub fn reload(&self, settings: WebhookSettings) {
+        *self.forwarder.write().expect("forwarder lock poisoned") =
+            Self::forwarder_for(&settings, &self.metrics);
         *self.settings.write().expect("settings lock poisoned") = Arc::new(settings);
+    }
+
+    fn forwarder_for(
+        settings: &WebhookSettings,
+        metrics: &Arc<Metrics>,
+    ) -> Option<Arc<forward::Forwarder>> {
+        settings
+            .forward
+            .clone()
+            .map(|forward| Arc::new(forward::Forwarder::new(forward, metrics.clone())))
+    }
+
+    /// The account's existing handler in force, if any.
+    fn forwarder(&self) -> Option<Arc<forward::Forwarder>> {
+        self.forwarder
+            .read()
+            .expect("forwarder lock poisoned")
+            .clone()
     }
 
     /// Answers one request already routed to this account.
@@ -299,21 +338,21 @@ impl Webhook {
             let (counter, outcome, result) = if request.method() == Method::GET {
                 let counter = &self.metrics.webhook_handshakes;
                 match self.handshake(request.uri().query()) {
-                    Ok(echo) => (counter, "accepted", Ok(echo)),
+                    Ok(echo) => (counter, "accepted", Ok(text(200, echo))),
                     Err(e) => (counter, e.outcome(), Err(e)),
                 }
             } else {
                 let counter = &self.metrics.webhook_pushes;
                 match self.push(request).await {
-                    Ok(outcome) => (counter, outcome.label(), Ok(Bytes::from_static(b"success"))),
+                    Ok((outcome, answer)) => (counter, outcome.label(), Ok(answer)),
                     Err(e) => (counter, e.outcome(), Err(e)),
                 }
             };
             counter.with_label_values(&[outcome]).inc();
             match result {
-                Ok(body) => {
-                    tracing::debug!(outcome, "push answered");
-                    text(200, body)
+                Ok(answer) => {
+                    tracing::debug!(outcome, status = answer.status().as_u16(), "push answered");
+                    answer
                 }
                 Err(error) => {
                     // Anyone can cause these: every one is counted, only a few a second
@@ -374,8 +413,21 @@ impl Webhook {
         }
     }
 
-    async fn push(&self, request: Request<Incoming>) -> Result<Accepted, PushError> {
+    async fn push(
+        &self,
+        request: Request<Incoming>,
+    ) -> Result<(Accepted, HttpResponse), PushError> {
         let received_time = SystemTime::now();
+        if self.forwarder().is_some() && forward::forwarded_by_us(request.headers()) {
+            return Err(PushError::ForwardLoop);
+        }
+        // What a forward repeats, taken before the request is consumed.
+        let verbatim_head = self.forwarder().map(|_| {
+            (
+                request.uri().query().map(str::to_owned),
+                request.headers().get(hyper::header::CONTENT_TYPE).cloned(),
+            )
+        });
         let query = Query::parse(request.uri().query());
         let timestamp = query.required("timestamp")?.into_owned();
         let nonce = query.required("nonce")?.into_owned();
@@ -388,7 +440,7 @@ impl Webhook {
             Some("aes") => true,
             Some(_) => return Err(PushError::UnknownEncryptType),
         };
-        let (xml, sealed) = if encrypted {
+        let (xml, raw, sealed) = if encrypted {
             if self.settings().mode == EncryptMode::Plaintext {
                 return Err(PushError::EncryptedRefused);
             }
@@ -405,7 +457,7 @@ impl Webhook {
                 return Err(PushError::BadSignature);
             }
             let sealed = self.seal(&timestamp, &nonce, &body, SealKind::Encrypted)?;
-            (Bytes::from(self.decrypt(&encrypt)?), sealed)
+            (Bytes::from(self.decrypt(&encrypt)?), body, sealed)
         } else {
             if self.settings().mode == EncryptMode::Safe {
                 return Err(PushError::PlaintextRefused);
@@ -414,24 +466,20 @@ impl Webhook {
             self.check_signature(&timestamp, &nonce, &query.required("signature")?)?;
             let body = self.read_body(request).await?;
             let sealed = self.seal(&timestamp, &nonce, &body, SealKind::Plaintext)?;
-            (body, sealed)
+            (body.clone(), body, sealed)
         };
+        let mut qr_scan = false;
+        let mut scanned = None;
         let accepted = match push::decode_push(&xml, received_time)? {
             Push::Event(mut event, key) => {
-                let app_id = self.settings().app_id.clone();
-                let key = key.for_account(&app_id);
-                event.app_id = app_id;
-                match self.log.append(event, key).await? {
-                    Appended::New(cursor) => {
-                        self.metrics.events_emitted.inc();
-                        tracing::debug!(%cursor, "push accepted");
-                        Accepted::New
-                    }
-                    Appended::Duplicate(cursor) => {
-                        tracing::debug!(%cursor, "re-sent push acknowledged again");
-                        Accepted::Duplicate
-                    }
+                let settings = self.settings();
+                let key = key.for_account(&settings.app_id);
+                event.app_id = settings.app_id.clone();
+                qr_scan = reply::is_qr_scan(&event);
+                if qr_scan && !settings.replies.is_empty() {
+                    scanned = Some(reply::Scanned::of(&event));
                 }
+                self.append(event, key).await?
             }
             Push::Ignored { msg_type } => {
                 tracing::debug!(
@@ -441,10 +489,31 @@ impl Webhook {
                 Accepted::Ignored
             }
         };
-        // `success` only once the seal is durable too, so after a restart this query still
+        // The answer only once the seal is durable too, so after a restart this query still
         // cannot carry another body (after an append this has already happened).
         sealed.durable().await?;
-        Ok(accepted)
+        let verbatim = verbatim_head.map(|(query, content_type)| forward::Verbatim {
+            query,
+            content_type,
+            body: raw,
+        });
+        let answer = self.answer(qr_scan, scanned, verbatim, encrypted).await;
+        Ok((accepted, answer))
+    }
+
+    /// Appends a scan event once (WeChat's retries are de-duplicated).
+    async fn append(&self, event: Event, key: DedupKey) -> Result<Accepted, PushError> {
+        Ok(match self.log.append(event, key).await? {
+            Appended::New(cursor) => {
+                self.metrics.events_emitted.inc();
+                tracing::debug!(%cursor, "push accepted");
+                Accepted::New
+            }
+            Appended::Duplicate(cursor) => {
+                tracing::debug!(%cursor, "re-sent push acknowledged again");
+                Accepted::Duplicate
+            }
+        })
     }
 
     /// WeChat's `signature` over (token, timestamp, nonce), against every accepted token.

@@ -73,6 +73,11 @@ pub fn config() -> ServeConfig {
         simulator: false,
         accounts: Vec::new(),
         clients: Vec::new(),
+        forward_url: None,
+        forward_scans: false,
+        forward_failure: wechat_qr::config::ForwardFailure::Retry,
+        forward_timeout_ms: 4_000,
+        replies: Vec::new(),
     }
 }
 

@@ -1,7 +1,8 @@
 //! The HTTP load client, one for every webhook (ours, the bare hyper baseline, wechatpy):
 //! hyper HTTP/1.1 connections with keep-alive, each with one push in flight at a time,
 //! reconnecting when the server closes (gunicorn's synchronous workers close after every
-//! answer). Every answer must be `200 success`; anything else fails the scenario.
+//! answer). Every answer must be `200 success` (or `200` with a passive reply, for a push
+//! a reply rule answers); anything else fails the scenario.
 
 use std::{
     net::SocketAddr,
@@ -93,7 +94,12 @@ impl Connection {
             if closes {
                 self.sender = None;
             }
-            if status != StatusCode::OK || body.as_ref() != b"success" {
+            let expected = if push.expect_reply {
+                body.starts_with(b"<xml>")
+            } else {
+                body.as_ref() == b"success"
+            };
+            if status != StatusCode::OK || !expected {
                 return Err(format!(
                     "{} answered {status} {:?} to a valid push",
                     self.addr,

@@ -40,7 +40,7 @@ use crate::{
     histogram::Histogram,
     http_load::{self, Schedule},
     processes::{self, Baseline, PythonWebhook, Service},
-    pushes::{AES_KEY, PushFactory},
+    pushes::{AES_KEY, Push, PushFactory},
     report::{self, Row},
 };
 
@@ -61,7 +61,7 @@ const TARGET_DURABLE_RATIO: f64 = 0.8;
 const MANY: usize = 8;
 
 /// One webhook under test, at one concurrency.
-struct Target<'a> {
+pub(crate) struct Target<'a> {
     /// For messages.
     name: String,
     /// Its listener.
@@ -74,16 +74,20 @@ struct Target<'a> {
     /// Pushes per second seen last, to size the next pool.
     estimate: f64,
     /// Best round.
-    best: f64,
+    pub(crate) best: f64,
+    /// It answers every push with a passive reply (a reply rule matches the scene).
+    replies: bool,
     /// Pushes it answered `success`, warm-up included.
     answered: u64,
     /// Pushes answered and bytes written to storage in the measured windows.
     window_pushes: u64,
     window_written: u64,
+    /// CPU time (user + system) of a `wechat-qr` over the measured windows.
+    window_cpu: Duration,
 }
 
 /// A `wechat-qr` with one live subscriber to every event.
-struct Subscribed {
+pub(crate) struct Subscribed {
     service: Service,
     tally: Arc<Tally>,
     /// Pushes it answered `success`, over every target using it.
@@ -93,7 +97,11 @@ struct Subscribed {
 
 impl Subscribed {
     async fn start(env: &[(&str, &str)]) -> Result<Self> {
-        let service = Service::start(env).await?;
+        Self::subscribe(Service::start(env).await?).await
+    }
+
+    /// `service` with a live subscriber.
+    pub(crate) async fn subscribe(service: Service) -> Result<Self> {
         let tally = Arc::new(Tally::default());
         let subscriber = grpc::subscribe(service.grpc_addr, 1).await?;
         let reader = grpc::read_all(subscriber, tally.clone(), Arc::new(|_: &pb::Event| {}));
@@ -313,7 +321,7 @@ async fn ack_latency(
 
 impl<'a> Target<'a> {
     /// A `wechat-qr`.
-    fn service(name: &str, service: &'a Subscribed, connections: usize) -> Self {
+    pub(crate) fn service(name: &str, service: &'a Subscribed, connections: usize) -> Self {
         Self {
             service: Some(service),
             ..Self::bare(name, service.service.webhook_addr, connections)
@@ -329,10 +337,34 @@ impl<'a> Target<'a> {
             service: None,
             estimate: 0.0,
             best: 0.0,
+            replies: false,
             answered: 0,
             window_pushes: 0,
             window_written: 0,
+            window_cpu: Duration::ZERO,
         }
+    }
+
+    /// A `wechat-qr` whose reply rule answers every push.
+    pub(crate) fn replying(self) -> Self {
+        Self {
+            replies: true,
+            ..self
+        }
+    }
+
+    /// `pool`, its answers expected as this target gives them.
+    fn expecting(&self, mut pool: Vec<Push>) -> Vec<Push> {
+        for push in &mut pool {
+            push.expect_reply = self.replies;
+        }
+        pool
+    }
+
+    /// CPU time of a `wechat-qr` per push answered in the measured windows: less
+    /// sensitive than throughput to other work on the machine.
+    pub(crate) fn cpu_per_push(&self) -> Duration {
+        self.window_cpu / u32::try_from(self.window_pushes.max(1)).unwrap_or(u32::MAX)
     }
 
     fn written_per_push(&self) -> u64 {
@@ -354,7 +386,11 @@ impl<'a> Target<'a> {
 /// last rate, so pools are neither exhausted early nor signed in vain. After each window
 /// of a `wechat-qr`, waits until its subscriber has every acknowledged event, so no
 /// delivery backlog runs into the next target's window — and a lost event fails.
-async fn compare(scale: &Scale, factory: &PushFactory, targets: &mut [Target<'_>]) -> Result<()> {
+pub(crate) async fn compare(
+    scale: &Scale,
+    factory: &PushFactory,
+    targets: &mut [Target<'_>],
+) -> Result<()> {
     let mut next_index = 0;
     let mut pool = |count: u64| {
         let pool = factory.pool(next_index, count);
@@ -364,7 +400,7 @@ async fn compare(scale: &Scale, factory: &PushFactory, targets: &mut [Target<'_>
     for target in targets.iter_mut() {
         let warmup = http_load::closed_loop(
             target.addr,
-            pool(scale.warmup_pushes),
+            target.expecting(pool(scale.warmup_pushes)),
             target.connections,
             WARMUP,
         )
@@ -377,17 +413,23 @@ async fn compare(scale: &Scale, factory: &PushFactory, targets: &mut [Target<'_>
         for target in targets.iter_mut() {
             let size = ((target.estimate * scale.window.as_secs_f64() * 1.5) as u64)
                 .clamp(1_000, MAX_POOL);
-            let pool = pool(size);
+            let pool = target.expecting(pool(size));
             let written = |t: &Target<'_>| {
                 t.service
                     .map_or(Ok(0), |s| s.service.process.written_bytes())
             };
+            let cpu = |t: &Target<'_>| {
+                t.service
+                    .map_or(Ok(Duration::ZERO), |s| s.service.process.cpu_time())
+            };
             let written_before = written(target)?;
+            let cpu_before = cpu(target)?;
             let measured =
                 http_load::closed_loop(target.addr, pool, target.connections, scale.window)
                     .await
                     .map_err(|e| format!("{}: {e}", target.name))?;
             target.window_written += written(target)? - written_before;
+            target.window_cpu += cpu(target)?.saturating_sub(cpu_before);
             target.window_pushes += measured.pushes;
             target.estimate = measured.rate();
             target.best = target.best.max(measured.rate());

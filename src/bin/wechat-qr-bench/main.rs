@@ -25,6 +25,7 @@ mod memory;
 mod processes;
 mod pushes;
 mod recovery;
+mod reply;
 mod report;
 mod resume;
 mod rpc_load;
@@ -74,6 +75,8 @@ enum Scenario {
     All,
     /// Webhook pushes/s, plaintext and safe mode, vs bare hyper and wechatpy.
     Ingest,
+    /// Webhook pushes/s with a reply rule answering every scan vs without (issue 17).
+    Reply,
     /// Push → subscriber latency at 2,000 pushes/s, 1 to 10,000 subscribers.
     Latency,
     /// CreateTicket calls/s and p50 vs a direct call to the simulator.
@@ -94,8 +97,9 @@ enum Scenario {
 }
 
 impl Scenario {
-    const EACH: [Self; 9] = [
+    const EACH: [Self; 10] = [
         Self::Ingest,
+        Self::Reply,
         Self::Latency,
         Self::CreateTicket,
         Self::GetImage,
@@ -110,6 +114,7 @@ impl Scenario {
         match self {
             Self::All => "all",
             Self::Ingest => "ingest",
+            Self::Reply => "reply",
             Self::Latency => "latency",
             Self::CreateTicket => "create-ticket",
             Self::GetImage => "get-image",
@@ -243,6 +248,7 @@ async fn run(cli: Cli) -> ExitCode {
         let result = match scenario {
             Scenario::All => unreachable!("expanded above"),
             Scenario::Ingest => ingest::run(&scale, !cli.no_python).await,
+            Scenario::Reply => reply::run(&scale).await,
             Scenario::Latency => latency::run(&scale).await,
             Scenario::CreateTicket => create_ticket::run(&scale).await,
             Scenario::GetImage => get_image::run(&scale).await,

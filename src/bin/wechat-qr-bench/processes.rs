@@ -298,7 +298,21 @@ impl Service {
         Self::spawn_in(dir, env, None).await
     }
 
+    /// [`start`](Self::start) with the configuration file `config`, whose account has
+    /// credentials: no simulator runs (its URL is empty).
+    pub(crate) async fn start_configured(config: &Path, env: &[(&str, &str)]) -> Result<Self> {
+        let data = DataDir::new()?;
+        let dir = data.0.clone();
+        let config = config.to_str().ok_or("a UTF-8 configuration path")?;
+        let env: Vec<(&str, &str)> = [("WECHAT_QR_CONFIG", config)]
+            .into_iter()
+            .chain(env.iter().copied())
+            .collect();
+        Self::spawn_in(&dir, &env, Some(data)).await
+    }
+
     async fn spawn_in(dir: &Path, env: &[(&str, &str)], data: Option<DataDir>) -> Result<Self> {
+        let simulated = !env.iter().any(|(key, _)| *key == "WECHAT_QR_CONFIG");
         let mut command = Command::new(service_binary()?);
         for (key, _) in std::env::vars() {
             if key.starts_with("WECHAT_") {
@@ -320,12 +334,13 @@ impl Service {
         let mut process = Process::spawn("wechat-qr", &mut command, false)?;
         let stdout = process.child.stdout.take().expect("stdout is piped");
         const KEYS: &[&str] = &["grpc_addr", "webhook_url", "simulator_url"];
+        let keys = if simulated { KEYS } else { &KEYS[..2] };
         let lines = watch_stdout("wechat-qr", stdout, KEYS);
-        let found = announced(&mut process, lines, KEYS).await?;
+        let found = announced(&mut process, lines, keys).await?;
         Ok(Self {
             grpc_addr: found["grpc_addr"].parse()?,
             webhook_addr: addr_of_url(&found["webhook_url"])?,
-            simulator_url: found["simulator_url"].clone(),
+            simulator_url: found.get("simulator_url").cloned().unwrap_or_default(),
             process,
             _data: data,
         })

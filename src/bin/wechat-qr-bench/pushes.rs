@@ -32,6 +32,9 @@ pub(crate) struct Push {
     pub(crate) uri: Uri,
     /// The XML (or encrypted envelope).
     pub(crate) body: Bytes,
+    /// The answer must be a passive reply (`<xml>…`), not `success`: the service has a
+    /// reply rule for the push's scene.
+    pub(crate) expect_reply: bool,
 }
 
 /// Makes pushes for one mode.
@@ -104,6 +107,7 @@ impl PushFactory {
                 .parse()
                 .expect("a signed query is a valid URI"),
             body: Bytes::from(signed.body),
+            expect_reply: false,
         }
     }
 
