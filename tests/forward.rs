@@ -853,3 +853,81 @@ async fn a_forward_that_leads_to_another_forwarding_wechat_qr_stops_at_the_first
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn each_account_forwards_and_replies_by_its_own_settings() {
+    let handler = Handler::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wechat-qr.toml");
+    // Two accounts on the simulator: the first hands its other traffic to an existing
+    // handler, the second has none but greets the followers of its poster.
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+[[accounts]]
+app_id = "wxforwarding000001"
+app_secret = "s1"
+token = "{TOKEN}"
+forward_url = "{url}"
+
+[[accounts]]
+app_id = "wxreplying00000002"
+app_secret = "s2"
+token = "{TOKEN}"
+
+[[accounts.replies]]
+scene = "poster-A"
+on = "subscribe"
+text = "Welcome {{openid}}"
+"#,
+            url = handler.url()
+        ),
+    )
+    .unwrap();
+    let file = wechat_qr::config::FileConfig::load(&path, &[]).expect("the file is valid");
+    let mut cfg = config();
+    cfg.simulator = true;
+    file.apply_accounts(&mut cfg, |_| false).unwrap();
+    let service = TestService::start_with(cfg).await;
+    let at = |app_id: &str, query: &str| format!("{}/{app_id}?{query}", service.webhook_url);
+    let send = |url: String, body: String| {
+        let http = service.http.clone();
+        async move {
+            let response = http
+                .post(url)
+                .header(CONTENT_TYPE, "text/xml")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            (response.status().as_u16(), response.text().await.unwrap())
+        }
+    };
+
+    let relayed = send(
+        at("wxforwarding000001", &fresh_query()),
+        text_xml("o-a", "hello"),
+    )
+    .await;
+    assert_eq!(relayed.0, 200);
+    assert!(relayed.1.contains("echo: hello"), "{relayed:?}");
+    let kept = send(
+        at("wxreplying00000002", &fresh_query()),
+        text_xml("o-b", "hello"),
+    )
+    .await;
+    assert_eq!(kept, (200, "success".to_owned()), "no handler for this one");
+    assert_eq!(handler.received().len(), 1);
+
+    let follow = scan_xml("subscribe", "o-new", "qrscene_poster-A", "T-A", now());
+    let greeted = send(at("wxreplying00000002", &fresh_query()), follow.clone()).await;
+    assert!(greeted.1.contains("Welcome o-new"), "{greeted:?}");
+    let not_greeted = send(at("wxforwarding000001", &fresh_query()), follow).await;
+    assert_eq!(
+        not_greeted,
+        (200, "success".to_owned()),
+        "no rule for this one"
+    );
+    service.stop().await;
+}
