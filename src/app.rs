@@ -18,7 +18,7 @@ use tonic::{
 use url::Url;
 
 use crate::{
-    config::{Settings, TlsSettings},
+    config::{Settings, Storage, TlsSettings},
     console::Console,
     events::{Backend, EventLog, LogError, OpenError, Subscribers},
     grpc::{
@@ -33,7 +33,7 @@ use crate::{
     simulator::Simulator,
     stats::{ChannelStats, StatsError},
     webhook::{self, Webhook},
-    wechat::{PermanentTickets, StoreError, WeChatClient, WeChatError},
+    wechat::{PermanentTickets, SharedToken, StoreError, WeChatClient, WeChatError},
 };
 
 /// Gap between HTTP/2 keepalive pings, so streams kept open for days survive idle
@@ -235,7 +235,8 @@ pub async fn start(
         settings.retention,
         settings.webhook.seal_keep(),
         webhook::MAX_SEALS,
-    )?;
+    )
+    .await?;
     let log = backend.log.clone();
     let webhook = Webhook::new(
         settings.webhook.clone(),
@@ -249,9 +250,22 @@ pub async fn start(
     )
     .await?
     .with_budget(&settings.upstream.app_id, settings.permanent_budget);
+    let shared_token = match &settings.storage {
+        Storage::Redis { url, prefix } => Some(
+            SharedToken::open(
+                url,
+                prefix,
+                &settings.upstream.app_id,
+                settings.upstream.refresh_at,
+            )
+            .await?,
+        ),
+        Storage::Durable { .. } | Storage::Memory => None,
+    };
     let client = Arc::new(WeChatClient::new(
         settings.upstream.clone(),
         permanent,
+        shared_token,
         metrics.clone(),
     )?);
     if let Some(left) = client.permanent_remaining().await {

@@ -154,7 +154,11 @@ impl ChannelStats {
             Storage::Durable { dir } => {
                 StatsStore::open_file(&dir.join(STATS_FILE), app_id, retain_days)?
             }
-            Storage::Memory => StatsStore::open_memory(app_id, retain_days)?,
+            // Every replica follows the whole shared log, so each counts everything,
+            // rebuilt from the retained events at start.
+            Storage::Memory | Storage::Redis { .. } => {
+                StatsStore::open_memory(app_id, retain_days)?
+            }
         };
         let store = Arc::new(store);
         let head = log.head().await?;
