@@ -11,6 +11,7 @@ mod common;
 
 use std::{
     collections::HashSet,
+    path::Path,
     process::Stdio,
     sync::{
         Arc, Mutex,
@@ -38,27 +39,13 @@ struct Replica {
 
 impl Replica {
     async fn start(redis: &RedisServer, upstream: &TestService) -> Self {
+        Self::start_with(redis, upstream, &[]).await
+    }
+
+    async fn start_with(redis: &RedisServer, upstream: &TestService, env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let sim = upstream.simulator_url();
-        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_wechat-qr"));
-        for (key, _) in std::env::vars() {
-            if key.starts_with("WECHAT_") {
-                command.env_remove(key);
-            }
-        }
-        let mut child = command
-            .current_dir(dir.path())
-            .env("WECHAT_QR_GRPC_ADDR", "127.0.0.1:0")
-            .env("WECHAT_QR_HTTP_ADDR", "127.0.0.1:0")
-            .env("WECHAT_QR_ADMIN_ADDR", "127.0.0.1:0")
-            .env("WECHAT_QR_DATA_DIR", dir.path().join("data"))
-            .env("WECHAT_QR_REDIS_URL", redis.url())
-            .env("WECHAT_APP_ID", wechat_qr::config::dev::APP_ID)
-            .env("WECHAT_APP_SECRET", wechat_qr::config::dev::APP_SECRET)
-            .env("WECHAT_TOKEN", TOKEN)
-            .env("WECHAT_API_BASE", &sim)
-            .env("WECHAT_MP_BASE", &sim)
-            .stdin(Stdio::null())
+        let mut child = command(&redis.url(), upstream, dir.path())
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
@@ -172,6 +159,32 @@ impl Replica {
         let status = response.status().as_u16();
         Some((status, response.text().await.ok()?))
     }
+}
+
+/// The binary with a clean environment, every listener on port 0, on the shared Redis at
+/// `redis_url` and the fake upstream, in `dir`.
+fn command(redis_url: &str, upstream: &TestService, dir: &Path) -> tokio::process::Command {
+    let sim = upstream.simulator_url();
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_wechat-qr"));
+    for (key, _) in std::env::vars() {
+        if key.starts_with("WECHAT_") {
+            command.env_remove(key);
+        }
+    }
+    command
+        .current_dir(dir)
+        .env("WECHAT_QR_GRPC_ADDR", "127.0.0.1:0")
+        .env("WECHAT_QR_HTTP_ADDR", "127.0.0.1:0")
+        .env("WECHAT_QR_ADMIN_ADDR", "127.0.0.1:0")
+        .env("WECHAT_QR_DATA_DIR", dir.join("data"))
+        .env("WECHAT_QR_REDIS_URL", redis_url)
+        .env("WECHAT_APP_ID", wechat_qr::config::dev::APP_ID)
+        .env("WECHAT_APP_SECRET", wechat_qr::config::dev::APP_SECRET)
+        .env("WECHAT_TOKEN", TOKEN)
+        .env("WECHAT_API_BASE", &sim)
+        .env("WECHAT_MP_BASE", &sim)
+        .stdin(Stdio::null());
+    command
 }
 
 fn http() -> reqwest::Client {
@@ -609,4 +622,62 @@ async fn a_replica_killed_with_kill_9_mid_stream_its_subscriber_resumes_on_anoth
         got, want,
         "every acknowledged push exactly once across the kill"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rediss_with_a_password_serves_and_the_password_never_reaches_the_output() {
+    const PASSWORD: &str = "s3cret-redis-pw";
+    let redis = RedisServer::start_tls(PASSWORD);
+    let upstream = TestService::start().await;
+    // The test CA is trusted as a private CA is: through SSL_CERT_FILE.
+    let ca = redis.ca_file();
+    let trust = [("SSL_CERT_FILE", ca.to_str().unwrap())];
+    let a = Replica::start_with(&redis, &upstream, &trust).await;
+    let b = Replica::start_with(&redis, &upstream, &trust).await;
+    let mut stream = b.subscribe("").await;
+    let (query, body) = push_for("over-tls", 1);
+    assert_eq!(
+        a.post(&query, &body).await,
+        Some((200, "success".to_owned()))
+    );
+    assert_eq!(
+        take(&mut stream, 1, Duration::from_secs(5)).await[0].1,
+        "over-tls"
+    );
+    for replica in [&a, &b] {
+        let log = replica.log.lock().unwrap().clone();
+        assert!(
+            log.contains(&format!("rediss://:***@127.0.0.1:{}", redis.port)),
+            "the URL is logged, redacted:\n{log}"
+        );
+        assert!(!log.contains(PASSWORD), "no password in the log:\n{log}");
+    }
+
+    // A wrong password stops the start; the message names the URL, not the password.
+    let dir = tempfile::tempdir().unwrap();
+    let wrong = format!("rediss://:wrong-s3cret@127.0.0.1:{}", redis.port);
+    let output = tokio::time::timeout(
+        Duration::from_secs(30),
+        command(&wrong, &upstream, dir.path())
+            .envs(trust)
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("a start with a wrong password fails promptly")
+    .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(!output.status.success(), "{text}");
+    assert!(
+        text.contains(&format!(
+            "cannot use Redis at rediss://:***@127.0.0.1:{}",
+            redis.port
+        )),
+        "{text}"
+    );
+    assert!(!text.contains("wrong-s3cret"), "{text}");
 }

@@ -413,10 +413,11 @@ impl EventLog for RedisLog {
     async fn wait_after(&self, after: Cursor) {
         let mut signal = self.signal.subscribe();
         let failures = signal.borrow().failures;
-        // Wakes for an event past `after`, or for a failure (the caller's next read
-        // meets it); a cursor of another epoch waits for a failure only.
+        // Wakes for an event past `after`, for a failure, or when Redis holds another
+        // epoch than `after`'s (it lost its data): the caller's next read meets the
+        // failure, or answers OUT_OF_RANGE with where to resume.
         let _ = signal
-            .wait_for(|s| (s.epoch == after.epoch && s.seq > after.seq) || s.failures != failures)
+            .wait_for(|s| s.epoch != after.epoch || s.seq > after.seq || s.failures != failures)
             .await;
     }
 
@@ -541,5 +542,19 @@ impl Records for RedisRecords {
                 }
             });
         })))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_redis_url_is_shown_without_its_password() {
+        let url = Secret::new("rediss://user:hunter2@redis.internal:6380/0");
+        assert_eq!(redact(&url), "rediss://user:***@redis.internal:6380/0");
+        let bare = Secret::new("redis://127.0.0.1:6379");
+        assert_eq!(redact(&bare), "redis://127.0.0.1:6379");
+        assert!(!redact(&Secret::new("not a url hunter2")).contains("hunter2"));
     }
 }

@@ -16,6 +16,9 @@ pub struct RedisServer {
     /// Its port on 127.0.0.1.
     pub port: u16,
     dir: tempfile::TempDir,
+    /// TLS only, with this password: the CA file clients must trust (its directory holds
+    /// the server's certificate and key too).
+    tls: Option<(PathBuf, String)>,
 }
 
 impl RedisServer {
@@ -32,6 +35,7 @@ impl RedisServer {
                 child: None,
                 port,
                 dir: tempfile::tempdir().unwrap(),
+                tls: None,
             };
             if server.spawn() {
                 return server;
@@ -40,9 +44,41 @@ impl RedisServer {
         panic!("redis-server did not start on any of 10 free ports");
     }
 
-    /// `redis://127.0.0.1:<port>`.
+    /// One that speaks only TLS (a certificate for 127.0.0.1 from a test CA, made with
+    /// openssl) and wants `password`.
+    pub fn start_tls(password: &str) -> Self {
+        for _ in 0..10 {
+            let port = TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let dir = tempfile::tempdir().unwrap();
+            super::certificates(dir.path(), "redis-client", "redis-client");
+            let mut server = Self {
+                child: None,
+                port,
+                tls: Some((dir.path().join("ca.pem"), password.to_owned())),
+                dir,
+            };
+            if server.spawn() {
+                return server;
+            }
+        }
+        panic!("redis-server (TLS) did not start on any of 10 free ports");
+    }
+
+    /// The CA of a TLS server's certificate.
+    pub fn ca_file(&self) -> PathBuf {
+        self.tls.as_ref().expect("a TLS server").0.clone()
+    }
+
+    /// `redis://127.0.0.1:<port>`, or `rediss://:<password>@127.0.0.1:<port>` for TLS.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        match &self.tls {
+            None => format!("redis://127.0.0.1:{}", self.port),
+            Some((_, password)) => format!("rediss://:{password}@127.0.0.1:{}", self.port),
+        }
     }
 
     fn data_dir(&self) -> PathBuf {
@@ -51,8 +87,19 @@ impl RedisServer {
 
     /// Starts redis-server on `self.port`; false if it exited (the port was taken).
     fn spawn(&mut self) -> bool {
-        let child = Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port"])
+        let mut command = Command::new("redis-server");
+        match &self.tls {
+            None => command.args(["--bind", "127.0.0.1", "--port"]),
+            Some((ca, password)) => command
+                .args(["--bind", "127.0.0.1", "--port", "0"])
+                .args(["--tls-auth-clients", "no", "--tls-cert-file"])
+                .arg(ca.with_file_name("server.pem"))
+                .arg("--tls-key-file")
+                .arg(ca.with_file_name("server.key"))
+                .args(["--requirepass", password])
+                .arg("--tls-port"),
+        };
+        let child = command
             .arg(self.port.to_string())
             .arg("--dir")
             .arg(self.data_dir())
@@ -89,11 +136,14 @@ impl RedisServer {
         false
     }
 
-    /// Whether it answers PING (and has loaded its data).
+    /// Whether it answers PING (and has loaded its data); for TLS, whether it listens.
     pub fn ping(&self) -> bool {
         let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) else {
             return false;
         };
+        if self.tls.is_some() {
+            return true;
+        }
         let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
         if stream.write_all(b"PING\r\n").is_err() {
             return false;
