@@ -71,8 +71,24 @@ impl Subscribed {
 pub(crate) async fn run(scale: &Scale) -> Result<Outcome> {
     let mut outcome = Outcome::default();
     let redis = Redis::start().await?;
-    let on_redis = [("WECHAT_QR_REDIS_URL", redis.url.as_str())];
-    ingest(scale, &redis, &on_redis, &mut outcome).await?;
+    // Nothing is trimmed during the ingest runs, so Redis's memory per event is measured
+    // on every event pushed.
+    let retain = [("WECHAT_QR_RETAIN_EVENTS", "10000000")];
+    let on_redis = [retain[0], ("WECHAT_QR_REDIS_URL", redis.url.as_str())];
+    let before = used_memory(&redis.url).await?;
+    ingest(scale, &redis, &retain, &on_redis, &mut outcome).await?;
+    let (after, events) = (
+        used_memory(&redis.url).await?,
+        stream_length(&redis.url).await?,
+    );
+    outcome.rows.push(Row::plain(
+        "replicas: Redis memory per retained event (stream entry + de-duplication key)",
+        format!(
+            "{:.0} B ({} events)",
+            after.saturating_sub(before) as f64 / events.max(1) as f64,
+            report::thousands(events)
+        ),
+    ));
 
     let counts: &[usize] = if scale.latency_subscribers.len() > 3 {
         &[100, 1_000]
@@ -85,7 +101,9 @@ pub(crate) async fn run(scale: &Scale) -> Result<Outcome> {
         let on_redis = [("WECHAT_QR_REDIS_URL", redis.url.as_str())];
         let a = Service::start(&on_redis).await?;
         let b = Service::start(&on_redis).await?;
+        let b_cpu = b.process.cpu_time()?;
         let spread = fan_out(scale, &[&a, &b], a.webhook_addr, subscribers).await?;
+        let b_cpu = b.process.cpu_time()? - b_cpu;
         drop((a, b));
         let single = Service::start(&[]).await?;
         let embedded = fan_out(scale, &[&single], single.webhook_addr, subscribers).await?;
@@ -105,18 +123,54 @@ pub(crate) async fn run(scale: &Scale) -> Result<Outcome> {
             );
         }
         outcome.rows.push(row);
+        outcome.rows.push(Row::plain(
+            format!(
+                "replicas: CPU per push of replica B (reads the stream, fans out to {} subscribers, ingests nothing)",
+                report::thousands((subscribers / 2) as u64)
+            ),
+            report::duration(b_cpu / (scale.latency_pushes.max(1) as u32)),
+        ));
     }
     Ok(outcome)
+}
+
+/// `used_memory` of Redis's `INFO memory`.
+async fn used_memory(url: &str) -> Result<u64> {
+    let mut conn = redis::Client::open(url)?
+        .get_multiplexed_async_connection()
+        .await?;
+    let info: String = redis::cmd("INFO")
+        .arg("memory")
+        .query_async(&mut conn)
+        .await?;
+    Ok(info
+        .lines()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .ok_or("no used_memory in INFO")?
+        .trim()
+        .parse()?)
+}
+
+/// Entries of the deployment's stream (default key prefix).
+async fn stream_length(url: &str) -> Result<u64> {
+    let mut conn = redis::Client::open(url)?
+        .get_multiplexed_async_connection()
+        .await?;
+    Ok(redis::cmd("XLEN")
+        .arg("{wechat-qr:events}:stream")
+        .query_async(&mut conn)
+        .await?)
 }
 
 async fn ingest(
     scale: &Scale,
     redis: &Redis,
+    embedded_env: &[(&str, &str)],
     on_redis: &[(&str, &str)],
     outcome: &mut Outcome,
 ) -> Result<()> {
     let connections = scale.connections * MANY;
-    let mut embedded = Subscribed::start(&[]).await?;
+    let mut embedded = Subscribed::start(embedded_env).await?;
     let mut shared = Subscribed::start(on_redis).await?;
     let factory = PushFactory::plaintext();
     let pool_size = if scale.rounds > 1 { 100_000 } else { 2_000 };
