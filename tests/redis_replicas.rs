@@ -518,6 +518,11 @@ async fn redis_killed_mid_load_answers_5xx_and_not_serving_then_loses_nothing_ac
         status >= 500,
         "a push is refused with 5xx while Redis is down: {status}"
     );
+    // The metrics count it.
+    let refused = r#"wechat_qr_webhook_pushes_total{outcome="log_unavailable"}"#;
+    assert!(a.metric(refused).await + b.metric(refused).await >= 1.0);
+    let dropped = r#"wechat_qr_subscriber_drops_total{reason="log_failed"}"#;
+    assert_eq!(b.metric(dropped).await, 1.0);
 
     redis.restart();
     for replica in [&a, &b] {
@@ -680,4 +685,36 @@ async fn rediss_with_a_password_serves_and_the_password_never_reaches_the_output
         "{text}"
     );
     assert!(!text.contains("wrong-s3cret"), "{text}");
+}
+
+#[tokio::test]
+async fn retention_on_redis_drops_events_with_their_de_duplication_keys() {
+    let redis = RedisServer::start();
+    let mut config = common::config();
+    config.redis_url = Some(wechat_qr::secret::Secret::new(redis.url()));
+    config.retain_events = 5;
+    let service = TestService::start_with(config).await;
+    for i in 0..12 {
+        common::push(
+            &service,
+            &scan_xml("SCAN", &format!("r{i}"), "42", "t", now()),
+        )
+        .await;
+    }
+    assert_eq!(service.retained().await, 5, "the newest 5 events");
+    let mut conn = redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("{wechat-qr:events}:dedup:*")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        keys.len(),
+        5,
+        "one de-duplication key per retained event: {keys:?}"
+    );
 }

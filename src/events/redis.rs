@@ -13,8 +13,9 @@
 //!   (restarted without persistence, flushed) the key is gone, the next script draws a new
 //!   epoch and starts the stream over, and every older cursor is recognised as lost
 //!   (`OUT_OF_RANGE`) instead of silently skipping or repeating events.
-//! - `{<prefix>events}:dedup:<app_id>:<key>` — one key per retained push, expiring with
-//!   the age retention, holding the offset the push became.
+//! - `{<prefix>events}:dedup:<app_id>:<key>` — one key per retained push, holding the
+//!   offset the push became; deleted with its event when retention drops it (and
+//!   expiring with the age retention as a safety net).
 //!
 //! One Lua script checks the de-duplication key, draws the offset, `XADD`s and sets the
 //! key: Redis runs it atomically, so no crash (of a replica, or of Redis with append-only
@@ -116,20 +117,37 @@ end
 
 /// KEYS: stream, seq, epoch, dedup. ARGV: epoch candidate, payload, dedup ttl ms, max
 /// events, now ms, oldest ms kept. Returns {is_new, epoch, seq}.
+///
+/// Retention is done here rather than with `XADD MAXLEN`, so the de-duplication key of
+/// each event dropped goes with it, as in the other logs (their TTL is only a safety net):
+/// Redis's memory stays bounded by the retained events, not by a day of pushes. Those keys
+/// are not in `KEYS`; they share the stream's hash tag, so they are in its slot.
 const APPEND: &str = r"
 local seen = redis.call('GET', KEYS[4])
 if seen then
   return {0, epoch, tonumber(seen)}
 end
 local seq = redis.call('INCR', KEYS[2])
-redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[4], seq .. '-0', 'e', ARGV[2], 't', ARGV[5])
+redis.call('XADD', KEYS[1], seq .. '-0', 'e', ARGV[2], 't', ARGV[5], 'k', KEYS[4])
 redis.call('SET', KEYS[4], seq, 'PX', ARGV[3])
--- Age retention: drop the oldest entries past the age, a bounded amount per append.
+local function drop_oldest(oldest)
+  local id, fields = oldest[1], oldest[2]
+  redis.call('XDEL', KEYS[1], id)
+  local key = fields[6]
+  if key and redis.call('GET', key) == string.match(id, '^(%d+)') then
+    redis.call('DEL', key)
+  end
+end
+local max = tonumber(ARGV[4])
+while redis.call('XLEN', KEYS[1]) > max do
+  drop_oldest(redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)[1])
+end
+-- Age retention: a bounded amount per append (the next appends take the rest).
 local cutoff = tonumber(ARGV[6])
 for _ = 1, 16 do
   local oldest = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
   if #oldest == 0 or tonumber(oldest[1][2][4]) >= cutoff then break end
-  redis.call('XDEL', KEYS[1], oldest[1][1])
+  drop_oldest(oldest[1])
 end
 return {1, epoch, seq}
 ";
@@ -289,7 +307,8 @@ impl RedisLog {
             .key(&self.keys.epoch)
             .arg(rand::random::<u32>())
             .arg(after)
-            .arg(max)
+            // Lua numbers are doubles: a count past 2^53 would not survive the trip.
+            .arg(max.min(1 << 32))
             .invoke_async(&mut conn)
             .await;
         let (epoch, last, first, seqs, payloads) = reply.map_err(|e| {
@@ -330,14 +349,25 @@ async fn read_loop(log: std::sync::Weak<RedisLog>, mut blocking: ConnectionManag
             .arg("STREAMS")
             .arg(&stream)
             .arg(format!("{from}-0"));
-        let read = xread.query_async::<redis::Value>(&mut blocking);
+        let read = xread.query_async::<Option<redis::streams::StreamReadReply>>(&mut blocking);
         let result = tokio::select! {
             result = read => result,
             () = stop.cancelled() => return,
         };
         let Some(log) = log.upgrade() else { return };
+        let newer = |reply: &redis::streams::StreamReadReply| {
+            let id = &reply.keys.first()?.ids.first()?.id;
+            id.split('-').next()?.parse::<u64>().ok()
+        };
         match result {
-            // New entries or a timeout: either way, learn the head.
+            // A new entry: its offset wakes the waiters at once, whose reads then learn
+            // the rest (and move the next XREAD up to the head).
+            Ok(Some(reply)) if newer(&reply).is_some() => {
+                log.succeeded();
+                let epoch = log.epoch.load(Ordering::Relaxed);
+                log.advance(epoch, newer(&reply).unwrap_or_default());
+            }
+            // A quiet stream: check the head, which also notices a new epoch.
             Ok(_) => {
                 let _ = log.head().await;
             }
