@@ -172,6 +172,9 @@ async fn ingest(
     let connections = scale.connections * MANY;
     let mut embedded = Subscribed::start(embedded_env).await?;
     let mut shared = Subscribed::start(on_redis).await?;
+    // A second replica on the same Redis that ingests nothing: what reading every push
+    // (and handing it to one subscriber) costs a replica at the saturated rate.
+    let mut reader = Subscribed::start(on_redis).await?;
     let factory = PushFactory::plaintext();
     let pool_size = if scale.rounds > 1 { 100_000 } else { 2_000 };
     let mut next = 0u64;
@@ -185,6 +188,7 @@ async fn ingest(
                 target.service.process.cpu_time()?,
                 redis.process.cpu_time()?,
             );
+            let reader_before = reader.service.process.cpu_time()?;
             let done = http_load::closed_loop(
                 target.service.webhook_addr,
                 pool,
@@ -195,6 +199,9 @@ async fn ingest(
             target.cpu += target.service.process.cpu_time()? - cpu_before;
             if on_redis {
                 redis_cpu += redis.process.cpu_time()? - redis_before;
+                reader.cpu += reader.service.process.cpu_time()? - reader_before;
+                reader.pushes += done.pushes;
+                reader.answered += done.pushes;
             }
             target.pushes += done.pushes;
             target.best = target.best.max(done.rate());
@@ -210,6 +217,17 @@ async fn ingest(
             if waited != Waited::Complete {
                 return Err("the subscriber did not receive every acknowledged push".into());
             }
+        }
+        let waited = reader
+            .tally
+            .wait_for(
+                reader.answered,
+                Duration::from_secs(5),
+                Instant::now() + Duration::from_secs(30),
+            )
+            .await?;
+        if waited != Waited::Complete {
+            return Err("the reading replica's subscriber missed a push".into());
         }
     }
     let per_push = |cpu: Duration, pushes: u64| cpu / (pushes.max(1) as u32);
@@ -234,6 +252,10 @@ async fn ingest(
             report::duration(per_push(embedded.cpu, embedded.pushes))
         );
     }
+    outcome.rows.push(Row::plain(
+        "replicas: CPU per push of a second replica that only reads (1 subscriber), same windows",
+        report::duration(per_push(reader.cpu, reader.pushes)),
+    ));
     Ok(())
 }
 
