@@ -18,7 +18,7 @@ use tonic::{
 use url::Url;
 
 use crate::{
-    config::{Settings, TlsSettings},
+    config::{Settings, Storage, TlsSettings},
     console::Console,
     events::{Backend, EventLog, LogError, OpenError, Subscribers},
     grpc::{
@@ -33,7 +33,7 @@ use crate::{
     simulator::Simulator,
     stats::{ChannelStats, StatsError},
     webhook::{self, Webhook, Webhooks},
-    wechat::{PermanentTickets, StoreError, WeChatClient, WeChatError},
+    wechat::{PermanentTickets, SharedToken, StoreError, WeChatClient, WeChatError},
 };
 
 /// Gap between HTTP/2 keepalive pings, so streams kept open for days survive idle
@@ -285,7 +285,8 @@ pub async fn start(
         settings.retention,
         seal_keep,
         webhook::MAX_SEALS,
-    )?;
+    )
+    .await?;
     let log = backend.log.clone();
     let webhooks = Webhooks::new(
         settings
@@ -312,9 +313,18 @@ pub async fn start(
     let permanent = Arc::new(permanent);
     let mut clients = Vec::with_capacity(settings.accounts.len());
     for account in &settings.accounts {
+        // With several replicas on Redis, one access_token per AppID for all of them.
+        let shared_token = match &settings.storage {
+            Storage::Redis { url, prefix } => Some(
+                SharedToken::open(url, prefix, account.app_id(), account.upstream.refresh_at)
+                    .await?,
+            ),
+            Storage::Durable { .. } | Storage::Memory => None,
+        };
         let client = Arc::new(WeChatClient::new(
             account.upstream.clone(),
             permanent.clone(),
+            shared_token,
             metrics.clone(),
         )?);
         if let Some(left) = client.permanent_remaining().await {

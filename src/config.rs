@@ -138,6 +138,15 @@ pub struct ServeConfig {
     /// The data directory of the durable event log; created on start.
     #[arg(long, env = "WECHAT_QR_DATA_DIR", default_value = "./wechat-qr-data")]
     pub data_dir: PathBuf,
+    /// Redis (`redis://` or `rediss://` with TLS, `redis://:password@host:6379/0`) for
+    /// every replica's shared state: the event log, de-duplication, permanent scenes and
+    /// the access_token. Set, it replaces `WECHAT_QR_EVENT_LOG`; see "Running several
+    /// replicas" in the README. The password never reaches a log line.
+    #[arg(long, env = "WECHAT_QR_REDIS_URL")]
+    pub redis_url: Option<Secret>,
+    /// Prefix of every Redis key, so deployments can share one Redis.
+    #[arg(long, env = "WECHAT_QR_REDIS_PREFIX", default_value = "wechat-qr:")]
+    pub redis_prefix: String,
     /// Days of channel statistics kept (ChannelStatsService), independently of the
     /// event log's retention.
     #[arg(long, env = "WECHAT_QR_STATS_RETAIN_DAYS", default_value_t = 400)]
@@ -516,6 +525,13 @@ pub enum Storage {
     },
     /// Memory only.
     Memory,
+    /// Redis, shared by every replica.
+    Redis {
+        /// Its URL; the password is secret.
+        url: Secret,
+        /// Prefix of every key.
+        prefix: String,
+    },
 }
 
 /// Caps on StreamEvents, so filters and streams cannot be used to take memory.
@@ -715,11 +731,15 @@ impl ServeConfig {
                 max_age: Duration::from_secs(self.retain_seconds.max(1)),
                 max_bytes: self.retain_bytes.max(1),
             },
-            storage: match self.event_log {
-                EventLogKind::Durable => Storage::Durable {
+            storage: match (&self.redis_url, self.event_log) {
+                (Some(url), _) => Storage::Redis {
+                    url: url.clone(),
+                    prefix: self.redis_prefix.clone(),
+                },
+                (None, EventLogKind::Durable) => Storage::Durable {
                     dir: self.data_dir.clone(),
                 },
-                EventLogKind::Memory => Storage::Memory,
+                (None, EventLogKind::Memory) => Storage::Memory,
             },
             stats_retain_days: self.stats_retain_days.max(1),
             limits: SubscriptionLimits {

@@ -93,6 +93,14 @@ pub enum OpenError {
         /// The configured AppIDs.
         configured: String,
     },
+    /// Redis (`WECHAT_QR_REDIS_URL`) cannot be reached or used.
+    #[error("cannot use Redis at {url}: {reason}")]
+    Redis {
+        /// The URL, its password redacted.
+        url: String,
+        /// What failed.
+        reason: String,
+    },
     /// The store file cannot be opened or read.
     #[error("cannot open the event store {path}: {reason}")]
     Store {
@@ -105,7 +113,7 @@ pub enum OpenError {
 
 /// One event as stored: the event and the key that de-duplicates it.
 #[derive(Debug, Serialize, Deserialize)]
-struct Stored {
+pub(super) struct Stored {
     kind: u8,
     openid: String,
     scene: String,
@@ -123,7 +131,7 @@ struct Stored {
 }
 
 impl Stored {
-    fn new(event: &Event, key: &DedupKey) -> Self {
+    pub(super) fn new(event: &Event, key: &DedupKey) -> Self {
         Self {
             kind: match event.kind {
                 EventKind::Subscribe => 1,
@@ -142,14 +150,14 @@ impl Stored {
         }
     }
 
-    fn decode(bytes: &[u8]) -> Result<Self, LogError> {
+    pub(super) fn decode(bytes: &[u8]) -> Result<Self, LogError> {
         serde_json::from_slice(bytes)
             .map_err(|e| LogError::Unavailable(format!("unreadable stored event: {e}")))
     }
 
     /// The event; `owner` is the store's own account, the AppID of events stored
     /// before each event recorded its own.
-    fn into_event(self, owner: &str) -> Event {
+    pub(super) fn into_event(self, owner: &str) -> Event {
         Event {
             kind: match self.kind {
                 1 => EventKind::Subscribe,

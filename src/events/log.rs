@@ -65,7 +65,9 @@ pub trait EventLog: Send + Sync + 'static {
     async fn head(&self) -> Result<Cursor, LogError>;
 
     /// Resolves once the log holds an event after `after` — at once if it already does.
-    /// Never resolves for a cursor of another epoch; callers race it against shutdown.
+    /// Never resolves for a cursor of another epoch, except on a shared backend, which
+    /// also resolves when it fails or its store lost its data (the next read says so);
+    /// callers race it against shutdown.
     async fn wait_after(&self, after: Cursor);
 
     /// Whether appends currently succeed: `false` while the disk is full or failing. The

@@ -10,6 +10,7 @@ mod fanout;
 mod filter;
 mod log;
 mod memory;
+mod redis;
 mod seals;
 mod subscription;
 
@@ -21,6 +22,7 @@ pub use fanout::{SubscribeError, Subscribers};
 pub use filter::Filter;
 pub use log::{Appended, Entry, EventLog, LogError};
 pub use memory::MemoryLog;
+pub use redis::{COMPARE_AND_DELETE, RedisLog, RedisRecords, connect as connect_redis, redact};
 pub use seals::{Seal, SealBook, SealCheck, SealKind, Sealed};
 pub use subscription::{Delivery, StreamEnd, Subscription};
 
@@ -31,10 +33,46 @@ use crate::config::{Retention, Storage};
 #[async_trait::async_trait]
 pub trait Records: Send + Sync + std::fmt::Debug + 'static {
     /// Every record, in key order.
-    fn all(&self) -> Result<Vec<(String, Vec<u8>)>, LogError>;
+    async fn all(&self) -> Result<Vec<(String, Vec<u8>)>, LogError>;
 
     /// Stores a record; durable before this returns, where the backend is.
     async fn put(&self, key: String, value: Vec<u8>) -> Result<(), LogError>;
+
+    /// One record as the store holds it now. Only a store shared by several processes
+    /// can hold one this process has not seen; the others answer `None`.
+    async fn get(&self, _key: &str) -> Result<Option<Vec<u8>>, LogError> {
+        Ok(None)
+    }
+
+    /// Waits for, then holds, the deployment-wide right to create the record `key` (until
+    /// the [`Claim`] drops). `None`: this process is the only writer, its own lock suffices.
+    async fn claim(&self, _key: &str) -> Result<Option<Claim>, LogError> {
+        Ok(None)
+    }
+}
+
+/// A held [`Records::claim`]; dropping it releases the claim.
+pub struct Claim(Option<Box<dyn FnOnce() + Send + Sync>>);
+
+impl Claim {
+    /// A claim that runs `release` when dropped.
+    pub fn new(release: impl FnOnce() + Send + Sync + 'static) -> Self {
+        Self(Some(Box::new(release)))
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        if let Some(release) = self.0.take() {
+            release();
+        }
+    }
+}
+
+impl std::fmt::Debug for Claim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Claim")
+    }
 }
 
 /// Records of the in-memory backend: nothing outlives the process, so nothing is kept
@@ -44,7 +82,7 @@ pub struct NoRecords;
 
 #[async_trait::async_trait]
 impl Records for NoRecords {
-    fn all(&self) -> Result<Vec<(String, Vec<u8>)>, LogError> {
+    async fn all(&self) -> Result<Vec<(String, Vec<u8>)>, LogError> {
         Ok(Vec::new())
     }
 
@@ -55,7 +93,7 @@ impl Records for NoRecords {
 
 #[async_trait::async_trait]
 impl Records for DurableLog {
-    fn all(&self) -> Result<Vec<(String, Vec<u8>)>, LogError> {
+    async fn all(&self) -> Result<Vec<(String, Vec<u8>)>, LogError> {
         self.records()
     }
 
@@ -79,7 +117,7 @@ impl Backend {
     /// Opens the backend `storage` names, for the accounts `app_ids` (the data belongs to
     /// the deployment, so any of them may have created it); seals are kept for
     /// `seal_keep` (the replay window), at most `max_seals` of them.
-    pub fn open(
+    pub async fn open(
         storage: &Storage,
         app_ids: &[String],
         retention: Retention,
@@ -102,6 +140,15 @@ impl Backend {
                     seals: Arc::new(seals),
                 }
             }
+            // Seals stay in each replica's memory: a re-sent push landing on another
+            // replica is caught by the shared de-duplication instead.
+            Storage::Redis { url, prefix } => Self {
+                log: RedisLog::open(url, prefix, &app_ids[0], retention).await?,
+                records: RedisRecords::open(url, prefix).await?,
+                seals: Arc::new(
+                    SealBook::new(seal_keep, max_seals, None).expect("no store to read"),
+                ),
+            },
             Storage::Memory => Self {
                 log: MemoryLog::new(retention),
                 records: Arc::new(NoRecords),

@@ -163,7 +163,11 @@ impl ChannelStats {
                 };
                 StatsStore::open_file(&dir.join(file), app_id, retain_days)?
             }
-            Storage::Memory => StatsStore::open_memory(app_id, retain_days)?,
+            // Every replica follows the whole shared log, so each counts everything,
+            // rebuilt from the retained events at start.
+            Storage::Memory | Storage::Redis { .. } => {
+                StatsStore::open_memory(app_id, retain_days)?
+            }
         };
         let store = Arc::new(store);
         let head = log.head().await?;

@@ -9,6 +9,7 @@ mod error;
 mod images;
 mod permanent;
 mod retry;
+mod shared_token;
 pub mod token;
 
 use std::{sync::Arc, time::Duration};
@@ -23,6 +24,7 @@ pub use images::{ImageCache, NOT_FOUND_TTL};
 pub use permanent::{KnownTicket, PermanentTickets, StoreError};
 pub use retry::RetryPolicy;
 use retry::with_retries;
+pub use shared_token::SharedToken;
 use token::{AccessToken, FetchMode, TokenCache, TokenFetcher};
 
 use crate::{
@@ -286,17 +288,37 @@ impl Api {
     }
 }
 
-/// Fetches tokens for the [`TokenCache`].
+/// Fetches tokens for the [`TokenCache`]: from WeChat, or through the token every
+/// replica shares when one is configured.
 #[derive(Debug)]
-struct Fetcher(Arc<Api>);
+struct Fetcher {
+    api: Arc<Api>,
+    shared: Option<Arc<SharedToken>>,
+}
 
 impl TokenFetcher for Fetcher {
     fn fetch(
         &self,
         mode: FetchMode,
     ) -> impl Future<Output = Result<AccessToken, WeChatError>> + Send {
-        let api = self.0.clone();
-        async move { api.fetch_token(mode).await }
+        let api = self.api.clone();
+        let shared = self.shared.clone();
+        async move {
+            match shared {
+                Some(shared) => shared.fetch(mode, |mode| api.fetch_token(mode)).await,
+                None => api.fetch_token(mode).await,
+            }
+        }
+    }
+
+    fn rejected(&self, token: &AccessToken) -> impl Future<Output = ()> + Send {
+        let shared = self.shared.clone();
+        let token = token.clone();
+        async move {
+            if let Some(shared) = shared {
+                shared.reject(&token).await;
+            }
+        }
     }
 }
 
@@ -314,10 +336,12 @@ pub struct WeChatClient {
 }
 
 impl WeChatClient {
-    /// A client for `upstream`, remembering permanent tickets in `permanent`.
+    /// A client for `upstream`, remembering permanent tickets in `permanent`, its token
+    /// shared with other replicas through `shared` when given.
     pub fn new(
         upstream: Upstream,
         permanent: Arc<PermanentTickets>,
+        shared: Option<Arc<SharedToken>>,
         metrics: Arc<Metrics>,
     ) -> Result<Self, WeChatError> {
         let mut http = reqwest::Client::builder()
@@ -343,7 +367,10 @@ impl WeChatClient {
         Ok(Self {
             tokens: TokenCache::new(
                 api.upstream.app_id.clone(),
-                Fetcher(api.clone()),
+                Fetcher {
+                    api: api.clone(),
+                    shared,
+                },
                 refresh_at,
                 metrics,
             ),

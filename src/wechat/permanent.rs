@@ -112,7 +112,7 @@ impl PermanentTickets {
             import_legacy(records.as_ref(), path).await?;
         }
         let mut tickets = HashMap::new();
-        for (key, value) in records.all()? {
+        for (key, value) in records.all().await? {
             if !key.starts_with(PREFIX) {
                 continue;
             }
@@ -182,6 +182,24 @@ impl PermanentTickets {
         {
             return Err(WeChatError::PermanentBudgetExhausted { budget });
         }
+        // Shared by several replicas, the store may hold a ticket another one minted:
+        // hold the deployment-wide claim on the scene, then look again before minting.
+        let claim = self.records.claim(&key).await.map_err(shared_state)?;
+        if claim.is_some()
+            && let Some(record) = self.records.get(&key).await.map_err(shared_state)?
+            && let Ok(record) = serde_json::from_slice::<Record>(&record)
+        {
+            let ticket = record.ticket();
+            tickets.insert(
+                key,
+                KnownTicket {
+                    app_id: app_id.to_owned(),
+                    scene: scene.clone(),
+                    ticket: ticket.clone(),
+                },
+            );
+            return Ok((ticket, false));
+        }
         let ticket = create.await?;
         let record = encode_record(app_id, scene, &ticket);
         // The code is minted either way; failing to remember it is logged loudly rather
@@ -189,6 +207,7 @@ impl PermanentTickets {
         if let Err(e) = self.records.put(key.clone(), record).await {
             tracing::error!(error = %e, "cannot record a permanent ticket");
         }
+        drop(claim);
         tickets.insert(
             key,
             KnownTicket {
@@ -198,6 +217,15 @@ impl PermanentTickets {
             },
         );
         Ok((ticket, true))
+    }
+}
+
+/// A shared store that cannot be reached: nothing was minted, the caller may retry.
+fn shared_state(e: LogError) -> WeChatError {
+    WeChatError::Unreachable {
+        endpoint: "shared state (Redis)",
+        kind: super::TransportKind::Connect,
+        detail: e.to_string(),
     }
 }
 
@@ -238,8 +266,12 @@ async fn import_legacy(records: &dyn Records, path: &Path) -> Result<(), StoreEr
             });
         }
     };
-    let existing: std::collections::HashSet<String> =
-        records.all()?.into_iter().map(|(key, _)| key).collect();
+    let existing: std::collections::HashSet<String> = records
+        .all()
+        .await?
+        .into_iter()
+        .map(|(key, _)| key)
+        .collect();
     if existing.contains(&marker) {
         return Ok(());
     }

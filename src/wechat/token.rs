@@ -67,7 +67,7 @@ impl AccessToken {
         self.lifetime - (self.lifetime / 10).min(Duration::from_secs(300))
     }
 
-    fn due_for_refresh(&self, refresh_at: f64) -> bool {
+    pub(super) fn due_for_refresh(&self, refresh_at: f64) -> bool {
         self.fetched_at.elapsed() >= self.lifetime.mul_f64(refresh_at)
     }
 }
@@ -86,6 +86,12 @@ pub trait TokenFetcher: Send + Sync + 'static {
         &self,
         mode: FetchMode,
     ) -> impl Future<Output = Result<AccessToken, WeChatError>> + Send;
+
+    /// WeChat rejected `token`: a fetcher that shares tokens beyond this process (see
+    /// `shared_token.rs`) forgets it there too.
+    fn rejected(&self, _token: &AccessToken) -> impl Future<Output = ()> + Send {
+        async {}
+    }
 }
 
 struct UntilUnusable;
@@ -165,6 +171,7 @@ impl<F: TokenFetcher> TokenCache<F> {
     /// Drops `rejected` if it is still the cached token, and marks the next fetch as a
     /// forced refresh.
     pub async fn reject(&self, rejected: &AccessToken) {
+        self.fetcher.rejected(rejected).await;
         let dropped = self
             .tokens
             .entry_by_ref(&self.account)

@@ -5,6 +5,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod binary;
+pub mod redis_server;
 pub mod wechatpy;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -50,6 +51,8 @@ pub fn config() -> ServeConfig {
         event_log: wechat_qr::config::EventLogKind::Durable,
         // Empty: TestService gives each server a temporary data directory of its own.
         data_dir: std::path::PathBuf::new(),
+        redis_url: None,
+        redis_prefix: "wechat-qr:".into(),
         stats_retain_days: 400,
         max_subscriptions: 200_000,
         max_streams_per_connection: 20_000,

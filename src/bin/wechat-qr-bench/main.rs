@@ -25,6 +25,7 @@ mod memory;
 mod processes;
 mod pushes;
 mod recovery;
+mod replicas;
 mod reply;
 mod report;
 mod resume;
@@ -94,10 +95,13 @@ enum Scenario {
     Recovery,
     /// GetSceneStats over 30 days with 1,000,000 events counted, vs an empty range.
     Stats,
+    /// Replicas on Redis: ingest through one vs the embedded store, CPU per push of the
+    /// replica and redis-server, fan-out with subscribers spread over two replicas.
+    Replicas,
 }
 
 impl Scenario {
-    const EACH: [Self; 10] = [
+    const EACH: [Self; 11] = [
         Self::Ingest,
         Self::Reply,
         Self::Latency,
@@ -108,6 +112,7 @@ impl Scenario {
         Self::Recovery,
         Self::Waiters,
         Self::Stats,
+        Self::Replicas,
     ];
 
     fn name(self) -> &'static str {
@@ -123,6 +128,7 @@ impl Scenario {
             Self::Waiters => "waiters",
             Self::Recovery => "recovery",
             Self::Stats => "stats",
+            Self::Replicas => "replicas",
         }
     }
 }
@@ -257,6 +263,7 @@ async fn run(cli: Cli) -> ExitCode {
             Scenario::Waiters => waiters::run(&scale).await,
             Scenario::Recovery => recovery::run(&scale).await,
             Scenario::Stats => stats::run(&scale).await,
+            Scenario::Replicas => replicas::run(&scale).await,
         };
         eprintln!(
             "   {} done in {:.1} s",

@@ -445,3 +445,65 @@ impl PythonWebhook {
         })
     }
 }
+
+/// A `redis-server` on a free loopback port with its own directory, append-only file on
+/// and synced per write (`appendfsync always`, the durability the embedded store gives):
+/// the shared state of the replicas scenario.
+pub(crate) struct Redis {
+    /// Held: dropping it stops the server.
+    pub(crate) process: Process,
+    /// `redis://127.0.0.1:PORT`.
+    pub(crate) url: String,
+    _data: DataDir,
+}
+
+impl Redis {
+    pub(crate) async fn start() -> Result<Self> {
+        let data = DataDir::new()?;
+        // redis-server has no port 0: take one the kernel hands out, and another if it
+        // was taken meanwhile.
+        for _ in 0..10 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")?
+                .local_addr()?
+                .port();
+            let mut command = Command::new("redis-server");
+            command
+                .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+                .arg("--dir")
+                .arg(&data.0)
+                .args([
+                    "--appendonly",
+                    "yes",
+                    "--appendfsync",
+                    "always",
+                    "--save",
+                    "",
+                ])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null());
+            let mut process = Process::spawn("redis-server", &mut command, false)
+                .map_err(|e| format!("{e}; install it with apt-get install redis-server"))?;
+            let deadline = Instant::now() + START_TIMEOUT;
+            loop {
+                if process.check_alive().is_err() {
+                    break;
+                }
+                if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .is_ok()
+                {
+                    return Ok(Self {
+                        process,
+                        url: format!("redis://127.0.0.1:{port}"),
+                        _data: data,
+                    });
+                }
+                if Instant::now() > deadline {
+                    return Err("redis-server did not listen in time".into());
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        Err("redis-server did not start on any of 10 free ports".into())
+    }
+}
