@@ -12,7 +12,6 @@ mod common;
 use std::{
     collections::HashSet,
     path::Path,
-    process::Stdio,
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -20,21 +19,26 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{TOKEN, TestService, now, redis_server::RedisServer, scan_xml, signed_query};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tonic::{Code, Streaming, transport::Channel};
+use common::{
+    TOKEN, TestService, binary::Binary, now, redis_server::RedisServer, scan_xml, signed_query,
+};
+use tonic::{Code, Streaming};
 use tonic_types::StatusExt;
-use wechat_qr::pb::{self, create_ticket_request::Scene, qr_service_client::QrServiceClient};
+use wechat_qr::pb::{self, create_ticket_request::Scene};
 
 /// One replica: the real binary on loopback port 0 with its own data directory, the
 /// shared Redis and the shared fake upstream.
 struct Replica {
-    child: tokio::process::Child,
-    grpc_addr: String,
-    webhook_url: String,
-    admin_url: String,
-    log: Arc<Mutex<String>>,
+    binary: Binary,
     _dir: tempfile::TempDir,
+}
+
+impl std::ops::Deref for Replica {
+    type Target = Binary;
+
+    fn deref(&self) -> &Binary {
+        &self.binary
+    }
 }
 
 impl Replica {
@@ -44,52 +48,16 @@ impl Replica {
 
     async fn start_with(redis: &RedisServer, upstream: &TestService, env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let mut child = command(&redis.url(), upstream, dir.path())
-            .envs(env.iter().copied())
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let log = Arc::new(Mutex::new(String::new()));
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let (mut grpc_addr, mut webhook_url, mut admin_url) = (None, None, None);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while grpc_addr.is_none() || webhook_url.is_none() || admin_url.is_none() {
-            let line = tokio::time::timeout_at(deadline.into(), lines.next_line())
-                .await
-                .unwrap_or_else(|_| panic!("addresses not logged:\n{}", log.lock().unwrap()))
-                .unwrap()
-                .unwrap_or_else(|| panic!("replica exited:\n{}", log.lock().unwrap()));
-            let value = |key: &str| {
-                line.split(&format!("{key}="))
-                    .nth(1)
-                    .map(|rest| rest.split_whitespace().next().unwrap().to_owned())
-            };
-            grpc_addr = grpc_addr.or_else(|| value("grpc_addr"));
-            webhook_url = webhook_url.or_else(|| value("webhook_url"));
-            admin_url = admin_url.or_else(|| value("admin_url"));
-            log.lock().unwrap().push_str(&(line + "\n"));
-        }
-        let drained = log.clone();
-        tokio::spawn(async move {
-            while let Ok(Some(line)) = lines.next_line().await {
-                drained.lock().unwrap().push_str(&(line + "\n"));
-            }
-        });
+        let mut command = command(&redis.url(), upstream, dir.path());
+        command.envs(env.iter().copied());
         Self {
-            child,
-            grpc_addr: grpc_addr.unwrap(),
-            webhook_url: webhook_url.unwrap(),
-            admin_url: admin_url.unwrap(),
-            log,
+            binary: Binary::spawn(command).await,
             _dir: dir,
         }
     }
 
-    async fn client(&self) -> QrServiceClient<Channel> {
-        QrServiceClient::connect(format!("http://{}", self.grpc_addr))
-            .await
-            .unwrap()
+    async fn kill9(self) {
+        self.binary.kill9().await;
     }
 
     async fn subscribe(&self, resume_after: &str) -> Streaming<pb::StreamEventsResponse> {
@@ -102,49 +70,6 @@ impl Replica {
             .await
             .unwrap_or_else(|s| panic!("stream opens: {s:?}\n{}", self.log.lock().unwrap()))
             .into_inner()
-    }
-
-    async fn kill9(mut self) {
-        let pid = self.child.id().expect("running").to_string();
-        let status = std::process::Command::new("kill")
-            .args(["-KILL", &pid])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        self.child.wait().await.unwrap();
-    }
-
-    /// gRPC health of the QrService: 1 SERVING, 2 NOT_SERVING.
-    async fn health(&self) -> i32 {
-        let channel = Channel::from_shared(format!("http://{}", self.grpc_addr))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
-        tonic_health::pb::health_client::HealthClient::new(channel)
-            .check(tonic_health::pb::HealthCheckRequest {
-                service: "wechat.qr.v1.QrService".into(),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .status
-    }
-
-    async fn metric(&self, name: &str) -> f64 {
-        let text = http()
-            .get(format!("{}/metrics", self.admin_url))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        text.lines()
-            .find_map(|l| l.strip_prefix(&format!("{name} ")))
-            .unwrap_or_else(|| panic!("{name} not in /metrics"))
-            .parse()
-            .unwrap()
     }
 
     /// POSTs a push; `None` when no answer came (connection refused or reset).
@@ -165,12 +90,7 @@ impl Replica {
 /// `redis_url` and the fake upstream, in `dir`.
 fn command(redis_url: &str, upstream: &TestService, dir: &Path) -> tokio::process::Command {
     let sim = upstream.simulator_url();
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_wechat-qr"));
-    for (key, _) in std::env::vars() {
-        if key.starts_with("WECHAT_") {
-            command.env_remove(key);
-        }
-    }
+    let mut command = Binary::command();
     command
         .current_dir(dir)
         .env("WECHAT_QR_GRPC_ADDR", "127.0.0.1:0")
@@ -182,8 +102,7 @@ fn command(redis_url: &str, upstream: &TestService, dir: &Path) -> tokio::proces
         .env("WECHAT_APP_SECRET", wechat_qr::config::dev::APP_SECRET)
         .env("WECHAT_TOKEN", TOKEN)
         .env("WECHAT_API_BASE", &sim)
-        .env("WECHAT_MP_BASE", &sim)
-        .stdin(Stdio::null());
+        .env("WECHAT_MP_BASE", &sim);
     command
 }
 
@@ -717,4 +636,137 @@ async fn retention_on_redis_drops_events_with_their_de_duplication_keys() {
         5,
         "one de-duplication key per retained event: {keys:?}"
     );
+}
+
+#[tokio::test]
+async fn two_accounts_on_two_replicas_one_token_each_and_one_log() {
+    const A: &str = "wxredisaccount0a01";
+    const B: &str = "wxredisaccount0b02";
+    let redis = RedisServer::start();
+    // The fake WeChat knows both accounts.
+    let mut upstream_config = common::config();
+    upstream_config.simulator = true;
+    upstream_config.event_log = wechat_qr::config::EventLogKind::Memory;
+    upstream_config.accounts = [A, B]
+        .into_iter()
+        .map(|app_id| wechat_qr::config::AccountConfig {
+            token: Some(wechat_qr::secret::Secret::new(TOKEN)),
+            ..wechat_qr::config::AccountConfig::new(app_id, "redis-secret")
+        })
+        .collect();
+    let upstream = TestService::start_with(upstream_config).await;
+    let sim = upstream.simulator_url();
+    let mut replicas = Vec::new();
+    let mut dirs = Vec::new();
+    for _ in 0..2 {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("wechat-qr.toml");
+        let accounts: String = [A, B]
+            .iter()
+            .map(|app_id| {
+                format!(
+                    "\n[[accounts]]\napp_id = \"{app_id}\"\napp_secret = \"redis-secret\"\ntoken = \"{TOKEN}\"\napi_base = \"{sim}\"\nmp_base = \"{sim}\"\n"
+                )
+            })
+            .collect();
+        std::fs::write(
+            &config,
+            format!(
+                "grpc_addr = \"127.0.0.1:0\"\nhttp_addr = \"127.0.0.1:0\"\nadmin_addr = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nredis_url = \"{}\"\n{accounts}",
+                dir.path().join("data").display(),
+                redis.url()
+            ),
+        )
+        .unwrap();
+        replicas.push(Binary::start(&config, &[]).await);
+        dirs.push(dir);
+    }
+
+    // 40 cold CreateTicket calls, both accounts, both replicas: one fetch per account.
+    let mut clients = Vec::new();
+    for replica in &replicas {
+        clients.push(replica.client().await);
+    }
+    let calls = (0..40u32).map(|i| {
+        let mut client = clients[i as usize % 2].clone();
+        let account = if i % 4 < 2 { A } else { B };
+        tokio::spawn(async move {
+            client
+                .create_ticket(pb::CreateTicketRequest {
+                    scene: Some(Scene::SceneId(i + 1)),
+                    expire_seconds: 60,
+                    account: account.into(),
+                    ..Default::default()
+                })
+                .await
+        })
+    });
+    for call in futures_util::future::join_all(calls).await {
+        call.unwrap().expect("CreateTicket succeeds");
+    }
+    let fetches = upstream.simulator();
+    assert_eq!(
+        (fetches.token_fetches_of(A), fetches.token_fetches_of(B)),
+        (1, 1),
+        "one token per account for the whole cluster"
+    );
+
+    // Pushes for each account at either replica, one log; B's retry lands elsewhere.
+    let only_a = |replica: &Binary| {
+        let addr = replica.grpc_addr.clone();
+        async move {
+            pb::qr_service_client::QrServiceClient::connect(format!("http://{addr}"))
+                .await
+                .unwrap()
+                .stream_events(pb::StreamEventsRequest {
+                    accounts: vec![A.into()],
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    };
+    let mut a_on_second = only_a(&replicas[1]).await;
+    let mut all_on_first = clients[0]
+        .stream_events(pb::StreamEventsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let post = |replica: &Binary, app_id: &str, query: &str, body: &str| {
+        let url = format!("{}/wechat/{app_id}?{query}", replica.http_base());
+        let body = body.to_owned();
+        async move {
+            http()
+                .post(url)
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    let (query_a, body_a) = push_for("o-a", 1);
+    let (query_b, body_b) = push_for("o-b", 2);
+    assert_eq!(post(&replicas[0], A, &query_a, &body_a).await, 200);
+    assert_eq!(post(&replicas[1], B, &query_b, &body_b).await, 200);
+    assert_eq!(post(&replicas[0], B, &query_b, &body_b).await, 200, "retry");
+    let all = common::exactly(&mut all_on_first, 2).await;
+    assert_eq!(
+        all.iter()
+            .map(|e| (e.app_id.as_str(), e.openid.as_str()))
+            .collect::<Vec<_>>(),
+        [(A, "o-a"), (B, "o-b")]
+    );
+    let theirs = common::exactly(&mut a_on_second, 1).await;
+    assert_eq!(
+        (theirs[0].app_id.as_str(), theirs[0].openid.as_str()),
+        (A, "o-a")
+    );
+    for replica in replicas {
+        replica.stop().await;
+    }
+    drop(dirs);
+    upstream.stop().await;
 }
