@@ -770,3 +770,52 @@ async fn two_accounts_on_two_replicas_one_token_each_and_one_log() {
     drop(dirs);
     upstream.stop().await;
 }
+
+/// A stream entry as XRANGE answers it: its id and its field-value pairs.
+type StreamEntry = (String, Vec<(String, Vec<u8>)>);
+
+#[tokio::test]
+async fn retention_by_bytes_on_redis_keeps_the_stored_size_under_the_limit() {
+    let redis = RedisServer::start();
+    let mut config = common::config();
+    config.redis_url = Some(wechat_qr::secret::Secret::new(redis.url()));
+    config.retain_bytes = 2_000;
+    let service = TestService::start_with(config).await;
+    for i in 0..30 {
+        common::push(
+            &service,
+            &scan_xml("SCAN", &format!("bytes-{i:02}"), "42", "t", now()),
+        )
+        .await;
+    }
+    let mut conn = redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let counted: u64 = redis::cmd("GET")
+        .arg("{wechat-qr:events}:bytes")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    // What the stream really holds, summed here.
+    let entries: Vec<StreamEntry> = redis::cmd("XRANGE")
+        .arg("{wechat-qr:events}:stream")
+        .arg("-")
+        .arg("+")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let held: u64 = entries
+        .iter()
+        .map(|(_, fields)| fields[0].1.len() as u64)
+        .sum();
+    assert_eq!(counted, held, "the running count is the stream's real size");
+    assert!(held <= 2_000, "{held} bytes retained");
+    let retained = service.retained().await;
+    assert!(
+        (3..30).contains(&retained) && retained == entries.len(),
+        "{retained} events retained"
+    );
+    service.stop().await;
+}

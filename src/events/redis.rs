@@ -116,8 +116,8 @@ if not epoch then
 end
 ";
 
-/// KEYS: stream, seq, epoch, dedup. ARGV: epoch candidate, payload, dedup ttl ms, max
-/// events, now ms, oldest ms kept. Returns {is_new, epoch, seq}.
+/// KEYS: stream, seq, epoch, dedup, bytes. ARGV: epoch candidate, payload, dedup ttl ms,
+/// max events, now ms, oldest ms kept, max bytes. Returns {is_new, epoch, seq}.
 ///
 /// Retention is done here rather than with `XADD MAXLEN`, so the de-duplication key of
 /// each event dropped goes with it, as in the other logs (their TTL is only a safety net):
@@ -129,11 +129,16 @@ if seen then
   return {0, epoch, tonumber(seen)}
 end
 local seq = redis.call('INCR', KEYS[2])
+-- The stored bytes of the retained events: zero whenever the stream is (a lost or new
+-- stream leaves no stale count behind).
+if redis.call('XLEN', KEYS[1]) == 0 then redis.call('SET', KEYS[5], 0) end
 redis.call('XADD', KEYS[1], seq .. '-0', 'e', ARGV[2], 't', ARGV[5], 'k', KEYS[4])
+redis.call('INCRBY', KEYS[5], #ARGV[2])
 redis.call('SET', KEYS[4], seq, 'PX', ARGV[3])
 local function drop_oldest(oldest)
   local id, fields = oldest[1], oldest[2]
   redis.call('XDEL', KEYS[1], id)
+  redis.call('DECRBY', KEYS[5], #fields[2])
   local key = fields[6]
   if key and redis.call('GET', key) == string.match(id, '^(%d+)') then
     redis.call('DEL', key)
@@ -141,6 +146,11 @@ local function drop_oldest(oldest)
 end
 local max = tonumber(ARGV[4])
 while redis.call('XLEN', KEYS[1]) > max do
+  drop_oldest(redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)[1])
+end
+-- Byte retention (WECHAT_QR_RETAIN_BYTES, counted as stored); the newest event stays.
+local max_bytes = tonumber(ARGV[7])
+while tonumber(redis.call('GET', KEYS[5]) or '0') > max_bytes and redis.call('XLEN', KEYS[1]) > 1 do
   drop_oldest(redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)[1])
 end
 -- Age retention: a bounded amount per append (the next appends take the rest).
@@ -181,8 +191,10 @@ struct Keys {
     stream: String,
     seq: String,
     epoch: String,
-    /// Prefix of the de-duplication keys of this account.
+    /// Prefix of the de-duplication keys (each key names its account).
     dedup: String,
+    /// The stored bytes of the retained events (`WECHAT_QR_RETAIN_BYTES`).
+    bytes: String,
 }
 
 /// What the read loop tells local waiters.
@@ -237,6 +249,7 @@ impl RedisLog {
             epoch: format!("{tag}:epoch"),
             // De-duplication keys carry their account's AppID themselves.
             dedup: format!("{tag}:dedup:"),
+            bytes: format!("{tag}:bytes"),
         };
         let conn = connect(url, RESPONSE_TIMEOUT).await?;
         // Blocking reads get a connection of their own: on the shared one they would
@@ -401,12 +414,14 @@ impl EventLog for RedisLog {
             .key(&self.keys.seq)
             .key(&self.keys.epoch)
             .key(format!("{}{}", self.keys.dedup, key.as_str()))
+            .key(&self.keys.bytes)
             .arg(rand::random::<u32>())
             .arg(payload)
             .arg(age.max(1))
             .arg(self.retention.max_events)
             .arg(now)
             .arg(now.saturating_sub(age))
+            .arg(self.retention.max_bytes)
             .invoke_async(&mut conn)
             .await;
         let (new, epoch, seq) = reply.map_err(|e| {
