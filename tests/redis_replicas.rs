@@ -819,3 +819,38 @@ async fn retention_by_bytes_on_redis_keeps_the_stored_size_under_the_limit() {
     );
     service.stop().await;
 }
+
+#[tokio::test]
+async fn a_permanent_budget_holds_for_the_whole_cluster() {
+    let redis = RedisServer::start();
+    let upstream = TestService::start().await;
+    let budget = [("WECHAT_QR_PERMANENT_BUDGET", "2")];
+    let a = Replica::start_with(&redis, &upstream, &budget).await;
+    let b = Replica::start_with(&redis, &upstream, &budget).await;
+    let clients = [a.client().await, b.client().await];
+    // Six different scenes at once over both replicas: two codes, the rest refused
+    // before WeChat is called.
+    let calls = (0..6u32).map(|i| {
+        let mut client = clients[i as usize % 2].clone();
+        tokio::spawn(async move {
+            client
+                .create_ticket(pb::CreateTicketRequest {
+                    scene: Some(Scene::SceneId(100 + i)),
+                    permanent: true,
+                    ..Default::default()
+                })
+                .await
+        })
+    });
+    let mut minted = 0;
+    for call in futures_util::future::join_all(calls).await {
+        match call.unwrap() {
+            Ok(_) => minted += 1,
+            Err(status) => assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}"),
+        }
+    }
+    assert_eq!(minted, 2);
+    assert_eq!(upstream.simulator().stats().qrcode_creates, 2);
+    a.binary.stop().await;
+    b.binary.stop().await;
+}

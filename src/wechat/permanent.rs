@@ -72,6 +72,32 @@ impl Record {
     }
 }
 
+/// Adds the permanent tickets among `records` that `tickets` does not know yet.
+fn learn(tickets: &mut HashMap<String, KnownTicket>, records: Vec<(String, Vec<u8>)>) {
+    for (key, value) in records {
+        if !key.starts_with(PREFIX) || tickets.contains_key(&key) {
+            continue;
+        }
+        match serde_json::from_slice::<Record>(&value) {
+            Ok(record) => {
+                if let Some(scene) = record.scene() {
+                    tickets.insert(
+                        key,
+                        KnownTicket {
+                            ticket: record.ticket(),
+                            app_id: record.app_id,
+                            scene,
+                        },
+                    );
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "skipping an unreadable permanent ticket record")
+            }
+        }
+    }
+}
+
 fn key(app_id: &str, scene: &Scene) -> String {
     match scene {
         Scene::Id(id) => format!("{PREFIX}{app_id}\u{0}id\u{0}{id}"),
@@ -112,28 +138,7 @@ impl PermanentTickets {
             import_legacy(records.as_ref(), path).await?;
         }
         let mut tickets = HashMap::new();
-        for (key, value) in records.all().await? {
-            if !key.starts_with(PREFIX) {
-                continue;
-            }
-            match serde_json::from_slice::<Record>(&value) {
-                Ok(record) => {
-                    if let Some(scene) = record.scene() {
-                        tickets.insert(
-                            key,
-                            KnownTicket {
-                                ticket: record.ticket(),
-                                app_id: record.app_id,
-                                scene,
-                            },
-                        );
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "skipping an unreadable permanent ticket record")
-                }
-            }
-        }
+        learn(&mut tickets, records.all().await?);
         Ok(Self {
             records,
             tickets: Mutex::new(tickets),
@@ -177,7 +182,28 @@ impl PermanentTickets {
         if let Some(known) = tickets.get(&key) {
             return Ok((known.ticket.clone(), false));
         }
-        if let Some(&budget) = self.budgets.get(app_id)
+        let budget = self.budgets.get(app_id).copied();
+        // Shared by several replicas, a budget is the deployment's: an account's budgeted
+        // codes are minted one at a time under a deployment-wide claim, counting what
+        // every replica has minted (a single process holds no claim and knows them all).
+        let budget_claim = match budget {
+            Some(_) => self
+                .records
+                .claim(&format!("{PREFIX}{app_id}\u{0}budget"))
+                .await
+                .map_err(shared_state)?,
+            None => None,
+        };
+        if budget_claim.is_some() {
+            learn(
+                &mut tickets,
+                self.records.all().await.map_err(shared_state)?,
+            );
+            if let Some(known) = tickets.get(&key) {
+                return Ok((known.ticket.clone(), false));
+            }
+        }
+        if let Some(budget) = budget
             && count(&tickets, app_id) >= budget
         {
             return Err(WeChatError::PermanentBudgetExhausted { budget });
@@ -208,6 +234,7 @@ impl PermanentTickets {
             tracing::error!(error = %e, "cannot record a permanent ticket");
         }
         drop(claim);
+        drop(budget_claim);
         tickets.insert(
             key,
             KnownTicket {
