@@ -854,3 +854,25 @@ async fn a_permanent_budget_holds_for_the_whole_cluster() {
     a.binary.stop().await;
     b.binary.stop().await;
 }
+
+#[tokio::test]
+async fn a_captured_plaintext_query_replayed_to_another_replica_is_refused() {
+    let redis = RedisServer::start();
+    let upstream = TestService::start().await;
+    let a = Replica::start(&redis, &upstream).await;
+    let b = Replica::start(&redis, &upstream).await;
+    let mut events = a.subscribe("").await;
+    let query = signed_query(TOKEN, &now().to_string(), "captured-nonce");
+    let genuine = scan_xml("SCAN", "o-genuine", "42", "t", now());
+    let forged = scan_xml("SCAN", "o-forged", "42", "t", now());
+    assert_eq!(a.post(&query, &genuine).await.unwrap().0, 200);
+    // The same signed query with another body, at the other replica: a forgery.
+    let (status, body) = b.post(&query, &forged).await.unwrap();
+    assert_eq!(status, 403, "{body}");
+    // WeChat's retry of the genuine push there is still a retry, emitted once.
+    assert_eq!(b.post(&query, &genuine).await.unwrap().0, 200);
+    let got = common::exactly(&mut events, 1).await;
+    assert_eq!(got[0].openid, "o-genuine");
+    a.binary.stop().await;
+    b.binary.stop().await;
+}

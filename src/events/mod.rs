@@ -22,8 +22,10 @@ pub use fanout::{SubscribeError, Subscribers};
 pub use filter::Filter;
 pub use log::{Appended, Entry, EventLog, LogError};
 pub use memory::MemoryLog;
-pub use redis::{COMPARE_AND_DELETE, RedisLog, RedisRecords, connect as connect_redis, redact};
-pub use seals::{Seal, SealBook, SealCheck, SealKind, Sealed};
+pub use redis::{
+    COMPARE_AND_DELETE, RedisLog, RedisRecords, RedisSeals, connect as connect_redis, redact,
+};
+pub use seals::{Seal, SealBook, SealCheck, SealKind, Sealed, SharedSeals};
 pub use subscription::{Delivery, StreamEnd, Subscription};
 
 use crate::config::{Retention, Storage};
@@ -140,13 +142,14 @@ impl Backend {
                     seals: Arc::new(seals),
                 }
             }
-            // Seals stay in each replica's memory: a re-sent push landing on another
-            // replica is caught by the shared de-duplication instead.
+            // Each replica remembers seals and asks the deployment's memory in Redis.
             Storage::Redis { url, prefix } => Self {
                 log: RedisLog::open(url, prefix, &app_ids[0], retention).await?,
                 records: RedisRecords::open(url, prefix).await?,
                 seals: Arc::new(
-                    SealBook::new(seal_keep, max_seals, None).expect("no store to read"),
+                    SealBook::new(seal_keep, max_seals, None)
+                        .expect("no store to read")
+                        .with_shared(RedisSeals::open(url, prefix).await?),
                 ),
             },
             Storage::Memory => Self {

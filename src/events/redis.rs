@@ -595,6 +595,71 @@ impl Records for RedisRecords {
     }
 }
 
+/// KEYS: the seal. ARGV: its value, ms to keep. Returns the value already there, or sets
+/// this one and returns nothing: one step, so two replicas cannot both find a pair new.
+const REMEMBER_SEAL: &str = r"
+local before = redis.call('GET', KEYS[1])
+if before then return before end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return false
+";
+
+/// The webhook's replay guard shared by every replica (`{<prefix>seals}:<timestamp>:<nonce>`,
+/// each expiring when its query leaves the replay window): a captured plaintext query
+/// replayed with a forged body to another replica is refused as on the first.
+pub struct RedisSeals {
+    prefix: String,
+    conn: ConnectionManager,
+    remember: Script,
+}
+
+impl std::fmt::Debug for RedisSeals {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisSeals")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisSeals {
+    /// Seals under `prefix` on `url`.
+    pub async fn open(url: &Secret, prefix: &str) -> Result<Arc<Self>, OpenError> {
+        Ok(Arc::new(Self {
+            prefix: format!("{{{prefix}seals}}:"),
+            conn: connect(url, RESPONSE_TIMEOUT).await?,
+            remember: Script::new(REMEMBER_SEAL),
+        }))
+    }
+}
+
+#[async_trait::async_trait]
+impl super::SharedSeals for RedisSeals {
+    async fn remember(
+        &self,
+        seal: &super::Seal,
+        keep: Duration,
+    ) -> Result<Option<([u8; 32], super::SealKind)>, LogError> {
+        let (key, value) = super::seals::encode(seal);
+        let until = Duration::from_secs(seal.timestamp) + keep;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let ttl = until.saturating_sub(now).max(Duration::from_secs(1));
+        let mut conn = self.conn.clone();
+        let before: Option<Vec<u8>> = self
+            .remember
+            .key([self.prefix.as_bytes(), &key].concat())
+            .arg(value)
+            .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(before.and_then(|value| {
+            super::seals::decode(&key, &value).map(|seal| (seal.digest, seal.kind))
+        }))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

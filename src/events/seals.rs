@@ -7,7 +7,9 @@
 //!
 //! The memory is bounded (by the window and a count) and, on the durable backend, written
 //! to the same store as the events, in the same queue: a push's seal is on disk no later
-//! than its event, so it survives a restart exactly when the event does.
+//! than its event, so it survives a restart exactly when the event does. With several
+//! replicas on Redis each keeps its own memory and also asks the shared one
+//! ([`SharedSeals`]), so a captured query replayed to another replica is caught too.
 
 use std::{
     collections::{BTreeSet, HashMap},
@@ -81,6 +83,34 @@ impl Sealed {
     }
 }
 
+/// A memory of seals shared by every replica of a deployment.
+#[async_trait::async_trait]
+pub trait SharedSeals: Send + Sync + std::fmt::Debug + 'static {
+    /// Remembers `seal` for `keep` past its timestamp unless the pair is already
+    /// remembered; answers what was remembered before (`None`: nothing, now this).
+    async fn remember(
+        &self,
+        seal: &Seal,
+        keep: Duration,
+    ) -> Result<Option<([u8; 32], SealKind)>, LogError>;
+}
+
+/// What a seal already remembered for the same pair makes of a new one.
+fn compare(existing: ([u8; 32], SealKind), seal: &Seal) -> SealCheck {
+    let (digest, kind) = existing;
+    // A handshake's query can never carry a push, nor a push's a handshake.
+    if (kind == SealKind::Handshake) != (seal.kind == SealKind::Handshake) {
+        return SealCheck::Reused;
+    }
+    // Its own signature authenticates an encrypted body; a plaintext body (or echostr)
+    // under a query already used is WeChat's retry only with the very same bytes.
+    if seal.kind == SealKind::Encrypted || (digest == seal.digest && kind == seal.kind) {
+        SealCheck::Retry
+    } else {
+        SealCheck::Reused
+    }
+}
+
 /// The bounded memory of seals.
 #[derive(Debug)]
 pub struct SealBook {
@@ -91,6 +121,8 @@ pub struct SealBook {
     inner: Mutex<Inner>,
     /// Where seals are made durable, when the backend is.
     store: Option<Arc<DurableLog>>,
+    /// The deployment's memory, when several replicas share one (Redis).
+    shared: Option<Arc<dyn SharedSeals>>,
 }
 
 #[derive(Debug, Default)]
@@ -161,6 +193,26 @@ impl SealBook {
             max: max.max(1),
             inner: Mutex::new(inner),
             store,
+            shared: None,
+        })
+    }
+
+    /// Also asks `shared`, the memory every replica shares ([`SealBook::check_shared`]).
+    pub fn with_shared(mut self, shared: Arc<dyn SharedSeals>) -> Self {
+        self.shared = Some(shared);
+        self
+    }
+
+    /// Checks `seal` against the deployment's shared memory, after [`SealBook::check`]
+    /// found it fresh or a retry here: `Fresh` when there is none. A failure to reach it
+    /// is an error (the push is answered 503 and WeChat retries), not a pass.
+    pub async fn check_shared(&self, seal: &Seal) -> Result<SealCheck, LogError> {
+        let Some(shared) = &self.shared else {
+            return Ok(SealCheck::Fresh);
+        };
+        Ok(match shared.remember(seal, self.keep).await? {
+            None => SealCheck::Fresh,
+            Some(existing) => compare(existing, seal),
         })
     }
 
@@ -188,20 +240,7 @@ impl SealBook {
             }
             let key = (seal.timestamp, Box::<str>::from(seal.nonce.as_str()));
             match inner.seals.get(&key) {
-                // A handshake's query can never carry a push, nor a push's a handshake.
-                Some(&(_, kind))
-                    if (kind == SealKind::Handshake) != (seal.kind == SealKind::Handshake) =>
-                {
-                    SealCheck::Reused
-                }
-                // Its own signature authenticates an encrypted body.
-                Some(_) if seal.kind == SealKind::Encrypted => SealCheck::Retry,
-                // A plaintext body (or echostr) under a query already used: only the very
-                // same bytes are WeChat's retry.
-                Some(&(digest, kind)) if digest == seal.digest && kind == seal.kind => {
-                    SealCheck::Retry
-                }
-                Some(_) => SealCheck::Reused,
+                Some(&existing) => compare(existing, &seal),
                 None if inner.seals.len() >= self.max => SealCheck::Full,
                 None => {
                     inner.order.insert(key.clone());

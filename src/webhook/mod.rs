@@ -337,7 +337,7 @@ impl Webhook {
             // Handshakes and pushes are counted apart, so the push counter counts pushes.
             let (counter, outcome, result) = if request.method() == Method::GET {
                 let counter = &self.metrics.webhook_handshakes;
-                match self.handshake(request.uri().query()) {
+                match self.handshake(request.uri().query()).await {
                     Ok(echo) => (counter, "accepted", Ok(text(200, echo))),
                     Err(e) => (counter, e.outcome(), Err(e)),
                 }
@@ -374,7 +374,7 @@ impl Webhook {
     }
 
     /// WeChat's server-URL check: answer `echostr` verbatim if the signature holds.
-    fn handshake(&self, query: Option<&str>) -> Result<Bytes, PushError> {
+    async fn handshake(&self, query: Option<&str>) -> Result<Bytes, PushError> {
         let query = Query::parse(query);
         let signature = query.required("signature")?;
         let timestamp = query.required("timestamp")?;
@@ -383,21 +383,22 @@ impl Webhook {
         self.check_timestamp(&timestamp)?;
         self.check_signature(&timestamp, &nonce, &signature)?;
         // Remembered, so this query can never carry a push afterwards.
-        self.seal(&timestamp, &nonce, echostr.as_bytes(), SealKind::Handshake)?;
+        self.seal(&timestamp, &nonce, echostr.as_bytes(), SealKind::Handshake)
+            .await?;
         Ok(Bytes::from(echostr.into_owned()))
     }
 
     /// Checks the `(timestamp, nonce)` of a request whose signature holds against those
     /// already accepted, and remembers it: the same body again is WeChat's retry, another
     /// body a forgery on a captured query string.
-    fn seal(
+    async fn seal(
         &self,
         timestamp: &str,
         nonce: &str,
         body: &[u8],
         kind: SealKind,
     ) -> Result<Sealed, PushError> {
-        let sealed = self.seals.check(Seal {
+        let seal = Seal {
             timestamp: timestamp.parse().map_err(|_| PushError::BadTimestamp)?,
             nonce: match &self.seal_scope {
                 None => nonce.to_owned(),
@@ -405,7 +406,16 @@ impl Webhook {
             },
             digest: Sha256::digest(body).into(),
             kind,
-        });
+        };
+        // Several replicas: the query may have reached another one first. The shared
+        // memory is asked first, so a forgery refused there leaves nothing behind here
+        // that would refuse WeChat's genuine retry.
+        match self.seals.check_shared(&seal).await? {
+            SealCheck::Reused => return Err(PushError::ReusedNonce),
+            SealCheck::Full => return Err(PushError::SealsFull),
+            SealCheck::Fresh | SealCheck::Retry => {}
+        }
+        let sealed = self.seals.check(seal);
         match sealed.check {
             SealCheck::Fresh | SealCheck::Retry => Ok(sealed),
             SealCheck::Reused => Err(PushError::ReusedNonce),
@@ -456,7 +466,9 @@ impl Webhook {
             ) {
                 return Err(PushError::BadSignature);
             }
-            let sealed = self.seal(&timestamp, &nonce, &body, SealKind::Encrypted)?;
+            let sealed = self
+                .seal(&timestamp, &nonce, &body, SealKind::Encrypted)
+                .await?;
             (Bytes::from(self.decrypt(&encrypt)?), body, sealed)
         } else {
             if self.settings().mode == EncryptMode::Safe {
@@ -465,7 +477,9 @@ impl Webhook {
             // Checked before the body is read: a forged push costs us no body.
             self.check_signature(&timestamp, &nonce, &query.required("signature")?)?;
             let body = self.read_body(request).await?;
-            let sealed = self.seal(&timestamp, &nonce, &body, SealKind::Plaintext)?;
+            let sealed = self
+                .seal(&timestamp, &nonce, &body, SealKind::Plaintext)
+                .await?;
             (body.clone(), body, sealed)
         };
         let mut qr_scan = false;
