@@ -142,7 +142,7 @@ pub struct ServeConfig {
     /// every replica's shared state: the event log, de-duplication, permanent scenes and
     /// the access_token. Set, it replaces `WECHAT_QR_EVENT_LOG`; see "Running several
     /// replicas" in the README. The password never reaches a log line.
-    #[arg(long, env = "WECHAT_QR_REDIS_URL")]
+    #[arg(long, env = "WECHAT_QR_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<Secret>,
     /// Prefix of every Redis key, so deployments can share one Redis.
     #[arg(long, env = "WECHAT_QR_REDIS_PREFIX", default_value = "wechat-qr:")]

@@ -177,6 +177,13 @@ fn effective(matches: &clap::ArgMatches, file: &FileConfig) -> String {
                 Some(url) => quote(&redact_url(url)),
                 None => continue,
             },
+            // Its password is a secret; the rest says which Redis.
+            _ if id == "redis_url" && from != "unset" => {
+                match matches.get_one::<wechat_qr::secret::Secret>(id) {
+                    Some(url) => quote(&wechat_qr::events::redact(url)),
+                    None => continue,
+                }
+            }
             _ if secret && from != "unset" => quote("<redacted>"),
             Some(mut raw) => raw
                 .next()

@@ -56,6 +56,7 @@ async fn check_config_prints_the_effective_configuration_without_a_secret() {
 grpc_addr = "127.0.0.1:50999"
 retain_events = 5000
 replay_window_seconds = 120
+redis_url = "rediss://:the-redis-password@redis.internal:6380/0"
 
 [[accounts]]
 app_id = "wxfile0000000001"
@@ -94,7 +95,16 @@ original_id = "gh_file"
     );
     assert!(out.contains(r#"app_id = "wxfile0000000001""#), "{out}");
     assert!(out.contains(r#"encrypt_mode = "safe""#), "{out}");
-    for secret in ["the-app-secret-value", "inline-token-x", KEY] {
+    assert!(
+        out.contains(r#"redis_url = "rediss://:***@redis.internal:6380/0"  # file"#),
+        "which Redis, without its password:\n{out}"
+    );
+    for secret in [
+        "the-app-secret-value",
+        "inline-token-x",
+        KEY,
+        "the-redis-password",
+    ] {
         assert!(
             !out.contains(secret) && !err.contains(secret),
             "{secret} printed:\n{out}"
