@@ -10,9 +10,8 @@
 //   ACCOUNT      optional: the AppID to pick in the header (a service with several accounts)
 // Exits non-zero, saying why, on the first failed expectation.
 
-import { mkdtempSync } from "node:fs";
 import { join } from "node:path";
-import { chromium } from "playwright-core";
+import { fail, launch, step } from "./browser.mjs";
 
 const url = process.env.CONSOLE_URL;
 const out = process.env.OUT_DIR;
@@ -20,33 +19,7 @@ if (!url || !out) throw new Error("CONSOLE_URL and OUT_DIR are required");
 /** What "within a second" allows, from the click on "Simulate scan". */
 const WITHIN_MS = 1000;
 
-const step = (what) => console.log(`- ${what}`);
-const fail = (why) => {
-  throw new Error(why);
-};
-
-const context = await chromium.launchPersistentContext(mkdtempSync(join(out, "profile-")), {
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  headless: true,
-  args: [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-proxy-server",
-  ],
-  viewport: { width: 1100, height: 900 },
-});
-const page = context.pages()[0] ?? (await context.newPage());
-const problems = [];
-page.on("pageerror", (error) => problems.push(`page error: ${error.message}`));
-page.on("console", (message) => {
-  if (message.type() === "error") problems.push(`console error: ${message.text()}`);
-});
+const { context, page, problems } = await launch(out);
 
 try {
   step(`open ${url}`);

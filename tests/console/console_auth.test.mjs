@@ -13,43 +13,16 @@
 // When the code is on show it prints `ticket=<ticket> scene=<scene>` and waits for a line
 // on stdin saying the scan was pushed. Exits non-zero, saying why, on the first failure.
 
-import { mkdtempSync } from "node:fs";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
-import { chromium } from "playwright-core";
+import { fail, launch, step } from "./browser.mjs";
 
 const { CONSOLE_URL: url, OUT_DIR: out, FULL_TOKEN: full, LIMITED_TOKEN: limited } = process.env;
 if (!url || !out || !full || !limited) throw new Error("CONSOLE_URL, OUT_DIR, FULL_TOKEN and LIMITED_TOKEN are required");
 const stdin = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
 const openid = "oConsoleAuth";
 
-const step = (what) => console.log(`- ${what}`);
-const fail = (why) => {
-  throw new Error(why);
-};
-
-const context = await chromium.launchPersistentContext(mkdtempSync(join(out, "profile-")), {
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  headless: true,
-  args: [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-proxy-server",
-  ],
-  viewport: { width: 1100, height: 900 },
-});
-const page = context.pages()[0] ?? (await context.newPage());
-const problems = [];
-page.on("pageerror", (error) => problems.push(`page error: ${error.message}`));
-page.on("console", (message) => {
-  if (message.type() === "error") problems.push(`console error: ${message.text()}`);
-});
+const { context, page, problems } = await launch(out);
 
 try {
   step(`open ${url}: it asks for a token up front`);
