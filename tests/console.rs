@@ -6,13 +6,13 @@
 
 mod common;
 
-use std::{
-    path::{Path, PathBuf},
-    time::Duration,
-};
+use std::{path::Path, time::Duration};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use common::TestService;
+use common::{
+    TestService,
+    browser::{chromium, node_with_playwright, repo},
+};
 use prost::Message;
 use wechat_qr::{
     pb::{self, create_ticket_request::Scene},
@@ -22,38 +22,6 @@ use wechat_qr::{
 /// How long the browser test may take in all: Chromium starts, the page loads, the views
 /// are exercised; well within this on a loaded 2-core machine.
 const BROWSER_TIMEOUT: Duration = Duration::from_secs(180);
-
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Debian's Chromium (`$WECHAT_QR_CHROMIUM` to use another).
-fn chromium() -> PathBuf {
-    let path = std::env::var_os("WECHAT_QR_CHROMIUM")
-        .map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from);
-    assert!(
-        path.exists(),
-        "{} not found: run ./scripts/test (scripts/setup-clients installs Debian's chromium)",
-        path.display()
-    );
-    path
-}
-
-/// The machine's Node, with `playwright-core` in `node_modules/`.
-fn node_with_playwright() -> PathBuf {
-    let node = std::process::Command::new("node").arg("--version").output();
-    assert!(
-        node.is_ok_and(|output| output.status.success()),
-        "node not found: install Node.js 20, then run ./scripts/test"
-    );
-    let playwright = repo().join("node_modules/playwright-core");
-    assert!(
-        playwright.exists(),
-        "{} not found: run ./scripts/test, which runs npm ci",
-        playwright.display()
-    );
-    PathBuf::from("node")
-}
 
 fn http() -> reqwest::Client {
     reqwest::Client::builder().no_proxy().build().unwrap()

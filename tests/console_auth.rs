@@ -10,13 +10,14 @@
 
 mod common;
 
-use std::{
-    path::{Path, PathBuf},
-    process::Stdio,
-    time::Duration,
-};
+use std::{path::Path, process::Stdio, time::Duration};
 
-use common::{TestService, binary::Binary, scan_xml, signed_query};
+use common::{
+    TestService,
+    binary::Binary,
+    browser::{chromium, node_with_playwright, repo},
+    scan_xml, signed_query,
+};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
@@ -25,36 +26,6 @@ const BROWSER_TIMEOUT: Duration = Duration::from_secs(180);
 const WEBHOOK_TOKEN: &str = "console-auth-webhook-token";
 const FULL_TOKEN: &str = "console-full-token";
 const LIMITED_TOKEN: &str = "console-limited-token";
-
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Debian's Chromium (`$WECHAT_QR_CHROMIUM` to use another).
-fn chromium() -> PathBuf {
-    let path = std::env::var_os("WECHAT_QR_CHROMIUM")
-        .map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from);
-    assert!(
-        path.exists(),
-        "{} not found: run ./scripts/test (scripts/setup-clients installs Debian's chromium)",
-        path.display()
-    );
-    path
-}
-
-fn assert_node_with_playwright() {
-    let node = std::process::Command::new("node").arg("--version").output();
-    assert!(
-        node.is_ok_and(|output| output.status.success()),
-        "node not found: install Node.js 20, then run ./scripts/test"
-    );
-    let playwright = repo().join("node_modules/playwright-core");
-    assert!(
-        playwright.exists(),
-        "{} not found: run ./scripts/test, which runs npm ci",
-        playwright.display()
-    );
-}
 
 fn client_table(name: &str, token: &str, extra: &str) -> String {
     format!(
@@ -83,7 +54,7 @@ async fn push_scan(webhook_url: &str, ticket: &str, scene: &str, openid: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_asks_for_a_token_and_shows_only_what_it_allows() {
     let chromium = chromium();
-    assert_node_with_playwright();
+    let node = node_with_playwright();
     let upstream = TestService::start().await;
     let dir = tempfile::tempdir().unwrap();
     let sim = upstream.simulator_url();
@@ -124,7 +95,7 @@ mp_base = "{sim}"
             .as_millis()
     ));
     std::fs::create_dir_all(&out).unwrap();
-    let mut node = tokio::process::Command::new("node")
+    let mut node = tokio::process::Command::new(node)
         .arg(repo().join("tests/console/console_auth.test.mjs"))
         .current_dir(repo())
         .env("CONSOLE_URL", format!("{admin_url}/console/"))

@@ -5,6 +5,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod binary;
+pub mod browser;
 pub mod redis_server;
 pub mod wechatpy;
 
