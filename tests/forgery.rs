@@ -6,10 +6,7 @@
 
 mod common;
 
-use std::process::Stdio;
-
 use common::{TOKEN, TestService, config, exactly, now, scan_xml, signed_query, subscribe};
-use tokio::io::AsyncWriteExt;
 use wechat_qr::{config::EncryptMode, pb, secret::Secret};
 
 fn fresh_query() -> String {
@@ -109,28 +106,10 @@ const KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
 
 /// wechatpy's encryption of `xml` under `timestamp` and `nonce`: (msg_signature, body).
 async fn wechatpy_encrypt(xml: &str, timestamp: &str, nonce: &str) -> (String, String) {
-    let python = std::env::var("WECHAT_QR_PYTHON").unwrap_or_else(|_| "python3".into());
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/wechatpy_crypto.py");
     let app_id = wechat_qr::config::dev::APP_ID;
-    let mut child = tokio::process::Command::new(&python)
-        .args([script, "encrypt", TOKEN, KEY, app_id, nonce, timestamp])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{python} not runnable: {e}; run ./scripts/test"));
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(xml.as_bytes())
-        .await
-        .unwrap();
-    let output = child.wait_with_output().await.unwrap();
-    assert!(
-        output.status.success(),
-        "wechatpy failed: run ./scripts/test"
-    );
-    let sealed: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let output =
+        common::wechatpy::run(&["encrypt", TOKEN, KEY, app_id, nonce, timestamp], xml).await;
+    let sealed: serde_json::Value = serde_json::from_str(&output).unwrap();
     (
         sealed["msg_signature"].as_str().unwrap().to_owned(),
         format!(

@@ -22,7 +22,6 @@ use common::{
 };
 use http_body_util::{BodyExt, Full};
 use hyper::{Request, Response, body::Incoming, header::CONTENT_TYPE};
-use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 use wechat_qr::{
     config::{ForwardFailure, ServeConfig, dev},
@@ -258,26 +257,7 @@ async fn handle(state: Arc<HandlerState>, request: Request<Incoming>) -> Respons
 /// or the virtualenv's that ./scripts/test puts first on the PATH). Missing wechatpy is
 /// a failure.
 async fn wechatpy(script: &str, args: &[&str], stdin: &str) -> String {
-    let python = std::env::var("WECHAT_QR_PYTHON").unwrap_or_else(|_| "python3".into());
-    let script = format!("{}/tests/{script}", env!("CARGO_MANIFEST_DIR"));
-    let mut child = tokio::process::Command::new(&python)
-        .arg(script)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{python} not runnable: {e}; run ./scripts/test"));
-    let mut stdin_pipe = child.stdin.take().unwrap();
-    stdin_pipe.write_all(stdin.as_bytes()).await.unwrap();
-    drop(stdin_pipe);
-    let output = child.wait_with_output().await.unwrap();
-    assert!(
-        output.status.success(),
-        "wechatpy failed (run ./scripts/test to install it): {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
+    common::wechatpy::run_script(script, args, stdin).await
 }
 
 /// `xml` encrypted by wechatpy as WeChat sends it in safe mode: (query, body).

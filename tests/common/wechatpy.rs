@@ -10,8 +10,14 @@ use super::{now, wechat_signature};
 
 /// Runs tests/wechatpy_crypto.py with `args`, `stdin` as its input; its output.
 pub async fn run(args: &[&str], stdin: &str) -> String {
+    run_script("wechatpy_crypto.py", args, stdin).await
+}
+
+/// Runs the wechatpy helper `script` in tests/ with `args`, `stdin` as its input; its
+/// output.
+pub async fn run_script(script: &str, args: &[&str], stdin: &str) -> String {
     let python = std::env::var("WECHAT_QR_PYTHON").unwrap_or_else(|_| "python3".into());
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/wechatpy_crypto.py");
+    let script = format!("{}/tests/{script}", env!("CARGO_MANIFEST_DIR"));
     let mut child = tokio::process::Command::new(&python)
         .arg(script)
         .args(args)
@@ -20,13 +26,10 @@ pub async fn run(args: &[&str], stdin: &str) -> String {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("{python} not runnable: {e}; run ./scripts/test"));
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .await
-        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.as_bytes()).await.unwrap();
+    // Closed, so the script sees the end of its input.
+    drop(input);
     let output = child.wait_with_output().await.unwrap();
     assert!(
         output.status.success(),
