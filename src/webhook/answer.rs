@@ -8,7 +8,7 @@ use hyper::header::{CONTENT_TYPE, HeaderValue};
 
 use super::{Webhook, forward, reply};
 use crate::{
-    config::ForwardFailure,
+    config::{ForwardFailure, WebhookSettings},
     http_server::{HttpResponse, text},
 };
 
@@ -20,12 +20,12 @@ impl Webhook {
     /// if the handler had been silent.
     pub(super) async fn answer(
         &self,
+        settings: &WebhookSettings,
         qr_scan: bool,
         scanned: Option<reply::Scanned>,
         verbatim: Option<forward::Verbatim>,
         encrypted: bool,
     ) -> HttpResponse {
-        let settings = self.settings();
         if let (Some(forwarder), Some(verbatim)) = (self.forwarder(), verbatim)
             && forwarder.takes(qr_scan)
         {

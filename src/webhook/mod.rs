@@ -333,17 +333,19 @@ impl Webhook {
                 .and_then(|v| v.to_str().ok()),
         );
         let span = tracing::info_span!("push", %request_id, method = request.method().as_str());
+        // One snapshot per request: a reload mid-request does not mix old and new keys.
+        let settings = self.settings();
         async move {
             // Handshakes and pushes are counted apart, so the push counter counts pushes.
             let (counter, outcome, result) = if request.method() == Method::GET {
                 let counter = &self.metrics.webhook_handshakes;
-                match self.handshake(request.uri().query()).await {
+                match self.handshake(&settings, request.uri().query()).await {
                     Ok(echo) => (counter, "accepted", Ok(text(200, echo))),
                     Err(e) => (counter, e.outcome(), Err(e)),
                 }
             } else {
                 let counter = &self.metrics.webhook_pushes;
-                match self.push(request).await {
+                match self.push(&settings, request).await {
                     Ok((outcome, answer)) => (counter, outcome.label(), Ok(answer)),
                     Err(e) => (counter, e.outcome(), Err(e)),
                 }
@@ -374,17 +376,27 @@ impl Webhook {
     }
 
     /// WeChat's server-URL check: answer `echostr` verbatim if the signature holds.
-    async fn handshake(&self, query: Option<&str>) -> Result<Bytes, PushError> {
+    async fn handshake(
+        &self,
+        settings: &WebhookSettings,
+        query: Option<&str>,
+    ) -> Result<Bytes, PushError> {
         let query = Query::parse(query);
         let signature = query.required("signature")?;
         let timestamp = query.required("timestamp")?;
         let nonce = query.required("nonce")?;
         let echostr = query.required("echostr")?;
-        self.check_timestamp(&timestamp)?;
-        self.check_signature(&timestamp, &nonce, &signature)?;
+        check_timestamp(settings, &timestamp)?;
+        check_signature(settings, &timestamp, &nonce, &signature)?;
         // Remembered, so this query can never carry a push afterwards.
-        self.seal(&timestamp, &nonce, echostr.as_bytes(), SealKind::Handshake)
-            .await?;
+        self.seal(
+            settings,
+            &timestamp,
+            &nonce,
+            echostr.as_bytes(),
+            SealKind::Handshake,
+        )
+        .await?;
         Ok(Bytes::from(echostr.into_owned()))
     }
 
@@ -393,6 +405,7 @@ impl Webhook {
     /// body a forgery on a captured query string.
     async fn seal(
         &self,
+        settings: &WebhookSettings,
         timestamp: &str,
         nonce: &str,
         body: &[u8],
@@ -412,7 +425,7 @@ impl Webhook {
         // that would refuse WeChat's genuine retry. Safe mode needs no shared memory
         // (and spends no Redis call on it): its bodies are authenticated by their own
         // `msg_signature`, and a plaintext body is refused whatever its query.
-        if self.settings().mode != EncryptMode::Safe {
+        if settings.mode != EncryptMode::Safe {
             match self.seals.check_shared(&seal).await? {
                 SealCheck::Reused => return Err(PushError::ReusedNonce),
                 SealCheck::Full => return Err(PushError::SealsFull),
@@ -429,6 +442,7 @@ impl Webhook {
 
     async fn push(
         &self,
+        settings: &WebhookSettings,
         request: Request<Incoming>,
     ) -> Result<(Accepted, HttpResponse), PushError> {
         let received_time = SystemTime::now();
@@ -445,7 +459,7 @@ impl Webhook {
         let query = Query::parse(request.uri().query());
         let timestamp = query.required("timestamp")?.into_owned();
         let nonce = query.required("nonce")?.into_owned();
-        self.check_timestamp(&timestamp)?;
+        check_timestamp(settings, &timestamp)?;
         if query.optional("echostr")?.is_some() {
             return Err(PushError::HandshakeQuery);
         }
@@ -455,34 +469,34 @@ impl Webhook {
             Some(_) => return Err(PushError::UnknownEncryptType),
         };
         let (xml, raw, sealed) = if encrypted {
-            if self.settings().mode == EncryptMode::Plaintext {
+            if settings.mode == EncryptMode::Plaintext {
                 return Err(PushError::EncryptedRefused);
             }
             let msg_signature = query.required("msg_signature")?.into_owned();
-            let body = self.read_body(request).await?;
+            let body = read_body(settings, request).await?;
             let encrypt = push::decode_envelope(&body)?
                 .encrypt
                 .ok_or(DecodeError::MissingField("Encrypt"))?;
             if !signature::verify(
-                &self.settings().tokens,
+                &settings.tokens,
                 &[&timestamp, &nonce, &encrypt],
                 &msg_signature,
             ) {
                 return Err(PushError::BadSignature);
             }
             let sealed = self
-                .seal(&timestamp, &nonce, &body, SealKind::Encrypted)
+                .seal(settings, &timestamp, &nonce, &body, SealKind::Encrypted)
                 .await?;
-            (Bytes::from(self.decrypt(&encrypt)?), body, sealed)
+            (Bytes::from(decrypt(settings, &encrypt)?), body, sealed)
         } else {
-            if self.settings().mode == EncryptMode::Safe {
+            if settings.mode == EncryptMode::Safe {
                 return Err(PushError::PlaintextRefused);
             }
             // Checked before the body is read: a forged push costs us no body.
-            self.check_signature(&timestamp, &nonce, &query.required("signature")?)?;
-            let body = self.read_body(request).await?;
+            check_signature(settings, &timestamp, &nonce, &query.required("signature")?)?;
+            let body = read_body(settings, request).await?;
             let sealed = self
-                .seal(&timestamp, &nonce, &body, SealKind::Plaintext)
+                .seal(settings, &timestamp, &nonce, &body, SealKind::Plaintext)
                 .await?;
             (body.clone(), body, sealed)
         };
@@ -490,7 +504,6 @@ impl Webhook {
         let mut scanned = None;
         let accepted = match push::decode_push(&xml, received_time)? {
             Push::Event(mut event, key) => {
-                let settings = self.settings();
                 let key = key.for_account(&settings.app_id);
                 event.app_id = settings.app_id.clone();
                 qr_scan = reply::is_qr_scan(&event);
@@ -515,7 +528,9 @@ impl Webhook {
             content_type,
             body: raw,
         });
-        let answer = self.answer(qr_scan, scanned, verbatim, encrypted).await;
+        let answer = self
+            .answer(settings, qr_scan, scanned, verbatim, encrypted)
+            .await;
         Ok((accepted, answer))
     }
 
@@ -533,69 +548,72 @@ impl Webhook {
             }
         })
     }
+}
 
-    /// WeChat's `signature` over (token, timestamp, nonce), against every accepted token.
-    fn check_signature(
-        &self,
-        timestamp: &str,
-        nonce: &str,
-        signature: &str,
-    ) -> Result<(), PushError> {
-        if signature::verify(&self.settings().tokens, &[timestamp, nonce], signature) {
-            Ok(())
-        } else {
-            Err(PushError::BadSignature)
-        }
-    }
-
-    /// Tries the current key, then the previous one (a rotation in progress).
-    fn decrypt(&self, encrypt: &str) -> Result<Vec<u8>, PushError> {
-        let mut first_error = None;
-        for key in &self.settings().aes_keys {
-            match key.decrypt(encrypt, &self.settings().app_id) {
-                Ok(xml) => return Ok(xml),
-                Err(e) => {
-                    first_error.get_or_insert(e);
-                }
-            }
-        }
-        Err(first_error.unwrap_or(crypto::CryptoError::BadKey).into())
-    }
-
-    fn check_timestamp(&self, timestamp: &str) -> Result<(), PushError> {
-        let sent: u64 = timestamp.parse().map_err(|_| PushError::BadTimestamp)?;
-        if let Some(window) = self.settings().replay_window {
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_secs();
-            if now.abs_diff(sent) > window.as_secs() {
-                return Err(PushError::StaleTimestamp);
-            }
-        }
+/// WeChat's `signature` over (token, timestamp, nonce), against every accepted token.
+fn check_signature(
+    settings: &WebhookSettings,
+    timestamp: &str,
+    nonce: &str,
+    signature: &str,
+) -> Result<(), PushError> {
+    if signature::verify(&settings.tokens, &[timestamp, nonce], signature) {
         Ok(())
+    } else {
+        Err(PushError::BadSignature)
     }
+}
 
-    /// Reads the whole body within the size limit and the read timeout.
-    async fn read_body(&self, request: Request<Incoming>) -> Result<Bytes, PushError> {
-        let limit = self.settings().max_body_bytes;
-        let declared = request
-            .headers()
-            .get(hyper::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|len| len > limit as u64) {
-            return Err(PushError::TooLarge(limit));
-        }
-        let body = Limited::new(request.into_body(), limit);
-        match tokio::time::timeout(self.settings().body_read_timeout, body.collect()).await {
-            Err(_elapsed) => Err(PushError::BodyTimeout),
-            Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
-                Err(PushError::TooLarge(limit))
+/// Tries the current key, then the previous one (a rotation in progress).
+fn decrypt(settings: &WebhookSettings, encrypt: &str) -> Result<Vec<u8>, PushError> {
+    let mut first_error = None;
+    for key in &settings.aes_keys {
+        match key.decrypt(encrypt, &settings.app_id) {
+            Ok(xml) => return Ok(xml),
+            Err(e) => {
+                first_error.get_or_insert(e);
             }
-            Ok(Err(_)) => Err(PushError::BodyRead),
-            Ok(Ok(collected)) => Ok(collected.to_bytes()),
         }
+    }
+    Err(first_error.unwrap_or(crypto::CryptoError::BadKey).into())
+}
+
+fn check_timestamp(settings: &WebhookSettings, timestamp: &str) -> Result<(), PushError> {
+    let sent: u64 = timestamp.parse().map_err(|_| PushError::BadTimestamp)?;
+    if let Some(window) = settings.replay_window {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        if now.abs_diff(sent) > window.as_secs() {
+            return Err(PushError::StaleTimestamp);
+        }
+    }
+    Ok(())
+}
+
+/// Reads the whole body within the size limit and the read timeout.
+async fn read_body(
+    settings: &WebhookSettings,
+    request: Request<Incoming>,
+) -> Result<Bytes, PushError> {
+    let limit = settings.max_body_bytes;
+    let declared = request
+        .headers()
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(PushError::TooLarge(limit));
+    }
+    let body = Limited::new(request.into_body(), limit);
+    match tokio::time::timeout(settings.body_read_timeout, body.collect()).await {
+        Err(_elapsed) => Err(PushError::BodyTimeout),
+        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            Err(PushError::TooLarge(limit))
+        }
+        Ok(Err(_)) => Err(PushError::BodyRead),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
     }
 }
 
