@@ -621,11 +621,7 @@ async fn retention_on_redis_drops_events_with_their_de_duplication_keys() {
         .await;
     }
     assert_eq!(service.retained().await, 5, "the newest 5 events");
-    let mut conn = redis::Client::open(redis.url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut conn = redis.connection().await;
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg("{wechat-qr:events}:dedup:*")
         .query_async(&mut conn)
@@ -788,11 +784,7 @@ async fn retention_by_bytes_on_redis_keeps_the_stored_size_under_the_limit() {
         )
         .await;
     }
-    let mut conn = redis::Client::open(redis.url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut conn = redis.connection().await;
     let counted: u64 = redis::cmd("GET")
         .arg("{wechat-qr:events}:bytes")
         .query_async(&mut conn)

@@ -73,6 +73,15 @@ impl RedisServer {
         self.tls.as_ref().expect("a TLS server").0.clone()
     }
 
+    /// A connection for the test to look at what the service stored (plain servers).
+    pub async fn connection(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap()
+    }
+
     /// `redis://127.0.0.1:<port>`, or `rediss://:<password>@127.0.0.1:<port>` for TLS.
     pub fn url(&self) -> String {
         match &self.tls {
