@@ -6,10 +6,14 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use url::Url;
 
-use crate::{secret::Secret, webhook::crypto::AesKey};
+use crate::{protocol::crypto::AesKey, secret::Secret};
 
+mod faults;
 mod file;
 mod sharing;
+
+pub use crate::protocol::EncryptMode;
+pub use faults::Faults;
 
 pub use file::{AccountConfig, ClientConfig, FileConfig, FileError, METHODS};
 pub use sharing::{
@@ -32,17 +36,6 @@ pub mod dev {
     pub const TOKEN: &str = "wechat-qr-dev-token";
     /// The account's original ID, WeChat's `ToUserName` in pushes.
     pub const ACCOUNT: &str = "gh_wechatqr0dev";
-}
-
-/// How the webhook accepts pushes (WeChat's "message encryption mode").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum EncryptMode {
-    /// Only plaintext pushes, checked by `signature`.
-    Plaintext,
-    /// Plaintext and encrypted pushes.
-    Compatible,
-    /// Only encrypted pushes, checked by `msg_signature`.
-    Safe,
 }
 
 /// `wechat-qr serve` (the default): settings from flags and environment.
@@ -336,7 +329,7 @@ pub enum ConfigError {
     BadToken(String),
     /// An EncodingAESKey that is not 43 base64 characters.
     #[error("{0} is not a valid EncodingAESKey: {1}")]
-    BadAesKey(String, crate::webhook::crypto::CryptoError),
+    BadAesKey(String, crate::protocol::crypto::CryptoError),
     /// Safe or compatible mode without a key.
     #[error("{0}={1:?} needs {2}")]
     ModeNeedsKey(String, EncryptMode, String),
@@ -482,7 +475,7 @@ pub struct SimulatorSettings {
     /// The accounts it plays WeChat for; the first is the default of `/sim/scan`.
     pub accounts: Vec<SimulatedAccount>,
     /// Faults injected from the start.
-    pub faults: crate::simulator::Faults,
+    pub faults: Faults,
 }
 
 /// gRPC over TLS, the PEM files read.
@@ -644,7 +637,7 @@ impl ServeConfig {
             Some(json) => {
                 serde_json::from_str(json).map_err(|e| ConfigError::BadFaults(e.to_string()))?
             }
-            None => crate::simulator::Faults::default(),
+            None => Faults::default(),
         };
         let (accounts, naming, simulated) = if self.accounts.is_empty() {
             if self.simulator {

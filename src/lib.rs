@@ -49,6 +49,7 @@ pub mod grpc;
 mod http_server;
 pub mod logging;
 pub mod metrics;
+pub mod protocol;
 pub mod secret;
 pub mod simulator;
 pub mod stats;

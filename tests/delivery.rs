@@ -15,8 +15,8 @@ use tonic::Code;
 use wechat_qr::{
     config::{EncryptMode, dev},
     pb,
+    protocol::push::Signer,
     secret::Secret,
-    simulator::push::Signer,
 };
 
 const KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";

@@ -28,7 +28,7 @@ async fn start(data_dir: &Path, env: &[(&str, &str)]) -> Binary {
 }
 
 /// The binary with a clean environment, every listener on port 0, and `data_dir`.
-fn command(data_dir: &Path, env: &[(&str, &str)]) -> tokio::process::Command {
+fn command(data_dir: &Path, env: &[(&str, &str)]) -> std::process::Command {
     let mut command = Binary::command();
     command
         .env("WECHAT_QR_GRPC_ADDR", "127.0.0.1:0")
@@ -349,7 +349,7 @@ async fn retention_by_bytes_bounds_disk_and_memory_under_a_flood() {
 async fn failed_start(data_dir: &Path, env: &[(&str, &str)]) -> String {
     let output = tokio::time::timeout(
         Duration::from_secs(30),
-        command(data_dir, env)
+        tokio::process::Command::from(command(data_dir, env))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .output(),
@@ -429,6 +429,39 @@ async fn an_unusable_data_directory_stops_the_start_naming_path_and_cause() {
     let message = failed_start(&mounted_ro.path.join("data"), &[]).await;
     assert!(
         message.contains("is not writable") && message.contains("Read-only file system"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn a_store_file_that_is_not_a_store_is_named_as_such_and_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, content) in [
+        ("short", &b"not a database"[..]),
+        ("long", &[b'x'; 64 * 1024][..]),
+    ] {
+        let data = dir.path().join(name);
+        std::fs::create_dir(&data).unwrap();
+        let store = data.join(STORE_FILE);
+        std::fs::write(&store, content).unwrap();
+        let message = failed_start(&data, &[]).await;
+        assert!(
+            message.contains(&format!(
+                "{} is not a wechat-qr event store",
+                store.display()
+            )) && message.contains("do not begin with a store's signature")
+                && !message.contains("not writable"),
+            "{message}"
+        );
+        assert_eq!(file_digest(&store), content, "the file is untouched");
+    }
+
+    // A directory where the store file belongs.
+    let data = dir.path().join("directory");
+    std::fs::create_dir_all(data.join(STORE_FILE)).unwrap();
+    let message = failed_start(&data, &[]).await;
+    assert!(
+        message.contains("is not a wechat-qr event store (it is a directory)"),
         "{message}"
     );
 }

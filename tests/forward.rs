@@ -26,8 +26,8 @@ use tokio_util::sync::CancellationToken;
 use wechat_qr::{
     config::{ForwardFailure, ServeConfig, dev},
     pb,
+    protocol::crypto::AesKey,
     secret::Secret,
-    webhook::crypto::AesKey,
 };
 
 const KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";

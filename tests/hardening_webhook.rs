@@ -55,11 +55,11 @@ impl Started {
         let mut command = match open_files {
             // The shell lowers the limit, then becomes the service (same pid).
             Some(limit) => {
-                let mut c = tokio::process::Command::new("sh");
+                let mut c = std::process::Command::new("sh");
                 c.args(["-c", &format!("ulimit -n {limit} && exec \"$0\""), binary]);
                 c
             }
-            None => tokio::process::Command::new(binary),
+            None => std::process::Command::new(binary),
         };
         for (key, _) in std::env::vars() {
             if key.starts_with("WECHAT_") || key == "RUST_LOG" {
@@ -83,13 +83,9 @@ impl Started {
     /// SIGTERM, then every line it logged until it exited.
     async fn stop(mut self) -> Vec<String> {
         self.binary.signal("TERM");
-        let status = tokio::time::timeout(Duration::from_secs(20), self.binary.child.wait())
-            .await
-            .expect("stops on SIGTERM")
-            .unwrap();
+        // Waits for the exit and for the log reader to reach EOF: every last line.
+        let status = self.binary.wait_exit(Duration::from_secs(20)).await;
         assert!(status.success(), "{status:?}");
-        // The drain task reads until EOF; give it the last lines.
-        tokio::time::sleep(Duration::from_millis(200)).await;
         self.binary.log_lines()
     }
 }

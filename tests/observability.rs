@@ -10,8 +10,8 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use wechat_qr::{
     config::{EncryptMode, dev},
     pb::{self, create_ticket_request::Scene},
+    protocol::push::Signer,
     secret::Secret,
-    simulator::push::Signer,
 };
 
 /// Scrapes `/metrics` into `name{labels} -> value`.

@@ -88,7 +88,7 @@ impl Replica {
 
 /// The binary with a clean environment, every listener on port 0, on the shared Redis at
 /// `redis_url` and the fake upstream, in `dir`.
-fn command(redis_url: &str, upstream: &TestService, dir: &Path) -> tokio::process::Command {
+fn command(redis_url: &str, upstream: &TestService, dir: &Path) -> std::process::Command {
     let sim = upstream.simulator_url();
     let mut command = Binary::command();
     command
@@ -582,7 +582,7 @@ async fn rediss_with_a_password_serves_and_the_password_never_reaches_the_output
     let wrong = format!("rediss://:wrong-s3cret@127.0.0.1:{}", redis.port);
     let output = tokio::time::timeout(
         Duration::from_secs(30),
-        command(&wrong, &upstream, dir.path())
+        tokio::process::Command::from(command(&wrong, &upstream, dir.path()))
             .envs(trust)
             .kill_on_drop(true)
             .output(),

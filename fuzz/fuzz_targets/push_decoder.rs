@@ -6,7 +6,7 @@
 use std::{sync::LazyLock, time::SystemTime};
 
 use libfuzzer_sys::fuzz_target;
-use wechat_qr::webhook::{crypto::AesKey, push};
+use wechat_qr::{protocol::crypto::AesKey, webhook::push};
 
 static KEY: LazyLock<AesKey> = LazyLock::new(|| {
     "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"

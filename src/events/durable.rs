@@ -101,6 +101,16 @@ pub enum OpenError {
         /// What failed.
         reason: String,
     },
+    /// The store file is another kind of file: never a store, or not one any more.
+    #[error(
+        "{path} is not a wechat-qr event store ({reason}); move it out of the data directory or choose another --data-dir"
+    )]
+    NotAStore {
+        /// The store file.
+        path: PathBuf,
+        /// What it is instead.
+        reason: String,
+    },
     /// The store file cannot be opened or read.
     #[error("cannot open the event store {path}: {reason}")]
     Store {
@@ -303,6 +313,11 @@ impl DurableLog {
             path: file.clone(),
             reason,
         };
+        // A file that is no store is named as such (not as an unwritable directory), and
+        // left as it was.
+        if let Some(reason) = not_a_store(&file) {
+            return Err(OpenError::NotAStore { path: file, reason });
+        }
         // Another account's data is refused before the file is opened for writing, so
         // that mistake leaves it byte for byte as it was.
         if let Some(found) = stored_app_id(&file).filter(|found| !app_ids.contains(found)) {
@@ -473,6 +488,35 @@ impl DurableLog {
 
 /// Capacity reserved for a read from the file.
 const BATCH_HINT: usize = 256;
+
+/// The first bytes of every store file: redb's file signature (a magic number, as PNG's).
+const STORE_SIGNATURE: &[u8] = b"redb\x1a\x0a\xa9\x0d\x0a";
+
+/// Why the existing `file` cannot be a store: a directory, or a file that does not begin
+/// with the store signature. `None` for a store, an empty file (a store is created in it)
+/// or no file yet; a file that cannot be read is left for the open to report.
+fn not_a_store(file: &Path) -> Option<String> {
+    use std::io::Read as _;
+    let metadata = std::fs::metadata(file).ok()?;
+    if metadata.is_dir() {
+        return Some("it is a directory".into());
+    }
+    if metadata.len() == 0 {
+        return None;
+    }
+    let mut start = Vec::with_capacity(STORE_SIGNATURE.len());
+    std::fs::File::open(file)
+        .ok()?
+        .take(STORE_SIGNATURE.len() as u64)
+        .read_to_end(&mut start)
+        .ok()?;
+    (start != STORE_SIGNATURE).then(|| {
+        format!(
+            "its {} bytes do not begin with a store's signature",
+            metadata.len()
+        )
+    })
+}
 
 enum OpenFailure {
     Io(std::io::Error),

@@ -15,7 +15,6 @@
 //! - `POST /sim/faults` (a [`Faults`] as JSON) / `GET` / `DELETE`: inject WeChat's bad
 //!   days — busy, quota, HTTP 500, connection resets, latency, token failures.
 
-pub mod push;
 pub mod qr_image;
 
 use std::{
@@ -39,9 +38,12 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     config::{SimulatedAccount, SimulatorSettings},
     http_server::{self, AbortConnection, HandlerResult, HttpResponse, text},
+    protocol::push,
     wechat::{MAX_EXPIRE_SECONDS, MAX_PERMANENT_SCENE_ID, MAX_SCENE_STR_CHARS},
 };
 use push::{DeliveryReport, Scan, Signer};
+
+pub use crate::config::Faults;
 
 /// WeChat's access_token lifetime.
 const TOKEN_LIFETIME: Duration = Duration::from_secs(7200);
@@ -49,29 +51,6 @@ const TOKEN_LIFETIME: Duration = Duration::from_secs(7200);
 const TOKEN_OVERLAP: Duration = Duration::from_secs(300);
 /// WeChat's default lifetime of a temporary code.
 const DEFAULT_EXPIRE_SECONDS: u32 = 60;
-
-/// Faults the simulator injects, from configuration (`WECHAT_QR_SIM_FAULTS`) or
-/// `POST /sim/faults`. Counts are consumed one per matching request.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Faults {
-    /// The next N `qrcode/create` calls answer errcode -1 (system busy).
-    pub busy: u32,
-    /// The next N `qrcode/create` calls answer errcode 45009 (daily quota reached).
-    pub quota: u32,
-    /// The next N token fetches answer errcode 40164 (IP not allow-listed).
-    pub token_failures: u32,
-    /// The next N `cgi-bin` requests answer HTTP 500.
-    pub http_500: u32,
-    /// The next N `cgi-bin` requests have their connection dropped without an answer.
-    pub reset: u32,
-    /// Delay added to every `cgi-bin` request, in milliseconds.
-    pub latency_ms: u64,
-    /// Further delay on `showqrcode`, in milliseconds.
-    pub showqrcode_latency_ms: u64,
-    /// Lifetime of tokens minted from now on, in seconds (WeChat's is 7,200).
-    pub token_ttl_seconds: Option<u64>,
-}
 
 /// Takes one from a fault counter, saying whether the fault applies now.
 fn take(count: &mut u32) -> bool {

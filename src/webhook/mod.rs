@@ -10,11 +10,9 @@
 //! (`forward.rs`), and a stored scan may be answered with a passive reply (`reply.rs`).
 
 mod answer;
-pub mod crypto;
 mod forward;
 pub mod push;
 mod reply;
-pub mod signature;
 
 use std::{
     borrow::Cow,
@@ -29,13 +27,14 @@ use hyper::{Method, Request, body::Incoming};
 use tracing::Instrument;
 
 use crate::{
-    config::{EncryptMode, WebhookSettings},
+    config::WebhookSettings,
     events::{
         Appended, DedupKey, Event, EventLog, LogError, Seal, SealBook, SealCheck, SealKind, Sealed,
     },
     http_server::{HttpResponse, text},
     logging::LogBudget,
     metrics::Metrics,
+    protocol::{EncryptMode, crypto, signature},
 };
 use push::{DecodeError, Push};
 use sha2::{Digest, Sha256};

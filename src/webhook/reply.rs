@@ -9,10 +9,10 @@ use std::fmt::Write as _;
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
-use super::{crypto::AesKey, signature};
 use crate::{
     config::{ReplyMessage, ReplyOn, ReplyRule, SceneMatch},
     events::{Event, EventKind},
+    protocol::{crypto::AesKey, signature},
     secret::Secret,
 };
 

@@ -4,7 +4,8 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::{config::EncryptMode, secret::Secret, webhook::crypto::AesKey, webhook::signature};
+use super::{EncryptMode, crypto::AesKey, signature};
+use crate::secret::Secret;
 
 /// WeChat's wait for an answer before it retries.
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);

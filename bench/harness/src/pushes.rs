@@ -10,8 +10,8 @@ use bytes::Bytes;
 use hyper::Uri;
 use wechat_qr::{
     config::{EncryptMode, dev},
+    protocol::push::{self, Scan, Signer},
     secret::Secret,
-    simulator::push::{self, Scan, Signer},
     webhook,
 };
 

@@ -10,7 +10,7 @@ use crate::secret::Secret;
 /// The signature WeChat would send for these parts (order does not matter).
 ///
 /// ```
-/// use wechat_qr::webhook::signature::sign;
+/// use wechat_qr::protocol::signature::sign;
 /// // sha1("1409304348" + "TOKEN" + "nonce"): the parts sorted, then concatenated.
 /// assert_eq!(
 ///     sign(&["TOKEN", "1409304348", "nonce"]),

@@ -26,7 +26,7 @@ use crate::{
     grpc::{self, Tally, Waited},
     histogram::Histogram,
     http_load::{self, Schedule},
-    processes::{Redis, Service},
+    processes::{RedisServer, Service},
     pushes::{self, PushFactory},
     report::{self, Row},
 };
@@ -70,17 +70,15 @@ impl Subscribed {
 
 pub(crate) async fn run(scale: &Scale) -> Result<Outcome> {
     let mut outcome = Outcome::default();
-    let redis = Redis::start().await?;
+    let redis = RedisServer::try_start()?;
+    let url = redis.url();
     // Nothing is trimmed during the ingest runs, so Redis's memory per event is measured
     // on every event pushed.
     let retain = [("WECHAT_QR_RETAIN_EVENTS", "10000000")];
-    let on_redis = [retain[0], ("WECHAT_QR_REDIS_URL", redis.url.as_str())];
-    let before = used_memory(&redis.url).await?;
+    let on_redis = [retain[0], ("WECHAT_QR_REDIS_URL", url.as_str())];
+    let before = used_memory(&url).await?;
     ingest(scale, &redis, &retain, &on_redis, &mut outcome).await?;
-    let (after, events) = (
-        used_memory(&redis.url).await?,
-        stream_length(&redis.url).await?,
-    );
+    let (after, events) = (used_memory(&url).await?, stream_length(&url).await?);
     outcome.rows.push(Row::plain(
         "replicas: Redis memory per retained event (stream entry + de-duplication key)",
         format!(
@@ -97,8 +95,9 @@ pub(crate) async fn run(scale: &Scale) -> Result<Outcome> {
     };
     for &subscribers in counts {
         // A fresh stream per run: each run's replicas start from an empty log.
-        let redis = Redis::start().await?;
-        let on_redis = [("WECHAT_QR_REDIS_URL", redis.url.as_str())];
+        let redis = RedisServer::try_start()?;
+        let url = redis.url();
+        let on_redis = [("WECHAT_QR_REDIS_URL", url.as_str())];
         let a = Service::start(&on_redis).await?;
         let b = Service::start(&on_redis).await?;
         let b_cpu = b.process.cpu_time()?;
@@ -164,7 +163,7 @@ async fn stream_length(url: &str) -> Result<u64> {
 
 async fn ingest(
     scale: &Scale,
-    redis: &Redis,
+    redis: &RedisServer,
     embedded_env: &[(&str, &str)],
     on_redis: &[(&str, &str)],
     outcome: &mut Outcome,
@@ -184,10 +183,8 @@ async fn ingest(
             let target = if on_redis { &mut shared } else { &mut embedded };
             let pool = factory.pool(next, pool_size);
             next += pool_size;
-            let (cpu_before, redis_before) = (
-                target.service.process.cpu_time()?,
-                redis.process.cpu_time()?,
-            );
+            let (cpu_before, redis_before) =
+                (target.service.process.cpu_time()?, redis.cpu_time()?);
             let reader_before = reader.service.process.cpu_time()?;
             let done = http_load::closed_loop(
                 target.service.webhook_addr,
@@ -198,7 +195,7 @@ async fn ingest(
             .await?;
             target.cpu += target.service.process.cpu_time()? - cpu_before;
             if on_redis {
-                redis_cpu += redis.process.cpu_time()? - redis_before;
+                redis_cpu += redis.cpu_time()? - redis_before;
                 reader.cpu += reader.service.process.cpu_time()? - reader_before;
                 reader.pushes += done.pushes;
                 reader.answered += done.pushes;

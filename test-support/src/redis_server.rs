@@ -1,18 +1,21 @@
-//! A real `redis-server` (the Debian package `./scripts/test` installs) on a loopback
-//! port with a temporary directory, append-only persistence on; killed when dropped.
-//! Missing, it fails the test: nothing here skips.
+//! A real `redis-server` (the Debian package `./scripts/test` and `./scripts/bench`
+//! install) on a loopback port with a temporary directory, append-only file on and synced
+//! per write (`appendfsync always`, the durability the embedded store gives); killed when
+//! dropped. Missing, it fails the test or the bench run: nothing here skips.
 
 use std::{
     io::{Read, Write},
     net::{TcpListener, TcpStream},
     path::PathBuf,
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
+use crate::{Result, process::Process};
+
 /// A running (or killed, restartable) Redis.
 pub struct RedisServer {
-    child: Option<Child>,
+    process: Option<Process>,
     /// Its port on 127.0.0.1.
     pub port: u16,
     dir: tempfile::TempDir,
@@ -25,23 +28,24 @@ impl RedisServer {
     /// Starts one on a free port: Redis has no `--port 0`, so a port the kernel just
     /// handed out is tried, and another one if that was taken meanwhile.
     pub fn start() -> Self {
+        Self::try_start().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`start`](Self::start), failing with an error rather than a panic.
+    pub fn try_start() -> Result<Self> {
         for _ in 0..10 {
-            let port = TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
+            let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
             let mut server = Self {
-                child: None,
+                process: None,
                 port,
-                dir: tempfile::tempdir().unwrap(),
+                dir: tempfile::tempdir()?,
                 tls: None,
             };
-            if server.spawn() {
-                return server;
+            if server.spawn()? {
+                return Ok(server);
             }
         }
-        panic!("redis-server did not start on any of 10 free ports");
+        Err("redis-server did not start on any of 10 free ports".into())
     }
 
     /// One that speaks only TLS (a certificate for 127.0.0.1 from a test CA, made with
@@ -54,14 +58,14 @@ impl RedisServer {
                 .unwrap()
                 .port();
             let dir = tempfile::tempdir().unwrap();
-            super::certificates(dir.path(), "redis-client", "redis-client");
+            crate::tls::certificates(dir.path(), "redis-client", "redis-client");
             let mut server = Self {
-                child: None,
+                process: None,
                 port,
                 tls: Some((dir.path().join("ca.pem"), password.to_owned())),
                 dir,
             };
-            if server.spawn() {
+            if server.spawn().unwrap_or_else(|e| panic!("{e}")) {
                 return server;
             }
         }
@@ -94,8 +98,16 @@ impl RedisServer {
         self.dir.path().to_path_buf()
     }
 
+    /// CPU time the server has used, all threads.
+    pub fn cpu_time(&self) -> Result<Duration> {
+        self.process
+            .as_ref()
+            .ok_or("redis-server was killed")?
+            .cpu_time()
+    }
+
     /// Starts redis-server on `self.port`; false if it exited (the port was taken).
-    fn spawn(&mut self) -> bool {
+    fn spawn(&mut self) -> Result<bool> {
         let mut command = Command::new("redis-server");
         match &self.tls {
             None => command.args(["--bind", "127.0.0.1", "--port"]),
@@ -108,7 +120,7 @@ impl RedisServer {
                 .args(["--requirepass", password])
                 .arg("--tls-port"),
         };
-        let child = command
+        command
             .arg(self.port.to_string())
             .arg("--dir")
             .arg(self.data_dir())
@@ -126,23 +138,24 @@ impl RedisServer {
             ])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server must be installed (./scripts/test installs it)");
-        self.child = Some(child);
+            .stderr(Stdio::null());
+        let process = Process::spawn("redis-server", &mut command, false).map_err(|e| {
+            format!("{e}: redis-server must be installed (./scripts/test and ./scripts/bench install it)")
+        })?;
+        self.process = Some(process);
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            if let Some(Ok(Some(_))) = self.child.as_mut().map(|c| c.try_wait()) {
-                self.child = None;
-                return false;
+            if !self.process.as_mut().is_some_and(Process::is_running) {
+                self.process = None;
+                return Ok(false);
             }
             if self.ping() {
-                return true;
+                return Ok(true);
             }
             std::thread::sleep(Duration::from_millis(20));
         }
         self.kill();
-        false
+        Ok(false)
     }
 
     /// Whether it answers PING (and has loaded its data); for TLS, whether it listens.
@@ -163,16 +176,19 @@ impl RedisServer {
 
     /// `kill -9`.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Some(mut process) = self.process.take() {
+            let _ = process.kill9();
         }
     }
 
     /// Starts it again on the same port and directory (its append-only file reloaded).
     pub fn restart(&mut self) {
-        assert!(self.child.is_none(), "kill it first");
-        assert!(self.spawn(), "redis-server restarts on port {}", self.port);
+        assert!(self.process.is_none(), "kill it first");
+        assert!(
+            self.spawn().unwrap(),
+            "redis-server restarts on port {}",
+            self.port
+        );
     }
 }
 
