@@ -106,8 +106,10 @@ type GetSceneStatsRequest struct {
 	// with zeros where nothing happened. Empty means every scene active in the
 	// range.
 	Scenes []string `protobuf:"bytes,5,rep,name=scenes,proto3" json:"scenes,omitempty"`
-	// Reserved for multi-account deployments: the AppID whose statistics to read.
-	// Empty means the configured account.
+	// The AppID of the account whose statistics to read. Empty means the only
+	// configured account; with several accounts configured it is required
+	// (INVALID_ARGUMENT naming them). An AppID not configured is NOT_FOUND; one
+	// the caller's token may not use is PERMISSION_DENIED.
 	Account string `protobuf:"bytes,6,opt,name=account,proto3" json:"account,omitempty"`
 	// At most this many scenes in the answer, the top ones (see
 	// GetSceneStatsResponse.scenes). 0 means as many as fit: up to 1,000 scenes and
@@ -502,8 +504,10 @@ type ListScenesRequest struct {
 	PageSize uint32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// `next_page_token` of the previous page; empty for the first page.
 	PageToken string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
-	// Reserved for multi-account deployments: the AppID whose scenes to list.
-	// Empty means the configured account.
+	// The AppID of the account whose scenes to list. Empty means the only
+	// configured account; with several accounts configured it is required
+	// (INVALID_ARGUMENT naming them). An AppID not configured is NOT_FOUND; one
+	// the caller's token may not use is PERMISSION_DENIED.
 	Account string `protobuf:"bytes,3,opt,name=account,proto3" json:"account,omitempty"`
 }
 

@@ -324,8 +324,10 @@ public final class ChannelStats {
 
     /**
      * <pre>
-     * Reserved for multi-account deployments: the AppID whose statistics to read.
-     * Empty means the configured account.
+     * The AppID of the account whose statistics to read. Empty means the only
+     * configured account; with several accounts configured it is required
+     * (INVALID_ARGUMENT naming them). An AppID not configured is NOT_FOUND; one
+     * the caller's token may not use is PERMISSION_DENIED.
      * </pre>
      *
      * <code>string account = 6 [json_name = "account"];</code>
@@ -334,8 +336,10 @@ public final class ChannelStats {
     java.lang.String getAccount();
     /**
      * <pre>
-     * Reserved for multi-account deployments: the AppID whose statistics to read.
-     * Empty means the configured account.
+     * The AppID of the account whose statistics to read. Empty means the only
+     * configured account; with several accounts configured it is required
+     * (INVALID_ARGUMENT naming them). An AppID not configured is NOT_FOUND; one
+     * the caller's token may not use is PERMISSION_DENIED.
      * </pre>
      *
      * <code>string account = 6 [json_name = "account"];</code>
@@ -631,8 +635,10 @@ public final class ChannelStats {
     private volatile java.lang.Object account_ = "";
     /**
      * <pre>
-     * Reserved for multi-account deployments: the AppID whose statistics to read.
-     * Empty means the configured account.
+     * The AppID of the account whose statistics to read. Empty means the only
+     * configured account; with several accounts configured it is required
+     * (INVALID_ARGUMENT naming them). An AppID not configured is NOT_FOUND; one
+     * the caller's token may not use is PERMISSION_DENIED.
      * </pre>
      *
      * <code>string account = 6 [json_name = "account"];</code>
@@ -653,8 +659,10 @@ public final class ChannelStats {
     }
     /**
      * <pre>
-     * Reserved for multi-account deployments: the AppID whose statistics to read.
-     * Empty means the configured account.
+     * The AppID of the account whose statistics to read. Empty means the only
+     * configured account; with several accounts configured it is required
+     * (INVALID_ARGUMENT naming them). An AppID not configured is NOT_FOUND; one
+     * the caller's token may not use is PERMISSION_DENIED.
      * </pre>
      *
      * <code>string account = 6 [json_name = "account"];</code>
@@ -1878,8 +1886,10 @@ public final class ChannelStats {
       private java.lang.Object account_ = "";
       /**
        * <pre>
-       * Reserved for multi-account deployments: the AppID whose statistics to read.
-       * Empty means the configured account.
+       * The AppID of the account whose statistics to read. Empty means the only
+       * configured account; with several accounts configured it is required
+       * (INVALID_ARGUMENT naming them). An AppID not configured is NOT_FOUND; one
+       * the caller's token may not use is PERMISSION_DENIED.
        * </pre>
        *
        * <code>string account = 6 [json_name = "account"];</code>
@@ -1899,8 +1909,10 @@ public final class ChannelStats {
       }
       /**
        * <pre>
-       * Reserved for multi-account deployments: the AppID whose statistics to read.
-       * Empty means the configured account.
+       * The AppID of the account whose statistics to read. Empty means the only
+       * configured account; with several accounts configured it is required
+       * (INVALID_ARGUMENT naming them). An AppID not configured is NOT_FOUND; one
+       * the caller's token may not use is PERMISSION_DENIED.
        * </pre>
        *
        * <code>string account = 6 [json_name = "account"];</code>
@@ -1921,8 +1933,10 @@ public final class ChannelStats {
       }
       /**
        * <pre>
-       * Reserved for multi-account deployments: the AppID whose statistics to read.
-       * Empty means the configured account.
+       * The AppID of the account whose statistics to read. Empty means the only
+       * configured account; with several accounts configured it is required
+       * (INVALID_ARGUMENT naming them). An AppID not configured is NOT_FOUND; one
+       * the caller's token may not use is PERMISSION_DENIED.
        * </pre>
        *
        * <code>string account = 6 [json_name = "account"];</code>
@@ -1939,8 +1953,10 @@ public final class ChannelStats {
       }
       /**
        * <pre>
-       * Reserved for multi-account deployments: the AppID whose statistics to read.
-       * Empty means the configured account.
+       * The AppID of the account whose statistics to read. Empty means the only
+       * configured account; with several accounts configured it is required
+       * (INVALID_ARGUMENT naming them). An AppID not configured is NOT_FOUND; one
+       * the caller's token may not use is PERMISSION_DENIED.
        * </pre>
        *
        * <code>string account = 6 [json_name = "account"];</code>
@@ -1954,8 +1970,10 @@ public final class ChannelStats {
       }
       /**
        * <pre>
-       * Reserved for multi-account deployments: the AppID whose statistics to read.
-       * Empty means the configured account.
+       * The AppID of the account whose statistics to read. Empty means the only
+       * configured account; with several accounts configured it is required
+       * (INVALID_ARGUMENT naming them). An AppID not configured is NOT_FOUND; one
+       * the caller's token may not use is PERMISSION_DENIED.
        * </pre>
        *
        * <code>string account = 6 [json_name = "account"];</code>
@@ -7131,8 +7149,10 @@ public final class ChannelStats {
 
     /**
      * <pre>
-     * Reserved for multi-account deployments: the AppID whose scenes to list.
-     * Empty means the configured account.
+     * The AppID of the account whose scenes to list. Empty means the only
+     * configured account; with several accounts configured it is required
+     * (INVALID_ARGUMENT naming them). An AppID not configured is NOT_FOUND; one
+     * the caller's token may not use is PERMISSION_DENIED.
      * </pre>
      *
      * <code>string account = 3 [json_name = "account"];</code>
@@ -7141,8 +7161,10 @@ public final class ChannelStats {
     java.lang.String getAccount();
     /**
      * <pre>
-     * Reserved for multi-account deployments: the AppID whose scenes to list.
-     * Empty means the configured account.
+     * The AppID of the account whose scenes to list. Empty means the only
+     * configured account; with several accounts configured it is required
+     * (INVALID_ARGUMENT naming them). An AppID not configured is NOT_FOUND; one
+     * the caller's token may not use is PERMISSION_DENIED.
      * </pre>
      *
      * <code>string account = 3 [json_name = "account"];</code>
@@ -7264,8 +7286,10 @@ public final class ChannelStats {
     private volatile java.lang.Object account_ = "";
     /**
      * <pre>
-     * Reserved for multi-account deployments: the AppID whose scenes to list.
-     * Empty means the configured account.
+     * The AppID of the account whose scenes to list. Empty means the only
+     * configured account; with several accounts configured it is required
+     * (INVALID_ARGUMENT naming them). An AppID not configured is NOT_FOUND; one
+     * the caller's token may not use is PERMISSION_DENIED.
      * </pre>
      *
      * <code>string account = 3 [json_name = "account"];</code>
@@ -7286,8 +7310,10 @@ public final class ChannelStats {
     }
     /**
      * <pre>
-     * Reserved for multi-account deployments: the AppID whose scenes to list.
-     * Empty means the configured account.
+     * The AppID of the account whose scenes to list. Empty means the only
+     * configured account; with several accounts configured it is required
+     * (INVALID_ARGUMENT naming them). An AppID not configured is NOT_FOUND; one
+     * the caller's token may not use is PERMISSION_DENIED.
      * </pre>
      *
      * <code>string account = 3 [json_name = "account"];</code>
@@ -7822,8 +7848,10 @@ public final class ChannelStats {
       private java.lang.Object account_ = "";
       /**
        * <pre>
-       * Reserved for multi-account deployments: the AppID whose scenes to list.
-       * Empty means the configured account.
+       * The AppID of the account whose scenes to list. Empty means the only
+       * configured account; with several accounts configured it is required
+       * (INVALID_ARGUMENT naming them). An AppID not configured is NOT_FOUND; one
+       * the caller's token may not use is PERMISSION_DENIED.
        * </pre>
        *
        * <code>string account = 3 [json_name = "account"];</code>
@@ -7843,8 +7871,10 @@ public final class ChannelStats {
       }
       /**
        * <pre>
-       * Reserved for multi-account deployments: the AppID whose scenes to list.
-       * Empty means the configured account.
+       * The AppID of the account whose scenes to list. Empty means the only
+       * configured account; with several accounts configured it is required
+       * (INVALID_ARGUMENT naming them). An AppID not configured is NOT_FOUND; one
+       * the caller's token may not use is PERMISSION_DENIED.
        * </pre>
        *
        * <code>string account = 3 [json_name = "account"];</code>
@@ -7865,8 +7895,10 @@ public final class ChannelStats {
       }
       /**
        * <pre>
-       * Reserved for multi-account deployments: the AppID whose scenes to list.
-       * Empty means the configured account.
+       * The AppID of the account whose scenes to list. Empty means the only
+       * configured account; with several accounts configured it is required
+       * (INVALID_ARGUMENT naming them). An AppID not configured is NOT_FOUND; one
+       * the caller's token may not use is PERMISSION_DENIED.
        * </pre>
        *
        * <code>string account = 3 [json_name = "account"];</code>
@@ -7883,8 +7915,10 @@ public final class ChannelStats {
       }
       /**
        * <pre>
-       * Reserved for multi-account deployments: the AppID whose scenes to list.
-       * Empty means the configured account.
+       * The AppID of the account whose scenes to list. Empty means the only
+       * configured account; with several accounts configured it is required
+       * (INVALID_ARGUMENT naming them). An AppID not configured is NOT_FOUND; one
+       * the caller's token may not use is PERMISSION_DENIED.
        * </pre>
        *
        * <code>string account = 3 [json_name = "account"];</code>
@@ -7898,8 +7932,10 @@ public final class ChannelStats {
       }
       /**
        * <pre>
-       * Reserved for multi-account deployments: the AppID whose scenes to list.
-       * Empty means the configured account.
+       * The AppID of the account whose scenes to list. Empty means the only
+       * configured account; with several accounts configured it is required
+       * (INVALID_ARGUMENT naming them). An AppID not configured is NOT_FOUND; one
+       * the caller's token may not use is PERMISSION_DENIED.
        * </pre>
        *
        * <code>string account = 3 [json_name = "account"];</code>

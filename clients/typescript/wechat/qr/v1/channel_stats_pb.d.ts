@@ -67,8 +67,10 @@ export declare type GetSceneStatsRequest = Message<"wechat.qr.v1.GetSceneStatsRe
   scenes: string[];
 
   /**
-   * Reserved for multi-account deployments: the AppID whose statistics to read.
-   * Empty means the configured account.
+   * The AppID of the account whose statistics to read. Empty means the only
+   * configured account; with several accounts configured it is required
+   * (INVALID_ARGUMENT naming them). An AppID not configured is NOT_FOUND; one
+   * the caller's token may not use is PERMISSION_DENIED.
    *
    * @generated from field: string account = 6;
    */
@@ -271,8 +273,10 @@ export declare type ListScenesRequest = Message<"wechat.qr.v1.ListScenesRequest"
   pageToken: string;
 
   /**
-   * Reserved for multi-account deployments: the AppID whose scenes to list.
-   * Empty means the configured account.
+   * The AppID of the account whose scenes to list. Empty means the only
+   * configured account; with several accounts configured it is required
+   * (INVALID_ARGUMENT naming them). An AppID not configured is NOT_FOUND; one
+   * the caller's token may not use is PERMISSION_DENIED.
    *
    * @generated from field: string account = 3;
    */
