@@ -18,27 +18,16 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{TOKEN, binary::Binary, now, scan_xml, signed_query};
+use common::{
+    TOKEN,
+    data_dir::{command, post, start, whole_log},
+    now, scan_xml, signed_query,
+};
 use tonic::Code;
-use wechat_qr::{events::STORE_FILE, pb};
-
-/// The real binary, started on loopback port 0 with its own data directory.
-async fn start(data_dir: &Path, env: &[(&str, &str)]) -> Binary {
-    Binary::spawn(command(data_dir, env)).await
-}
-
-/// The binary with a clean environment, every listener on port 0, and `data_dir`.
-fn command(data_dir: &Path, env: &[(&str, &str)]) -> tokio::process::Command {
-    let mut command = Binary::command();
-    command
-        .env("WECHAT_QR_GRPC_ADDR", "127.0.0.1:0")
-        .env("WECHAT_QR_HTTP_ADDR", "127.0.0.1:0")
-        .env("WECHAT_QR_ADMIN_ADDR", "127.0.0.1:0")
-        .env("WECHAT_QR_SIMULATOR_ADDR", "127.0.0.1:0")
-        .env("WECHAT_QR_DATA_DIR", data_dir)
-        .envs(env.iter().copied());
-    command
-}
+use wechat_qr::{
+    events::{LOG_DIR, STORE_FILE},
+    pb,
+};
 
 /// One push the test sent: its body and what became of it.
 #[derive(Debug, Clone)]
@@ -56,38 +45,6 @@ fn push_for(openid: &str, n: u64) -> (String, String) {
     let body = scan_xml("SCAN", openid, "42", "durable-ticket", now());
     let query = signed_query(TOKEN, &now().to_string(), &format!("nonce{n}"));
     (query, body)
-}
-
-async fn post(http: &reqwest::Client, url: &str, query: &str, body: &str) -> Option<(u16, String)> {
-    let response = http
-        .post(format!("{url}?{query}"))
-        .body(body.to_owned())
-        .send()
-        .await
-        .ok()?;
-    let status = response.status().as_u16();
-    Some((status, response.text().await.ok()?))
-}
-
-/// Every event the log holds, oldest first, read over StreamEvents from before the
-/// first event, with the cursor of each.
-async fn whole_log(binary: &Binary, epoch: &str) -> Vec<(String, String)> {
-    let mut client = binary.client().await;
-    let mut stream = client
-        .stream_events(pb::StreamEventsRequest {
-            resume_after: format!("{epoch}{:016x}", 0),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let mut events = Vec::new();
-    while let Ok(Ok(Some(response))) =
-        tokio::time::timeout(Duration::from_millis(700), stream.message()).await
-    {
-        events.push((response.event.unwrap().openid, response.cursor));
-    }
-    events
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -263,7 +220,11 @@ async fn kill_9_under_load_loses_no_acknowledged_push_and_breaks_no_cursor() {
 /// Bytes of the event store in `dir` (the channel statistics beside it grow with the
 /// number of distinct users, by design, and have their own retention).
 fn disk_bytes(dir: &Path) -> u64 {
-    std::fs::metadata(dir.join(STORE_FILE)).unwrap().len()
+    let segments: u64 = std::fs::read_dir(dir.join(LOG_DIR))
+        .unwrap()
+        .map(|entry| entry.unwrap().metadata().unwrap().len())
+        .sum();
+    std::fs::metadata(dir.join(STORE_FILE)).unwrap().len() + segments
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -6,6 +6,7 @@
 
 pub mod binary;
 pub mod browser;
+pub mod data_dir;
 pub mod redis_server;
 pub mod wechatpy;
 
