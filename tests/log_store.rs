@@ -203,7 +203,9 @@ async fn a_power_loss_after_the_last_reported_sync_keeps_every_acknowledged_push
 async fn a_torn_tail_is_cut_with_one_log_line_and_nothing_acknowledged_goes() {
     const PUSHES: u64 = 12;
     let data = tempfile::tempdir().unwrap();
-    let binary = start(data.path(), &[]).await;
+    // Small segments (an eighth of the byte bound, at least 64 KiB): quick to copy.
+    let env = [("WECHAT_QR_RETAIN_BYTES", "524288")];
+    let binary = start(data.path(), &env).await;
     let http = http();
     let mut acked = Vec::new();
     for n in 0..PUSHES {
@@ -221,28 +223,27 @@ async fn a_torn_tail_is_cut_with_one_log_line_and_nothing_acknowledged_goes() {
     let events: Vec<(usize, usize, bool)> = spans.iter().copied().filter(|r| r.2).collect();
     assert_eq!(events.len(), PUSHES as usize, "one event record per push");
     let torn = tempfile::tempdir().unwrap();
-    // Every byte offset inside the last three records: what a crash in the middle of
+    copy_dir(data.path(), torn.path());
+    let copied = torn.path().join(LOG_DIR).join(segment.file_name().unwrap());
+    let original = std::fs::read(&segment).unwrap();
+    // Every byte offset inside the last two records: what a crash in the middle of
     // writing them leaves (their bytes up to the offset, zeros after, as allocated).
-    let (from, end) = (spans[spans.len() - 3].0, spans.last().unwrap().1);
+    let (from, end) = (spans[spans.len() - 2].0, spans.last().unwrap().1);
     assert_eq!(
-        std::fs::read(&segment).unwrap()[end..].iter().max(),
+        original[end..].iter().max(),
         Some(&0),
         "after the records: allocated zeros"
     );
     for cut in from..end {
-        let copy = torn.path().join(format!("cut-{cut}"));
-        copy_dir(data.path(), &copy);
-        let copied = copy.join(LOG_DIR).join(segment.file_name().unwrap());
-        let mut bytes = std::fs::read(&copied).unwrap();
+        let mut bytes = original.clone();
         bytes[cut..end].fill(0);
         std::fs::write(&copied, &bytes).unwrap();
         let whole = events.iter().filter(|(_, e, _)| *e <= cut).count();
         assert_eq!(
-            served(&copy).await,
+            served(torn.path()).await,
             acked[..whole],
             "cut at byte {cut}: serves exactly the whole records before it"
         );
-        std::fs::remove_dir_all(&copy).unwrap();
     }
     // The real binary on a tail cut inside the last record: one line says what it
     // dropped; it serves everything before; a new push follows on.
@@ -250,7 +251,7 @@ async fn a_torn_tail_is_cut_with_one_log_line_and_nothing_acknowledged_goes() {
     let mut bytes = std::fs::read(&segment).unwrap();
     bytes[last_start + 11..].fill(0);
     std::fs::write(&segment, &bytes).unwrap();
-    let binary = start(data.path(), &[]).await;
+    let binary = start(data.path(), &env).await;
     let lines: Vec<String> = binary
         .log_lines()
         .into_iter()
@@ -288,20 +289,31 @@ async fn a_torn_tail_is_cut_with_one_log_line_and_nothing_acknowledged_goes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_flipped_byte_in_an_older_segment_is_never_served_and_refuses_the_start() {
     let data = tempfile::tempdir().unwrap();
-    // Small segments: the byte bound over eight, at least 64 KiB.
-    let env = [("WECHAT_QR_RETAIN_BYTES", "524288")];
+    // Segments of 512 KiB (the byte bound over eight).
+    let env = [("WECHAT_QR_RETAIN_BYTES", "4194304")];
     let binary = start(data.path(), &env).await;
     let http = http();
-    let mut n = 0;
-    while segments(data.path()).len() < 3 {
-        let (query, body) = push(&format!("flip-{n}-{}", "x".repeat(200)), n);
-        assert_eq!(
-            post(&http, &binary.webhook_url, &query, &body).await,
-            Some((200, "success".to_owned()))
-        );
-        n += 1;
-        assert!(n < 5_000, "the log never rolled to a third segment");
+    // More events than the service keeps decoded in memory (4,096), so a reader from the
+    // start reads the oldest segment from the file.
+    let mut workers = Vec::new();
+    for worker in 0..8u64 {
+        let (http, url) = (http.clone(), binary.webhook_url.clone());
+        workers.push(tokio::spawn(async move {
+            for i in 0..625 {
+                let n = worker * 1_000 + i;
+                let (query, body) = push(&format!("flip-{n}-{}", "x".repeat(100)), n);
+                assert_eq!(
+                    post(&http, &url, &query, &body).await,
+                    Some((200, "success".to_owned()))
+                );
+            }
+        }));
     }
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    let n = 10_000;
+    assert!(segments(data.path()).len() >= 3, "the log rolled over segments");
     let oldest = segments(data.path()).remove(0);
     let spans = records(&oldest);
     let middle = spans.len() / 2;
