@@ -468,8 +468,10 @@ async fn a_full_disk_answers_503_and_not_serving_then_heals_by_itself() {
         let _ = file.write_all(&[0u8; 1]);
         let _ = file.sync_all();
     }
+    // The log's segment was allocated ahead (a megabyte, on a disk this small): pushes
+    // fill that room first, then are refused.
     let mut refused = None;
-    for _ in 0..2_000 {
+    for _ in 0..20_000 {
         let (openid, query, body) = next_push();
         match post(&http, &binary.webhook_url, &query, &body).await {
             Some((200, answer)) if answer == "success" => {

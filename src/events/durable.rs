@@ -908,14 +908,16 @@ fn create_segment(log_dir: &Path, first_seq: u64, bytes: u64) -> std::io::Result
         .create(true)
         .truncate(true)
         .open(&path)?;
-    allocate(&file, 0, bytes)?;
+    // Short of space (a nearly full disk), the segment starts smaller and grows with
+    // its writes, which then fail (503) while the disk is full, rather than the start.
+    let allocated = allocate_up_to(&file, 0, bytes, 0)?;
     file.sync_all()?;
     sync_dir(log_dir)?;
     Ok(Active {
         file,
         path,
         pos: 0,
-        allocated: bytes,
+        allocated,
         first_seq,
     })
 }
@@ -937,6 +939,24 @@ fn allocate(file: &File, offset: u64, len: u64) -> std::io::Result<()> {
         return file.set_len((offset + len) as u64);
     }
     Err(error)
+}
+
+/// Allocates `want` bytes from `offset`, or, short of space, as much of it as a
+/// megabyte at a time allows but at least `need`; returns what it allocated.
+fn allocate_up_to(file: &File, offset: u64, want: u64, need: u64) -> std::io::Result<u64> {
+    match allocate(file, offset, want) {
+        Ok(()) => return Ok(want),
+        Err(e) if e.raw_os_error() != Some(libc::ENOSPC) => return Err(e),
+        Err(_) => {}
+    }
+    let step = GROW_STEP.min(want).max(need);
+    if step > 0 && step < want && allocate(file, offset, step).is_ok() {
+        return Ok(step);
+    }
+    if need > 0 {
+        allocate(file, offset, need)?;
+    }
+    Ok(need)
 }
 
 impl Active {
@@ -1060,8 +1080,10 @@ fn recover(
             let file = OpenOptions::new().write(true).open(&path).map_err(io)?;
             let allocated = bytes.len() as u64;
             file.set_len(pos as u64)
-                .and_then(|()| allocate(&file, pos as u64, allocated.saturating_sub(pos as u64).max(1)))
-                .and_then(|()| file.sync_all())
+                .and_then(|()| {
+                    allocate_up_to(&file, pos as u64, allocated.saturating_sub(pos as u64), 0)
+                })
+                .and_then(|_| file.sync_all())
                 .map_err(io)?;
             tracing::warn!(
                 segment = %path.display(),
@@ -1332,9 +1354,10 @@ impl Writer {
         let end = self.active.pos + self.buf.len() as u64;
         let result = (|| {
             if end > self.active.allocated {
-                let grow = (end - self.active.allocated).max(GROW_STEP.min(self.segment_bytes));
-                allocate(&self.active.file, self.active.allocated, grow)?;
-                self.active.allocated += grow;
+                let need = end - self.active.allocated;
+                let grow = need.max(GROW_STEP.min(self.segment_bytes));
+                self.active.allocated +=
+                    allocate_up_to(&self.active.file, self.active.allocated, grow, need)?;
                 // The file grew: this sync carries its new size too.
                 self.active.file.write_all_at(&self.buf, self.active.pos)?;
                 return self.active.file.sync_all();

@@ -329,8 +329,11 @@ pub(super) enum ReadError {
     },
 }
 
-/// How many bytes a read asks for at once.
-const READ_CHUNK: usize = 256 * 1024;
+/// A push's record is about this long: a read of `n` events asks for `n` times it.
+const TYPICAL_RECORD: usize = 400;
+/// The fewest and most bytes one read asks for.
+const MIN_READ: usize = 16 * 1024;
+const MAX_READ: usize = 8 * 1024 * 1024;
 
 impl Segment {
     /// What a reader needs to read the events from `seq` on: taken under the log's lock,
@@ -373,7 +376,11 @@ impl View {
         while taken < max && pos < self.end {
             let want = usize::try_from(self.end - pos)
                 .unwrap_or(usize::MAX)
-                .min(READ_CHUNK.max(max.saturating_sub(taken).saturating_mul(512).min(8 << 20)));
+                .min(
+                    max.saturating_sub(taken)
+                        .saturating_mul(TYPICAL_RECORD)
+                        .clamp(MIN_READ, MAX_READ),
+                );
             buf.resize(want, 0);
             self.file
                 .read_exact_at(&mut buf, pos)
