@@ -20,14 +20,11 @@ use std::{
 
 use common::{
     TOKEN,
-    data_dir::{command, post, start, whole_log},
+    data_dir::{command, event_store_bytes, post, start, whole_log},
     now, scan_xml, signed_query,
 };
 use tonic::Code;
-use wechat_qr::{
-    events::{LOG_DIR, STORE_FILE},
-    pb,
-};
+use wechat_qr::{events::STORE_FILE, pb};
 
 /// One push the test sent: its body and what became of it.
 #[derive(Debug, Clone)]
@@ -217,16 +214,6 @@ async fn kill_9_under_load_loses_no_acknowledged_push_and_breaks_no_cursor() {
     binary.stop().await;
 }
 
-/// Bytes of the event store in `dir` (the channel statistics beside it grow with the
-/// number of distinct users, by design, and have their own retention).
-fn disk_bytes(dir: &Path) -> u64 {
-    let segments: u64 = std::fs::read_dir(dir.join(LOG_DIR))
-        .unwrap()
-        .map(|entry| entry.unwrap().metadata().unwrap().len())
-        .sum();
-    std::fs::metadata(dir.join(STORE_FILE)).unwrap().len() + segments
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn retention_by_bytes_bounds_disk_and_memory_under_a_flood() {
     let data = tempfile::tempdir().unwrap();
@@ -265,7 +252,7 @@ async fn retention_by_bytes_bounds_disk_and_memory_under_a_flood() {
             task.await.unwrap();
         }
         n += 100_000;
-        sizes.push((phase, disk_bytes(data.path()), binary.rss_kib()));
+        sizes.push((phase, event_store_bytes(data.path()), binary.rss_kib()));
     }
     eprintln!("retention by bytes: (phase, disk bytes, RSS KiB) {sizes:?}");
     // 12,000 pushes of ~500 bytes: six times the bound went through.

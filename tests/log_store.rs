@@ -150,7 +150,10 @@ async fn a_power_loss_after_the_last_reported_sync_keeps_every_acknowledged_push
             worker.await.unwrap();
         }
         let acked_now = round_acked.lock().unwrap().clone();
-        assert!(acked_now.len() > 10, "round {round}: too few pushes acknowledged");
+        assert!(
+            acked_now.len() > 10,
+            "round {round}: too few pushes acknowledged"
+        );
         acked.extend(acked_now);
         // The last sync reported (every `success` came after the sync covering it).
         let last = {
@@ -313,7 +316,10 @@ async fn a_flipped_byte_in_an_older_segment_is_never_served_and_refuses_the_star
         worker.await.unwrap();
     }
     let n = 10_000;
-    assert!(segments(data.path()).len() >= 3, "the log rolled over segments");
+    assert!(
+        segments(data.path()).len() >= 3,
+        "the log rolled over segments"
+    );
     let oldest = segments(data.path()).remove(0);
     let spans = records(&oldest);
     let middle = spans.len() / 2;
@@ -443,5 +449,8 @@ async fn a_data_directory_of_the_previous_release_is_migrated_once_and_cursors_s
     assert_eq!(after.len(), expected.len() + 1);
     assert_eq!(after.last().unwrap().0, "after-upgrade");
     binary.stop().await;
-    assert!(data.path().join(STORE_FILE).exists(), "the store of records stays");
+    assert!(
+        data.path().join(STORE_FILE).exists(),
+        "the store of records stays"
+    );
 }

@@ -318,7 +318,7 @@ struct Writer {
     /// The same keys in the order they were appended: `(received_ms, seq, key)`.
     dedup_order: VecDeque<(u64, u64, DedupKey)>,
     /// Seals not yet written, with their replies and when they arrived.
-    pending: Vec<(Seal, oneshot::Sender<Result<(), LogError>>, Instant)>,
+    pending: Vec<(Seal, SealReply, Instant)>,
     /// Old segments retention has emptied: deleted once their live seals are carried
     /// into a synced record of the active segment.
     doomed: Vec<Segment>,
@@ -327,6 +327,9 @@ struct Writer {
     head: watch::Sender<u64>,
     writable: watch::Sender<bool>,
 }
+
+/// Where the answer to a seal request goes.
+type SealReply = oneshot::Sender<Result<(), LogError>>;
 
 /// What recovery found in `log/`.
 struct Recovered {
@@ -1076,7 +1079,8 @@ fn recover(
             }
             // The newest segment's tail: a write a crash interrupted, never synced, so
             // never acknowledged. Cut it off (the space stays allocated).
-            let dropped = bytes.len() - pos - bytes[pos..].iter().rev().take_while(|&&b| b == 0).count();
+            let dropped =
+                bytes.len() - pos - bytes[pos..].iter().rev().take_while(|&&b| b == 0).count();
             let file = OpenOptions::new().write(true).open(&path).map_err(io)?;
             let allocated = bytes.len() as u64;
             file.set_len(pos as u64)
@@ -1211,9 +1215,7 @@ impl Writer {
             arrived.push(at);
             replies.push(Reply::Seal(reply));
         }
-        let has_events = requests
-            .iter()
-            .any(|r| matches!(r, Request::Append { .. }));
+        let has_events = requests.iter().any(|r| matches!(r, Request::Append { .. }));
         if has_events
             && self.active.pos >= self.segment_bytes
             && self.active.first_seq < self.next_seq
@@ -1232,10 +1234,7 @@ impl Writer {
                 }
                 Request::Append { event, key, reply } => {
                     if let Some(&seq) = self.dedup.get(&key) {
-                        replies.push(Reply::Append(
-                            reply,
-                            Appended::Duplicate(self.cursor(seq)),
-                        ));
+                        replies.push(Reply::Append(reply, Appended::Duplicate(self.cursor(seq))));
                         continue;
                     }
                     let seq = self.next_seq;
@@ -1279,7 +1278,11 @@ impl Writer {
         let linger_over = arrived
             .first()
             .is_some_and(|at| now.duration_since(*at) >= SEAL_LINGER);
-        if self.buf.is_empty() && !seals.is_empty() && !flush_seals && !linger_over && carried.is_empty()
+        if self.buf.is_empty()
+            && !seals.is_empty()
+            && !flush_seals
+            && !linger_over
+            && carried.is_empty()
         {
             // Seals alone, just arrived: their pushes' events are probably on their way;
             // wait a moment for them rather than spend a sync on the seals.
@@ -1538,7 +1541,9 @@ fn live_seals(segment: &Segment, oldest: u64) -> Vec<Seal> {
     let Ok(bytes) = segment::read_whole(&segment.path) else {
         return Vec::new();
     };
-    let end = usize::try_from(segment.end).unwrap_or(usize::MAX).min(bytes.len());
+    let end = usize::try_from(segment.end)
+        .unwrap_or(usize::MAX)
+        .min(bytes.len());
     let mut pos = 0;
     let mut seals = Vec::new();
     while pos < end {
@@ -1574,10 +1579,19 @@ impl EventLog for DurableLog {
             }
             // The tail holds the newest events contiguously; a reader inside it (every
             // live subscriber) never touches the files.
-            let cached_from = shared.recent.front().map_or(shared.next_seq, |e| e.cursor.seq);
+            let cached_from = shared
+                .recent
+                .front()
+                .map_or(shared.next_seq, |e| e.cursor.seq);
             if cached_from <= after.seq + 1 {
                 let start = usize::try_from(after.seq + 1 - cached_from).unwrap_or(usize::MAX);
-                return Ok(shared.recent.iter().skip(start).take(max).cloned().collect());
+                return Ok(shared
+                    .recent
+                    .iter()
+                    .skip(start)
+                    .take(max)
+                    .cloned()
+                    .collect());
             }
         }
         if max == 0 {

@@ -55,7 +55,11 @@ pub(super) fn encode_record(
 ) {
     let start = out.len();
     out.extend_from_slice(&[0; FRAME_HEADER]);
-    out.push(if event.is_some() { TAG_EVENT } else { TAG_SEALS });
+    out.push(if event.is_some() {
+        TAG_EVENT
+    } else {
+        TAG_SEALS
+    });
     out.extend_from_slice(&seq.to_le_bytes());
     out.extend_from_slice(&received_ms.to_le_bytes());
     if let Some((event, key)) = event {
@@ -135,7 +139,8 @@ pub(super) fn read_frame(bytes: &[u8]) -> Frame<'_> {
     if len == 0 {
         return Frame::End;
     }
-    if len > MAX_RECORD || len < 17 + 4 {
+    // The header (type, seq, time) and the seal count at least.
+    if !(17 + 4..=MAX_RECORD).contains(&len) {
         return Frame::Bad("impossible record length");
     }
     let Some(frame) = bytes.get(..FRAME_HEADER + len) else {
@@ -374,13 +379,11 @@ impl View {
         let mut taken = 0;
         let mut buf = Vec::new();
         while taken < max && pos < self.end {
-            let want = usize::try_from(self.end - pos)
-                .unwrap_or(usize::MAX)
-                .min(
-                    max.saturating_sub(taken)
-                        .saturating_mul(TYPICAL_RECORD)
-                        .clamp(MIN_READ, MAX_READ),
-                );
+            let want = usize::try_from(self.end - pos).unwrap_or(usize::MAX).min(
+                max.saturating_sub(taken)
+                    .saturating_mul(TYPICAL_RECORD)
+                    .clamp(MIN_READ, MAX_READ),
+            );
             buf.resize(want, 0);
             self.file
                 .read_exact_at(&mut buf, pos)

@@ -26,7 +26,12 @@ pub fn command(data_dir: &Path, env: &[(&str, &str)]) -> tokio::process::Command
 }
 
 /// POSTs a push to the webhook: its status and body, `None` when the connection failed.
-pub async fn post(http: &reqwest::Client, url: &str, query: &str, body: &str) -> Option<(u16, String)> {
+pub async fn post(
+    http: &reqwest::Client,
+    url: &str,
+    query: &str,
+    body: &str,
+) -> Option<(u16, String)> {
     let response = http
         .post(format!("{url}?{query}"))
         .body(body.to_owned())
@@ -58,3 +63,16 @@ pub async fn whole_log(binary: &Binary, epoch: &str) -> Vec<(String, String)> {
     events
 }
 
+/// Bytes of the event store in `dir`: the log's segments (as allocated) and the store
+/// file beside them. The channel statistics grow with the number of distinct users, by
+/// design, and have their own retention.
+pub fn event_store_bytes(dir: &Path) -> u64 {
+    let segments: u64 = std::fs::read_dir(dir.join(wechat_qr::events::LOG_DIR))
+        .unwrap()
+        .map(|entry| entry.unwrap().metadata().unwrap().len())
+        .sum();
+    std::fs::metadata(dir.join(wechat_qr::events::STORE_FILE))
+        .unwrap()
+        .len()
+        + segments
+}
