@@ -18,27 +18,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{TOKEN, binary::Binary, now, scan_xml, signed_query};
+use common::{
+    TOKEN,
+    data_dir::{command, event_store_bytes, post, start, whole_log},
+    now, scan_xml, signed_query,
+};
 use tonic::Code;
 use wechat_qr::{events::STORE_FILE, pb};
-
-/// The real binary, started on loopback port 0 with its own data directory.
-async fn start(data_dir: &Path, env: &[(&str, &str)]) -> Binary {
-    Binary::spawn(command(data_dir, env)).await
-}
-
-/// The binary with a clean environment, every listener on port 0, and `data_dir`.
-fn command(data_dir: &Path, env: &[(&str, &str)]) -> std::process::Command {
-    let mut command = Binary::command();
-    command
-        .env("WECHAT_QR_GRPC_ADDR", "127.0.0.1:0")
-        .env("WECHAT_QR_HTTP_ADDR", "127.0.0.1:0")
-        .env("WECHAT_QR_ADMIN_ADDR", "127.0.0.1:0")
-        .env("WECHAT_QR_SIMULATOR_ADDR", "127.0.0.1:0")
-        .env("WECHAT_QR_DATA_DIR", data_dir)
-        .envs(env.iter().copied());
-    command
-}
 
 /// One push the test sent: its body and what became of it.
 #[derive(Debug, Clone)]
@@ -56,38 +42,6 @@ fn push_for(openid: &str, n: u64) -> (String, String) {
     let body = scan_xml("SCAN", openid, "42", "durable-ticket", now());
     let query = signed_query(TOKEN, &now().to_string(), &format!("nonce{n}"));
     (query, body)
-}
-
-async fn post(http: &reqwest::Client, url: &str, query: &str, body: &str) -> Option<(u16, String)> {
-    let response = http
-        .post(format!("{url}?{query}"))
-        .body(body.to_owned())
-        .send()
-        .await
-        .ok()?;
-    let status = response.status().as_u16();
-    Some((status, response.text().await.ok()?))
-}
-
-/// Every event the log holds, oldest first, read over StreamEvents from before the
-/// first event, with the cursor of each.
-async fn whole_log(binary: &Binary, epoch: &str) -> Vec<(String, String)> {
-    let mut client = binary.client().await;
-    let mut stream = client
-        .stream_events(pb::StreamEventsRequest {
-            resume_after: format!("{epoch}{:016x}", 0),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let mut events = Vec::new();
-    while let Ok(Ok(Some(response))) =
-        tokio::time::timeout(Duration::from_millis(700), stream.message()).await
-    {
-        events.push((response.event.unwrap().openid, response.cursor));
-    }
-    events
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -260,12 +214,6 @@ async fn kill_9_under_load_loses_no_acknowledged_push_and_breaks_no_cursor() {
     binary.stop().await;
 }
 
-/// Bytes of the event store in `dir` (the channel statistics beside it grow with the
-/// number of distinct users, by design, and have their own retention).
-fn disk_bytes(dir: &Path) -> u64 {
-    std::fs::metadata(dir.join(STORE_FILE)).unwrap().len()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn retention_by_bytes_bounds_disk_and_memory_under_a_flood() {
     let data = tempfile::tempdir().unwrap();
@@ -304,7 +252,7 @@ async fn retention_by_bytes_bounds_disk_and_memory_under_a_flood() {
             task.await.unwrap();
         }
         n += 100_000;
-        sizes.push((phase, disk_bytes(data.path()), binary.rss_kib()));
+        sizes.push((phase, event_store_bytes(data.path()), binary.rss_kib()));
     }
     eprintln!("retention by bytes: (phase, disk bytes, RSS KiB) {sizes:?}");
     // 12,000 pushes of ~500 bytes: six times the bound went through.
@@ -540,8 +488,10 @@ async fn a_full_disk_answers_503_and_not_serving_then_heals_by_itself() {
         let _ = file.write_all(&[0u8; 1]);
         let _ = file.sync_all();
     }
+    // The log's segment was allocated ahead (a megabyte, on a disk this small): pushes
+    // fill that room first, then are refused.
     let mut refused = None;
-    for _ in 0..2_000 {
+    for _ in 0..20_000 {
         let (openid, query, body) = next_push();
         match post(&http, &binary.webhook_url, &query, &body).await {
             Some((200, answer)) if answer == "success" => {
@@ -598,6 +548,12 @@ async fn a_full_disk_answers_503_and_not_serving_then_heals_by_itself() {
         }
     }
     acked.insert(refused_openid);
+    // Health follows the log's writability through a watch channel, a moment after the
+    // write that succeeded: poll for it.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while binary.health().await != 1 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert_eq!(binary.health().await, 1, "SERVING again");
     assert_eq!(binary.metric("wechat_qr_event_log_writable").await, 1.0);
 

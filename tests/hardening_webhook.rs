@@ -8,7 +8,6 @@
 mod common;
 
 use std::{
-    path::Path,
     process::Stdio,
     sync::{
         Arc,
@@ -135,14 +134,6 @@ async fn real_push_delivered(
         .event
         .unwrap();
     assert_eq!(event.openid, openid);
-}
-
-fn disk_bytes(dir: &Path) -> u64 {
-    // The event store, which retention bounds; the channel statistics beside it grow with
-    // the number of distinct users by design (12,000 here) and have their own retention.
-    std::fs::metadata(dir.join(wechat_qr::events::STORE_FILE))
-        .unwrap()
-        .len()
 }
 
 #[tokio::test]
@@ -294,7 +285,11 @@ async fn a_flood_of_four_byte_characters_is_bounded_by_bytes() {
         for task in tasks {
             task.await.unwrap();
         }
-        sizes.push((phase, disk_bytes(&data_dir), binary.rss_kib()));
+        sizes.push((
+            phase,
+            common::data_dir::event_store_bytes(&data_dir),
+            binary.rss_kib(),
+        ));
     }
     eprintln!(
         "4-byte flood: 12,000 pushes in {:?}; (phase, disk bytes, RSS KiB) {sizes:?}",

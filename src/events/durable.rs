@@ -1,59 +1,85 @@
-//! The durable event log (the default): events, their de-duplication keys, the log's
-//! epoch and the permanent-scene records live in one redb file in the data directory, and
-//! an append is acknowledged only after its transaction is committed and synced. One
-//! writer thread takes every append waiting at that moment into one transaction (group
-//! commit), so concurrent pushes share one sync. Reads of recent events come from an
-//! in-memory tail; older ones from the file. Recovery after a crash opens the file (redb
-//! repairs only what the retained log holds) and reads a few keys: no replay.
+//! The durable event log (the default): a log of the project's own in the data
+//! directory's `log/`, one checksummed record per push (the event, its de-duplication key
+//! and the replay-guard seals that came with it) appended to segment files, and an
+//! acknowledgement only after the `fdatasync` that covers the record (see `segment.rs`
+//! for the format). One writer thread writes and syncs one group of appends at a time;
+//! appends arriving while it syncs wait in its queue and form the next group, so
+//! concurrent pushes share a sync. Every index lives in memory and is rebuilt from the
+//! log at start-up: the sparse offset index of each segment, the de-duplication keys of
+//! the last [`DEDUP_WINDOW`] and the seals still inside the replay window. Retention
+//! (count, age, bytes) moves the log's start event by event and deletes a segment once
+//! none of its events is retained. The epoch, the account and the permanent-scene
+//! records, rarely written, stay in a small redb file beside the log (`wechat-qr.redb`,
+//! which also held the events before this format: it is migrated once, on first open).
 //!
-//! A failed commit (a full disk, an I/O error) fails the appends of that batch with
-//! [`LogError::Unavailable`] — nothing of the batch is kept, so WeChat's retry is not a
-//! duplicate — marks the log unwritable, and reopens the file before the next batch, so
-//! the service resumes by itself when writes succeed again.
+//! Recovery: a damaged record at the end of the newest segment is a write the crash
+//! interrupted, never acknowledged: it is cut off, and one warning line says what was
+//! dropped. A damaged record anywhere else is corruption: the start is refused, naming
+//! the segment and the byte offset, since acknowledged events would otherwise vanish.
+//!
+//! A failed write or sync (a full disk, an I/O error) fails the appends of that group
+//! with [`LogError::Unavailable`] — the segment is cut back to where the group began, so
+//! WeChat's retry is not a duplicate — and marks the log unwritable until a write
+//! succeeds again.
 
 use std::{
     collections::{HashMap, VecDeque},
     fs::{File, OpenOptions, TryLockError},
+    os::{fd::AsRawFd, unix::fs::FileExt},
     path::{Path, PathBuf},
     sync::{Arc, Mutex, RwLock, mpsc},
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{oneshot, watch};
 
-use super::{Appended, Cursor, DedupKey, Entry, Event, EventKind, EventLog, LogError};
+use super::{
+    Appended, Cursor, DedupKey, Entry, Event, EventKind, EventLog, LogError, Seal,
+    segment::{self, Frame, INDEX_EVERY, ReadError, Segment},
+};
 use crate::config::Retention;
 
-/// Sequence number → the stored event.
-const EVENTS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("events");
-/// De-duplication key → the sequence number of the retained event it became.
-const DEDUP: TableDefinition<'_, &str, u64> = TableDefinition::new("dedup");
-/// The log's own facts: epoch, AppID, next sequence number, retained bytes.
+/// The log's own facts: account, epoch, next sequence number, format.
 const META: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("meta");
 /// Small records the layers above keep beside the log (permanent scenes).
 const RECORDS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("records");
-/// The replay guard's seals (see `seals.rs`), keyed timestamp first so expiry trims the
-/// start of the tree.
-const SEALS: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("seals");
+/// Format 1 (before `log/`): sequence number → the stored event (JSON).
+const OLD_EVENTS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("events");
+/// Format 1: de-duplication key → sequence number.
+const OLD_DEDUP: TableDefinition<'_, &str, u64> = TableDefinition::new("dedup");
+/// Format 1: the replay guard's seals.
+const OLD_SEALS: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("seals");
 
-/// The store's file inside the data directory.
+/// The format this release writes: events in `log/`, META and RECORDS in the store file.
+const FORMAT: u64 = 2;
+
+/// The small store beside the log inside the data directory.
 pub const STORE_FILE: &str = "wechat-qr.redb";
 /// The lock file: held while an instance runs on the directory.
 pub const LOCK_FILE: &str = "LOCK";
+/// The log's segments inside the data directory.
+pub const LOG_DIR: &str = "log";
+/// Where a migration builds the log before it replaces `log/`.
+const MIGRATING_DIR: &str = "log.migrating";
 
-/// Recent events kept decoded in memory, so live subscribers never touch the file.
+/// Recent events kept decoded in memory, so live subscribers never touch the files.
 const TAIL_EVENTS: usize = 4096;
-/// Appends and record writes taken into one transaction at most.
-const MAX_BATCH: usize = 1024;
-/// A batch smaller than this waits a little for more (see [`Writer::gather`]).
-const GATHER_TARGET: usize = 64;
-/// The longest that wait, whatever the disk.
-const MAX_GATHER: Duration = Duration::from_millis(1);
-/// redb's page cache.
-const STORE_CACHE_BYTES: usize = 32 * 1024 * 1024;
-
+/// Appends taken into one group at most.
+const MAX_BATCH: usize = 4096;
+/// How long a seal whose push has not (yet) appended an event waits for one to ride
+/// with, before it is written in a record of its own.
+const SEAL_LINGER: Duration = Duration::from_millis(2);
+/// How long a push's de-duplication key is remembered (while its event is retained):
+/// WeChat retries an unanswered push within about 15 seconds; five minutes covers that
+/// and a slow retry with room, and bounds the memory under a flood.
+pub(super) const DEDUP_WINDOW: Duration = Duration::from_secs(300);
+/// The smallest and largest segment; between them an eighth of the byte retention, so
+/// retention deletes a segment at a time without holding much more than it promises.
+const SEGMENT_BYTES: (u64, u64) = (64 * 1024, 64 * 1024 * 1024);
+/// Growth of a segment past its pre-allocation, at least.
+const GROW_STEP: u64 = 1024 * 1024;
 /// Why the data directory cannot be used. Each names the path and the cause.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
@@ -109,6 +135,17 @@ pub enum OpenError {
         /// The store file.
         path: PathBuf,
         /// What it is instead.
+        reason: String,
+    },
+    /// A segment of the log is damaged where acknowledged events are: the start is
+    /// refused rather than serving around a hole.
+    #[error(
+        "the event log is corrupt: {reason}; restore the data directory from a backup, or move that segment and every older one out of {log_dir} to start from the events after it"
+    )]
+    Corrupt {
+        /// The log directory.
+        log_dir: PathBuf,
+        /// The segment, the byte offset and what is wrong.
         reason: String,
     },
     /// The store file cannot be opened or read.
@@ -189,7 +226,6 @@ impl Stored {
         }
     }
 }
-
 fn millis(time: SystemTime) -> u64 {
     u64::try_from(
         time.duration_since(UNIX_EPOCH)
@@ -203,14 +239,23 @@ fn storage_error(e: impl std::fmt::Display) -> LogError {
     LogError::Unavailable(e.to_string())
 }
 
-/// What readers see of the log: its bounds and the recent events, decoded.
+fn read_error(e: ReadError) -> LogError {
+    if matches!(e, ReadError::Corrupt { .. }) {
+        tracing::error!(error = %e, "a stored event failed its checksum: it is not served");
+    }
+    LogError::Unavailable(e.to_string())
+}
+
+/// What readers see of the log: its bounds, its segments and the recent events.
 #[derive(Debug)]
-struct Tail {
+struct Shared {
     /// Sequence number of the oldest retained event (or of the next, when empty).
     first_seq: u64,
     /// Sequence number the next event gets.
     next_seq: u64,
-    /// The newest retained events, oldest first; contiguous up to `next_seq - 1`.
+    /// The segments holding retained events, oldest first; the last is being written.
+    segments: VecDeque<Segment>,
+    /// The newest retained events, decoded, oldest first; contiguous up to `next_seq - 1`.
     recent: VecDeque<Entry>,
 }
 
@@ -221,18 +266,12 @@ enum Request {
         key: DedupKey,
         reply: oneshot::Sender<Result<Appended, LogError>>,
     },
-    Record {
-        key: String,
-        value: Vec<u8>,
-        reply: oneshot::Sender<Result<(), LogError>>,
-    },
-    /// Remember a replay-guard seal.
+    /// Remember a replay-guard seal: it rides in the record of the next append.
     Seal {
-        key: Vec<u8>,
-        value: Vec<u8>,
+        seal: Seal,
         reply: oneshot::Sender<Result<(), LogError>>,
     },
-    /// Close the store and stop the thread.
+    /// Stop the thread.
     Close { reply: oneshot::Sender<()> },
 }
 
@@ -240,41 +279,85 @@ enum Request {
 #[derive(Debug)]
 pub struct DurableLog {
     epoch: u32,
-    /// The account the store was created for; several accounts may share it.
-    owner: String,
+    /// The store file beside the log.
     file: PathBuf,
-    /// `None` only while the writer reopens the file after a failed commit. A std lock:
-    /// readers hold it for one short read transaction.
-    db: Arc<RwLock<Option<Database>>>,
-    tail: Arc<RwLock<Tail>>,
+    /// The store of META and RECORDS; `None` after [`EventLog::close`], or while it is
+    /// reopened after a failed write.
+    state: Arc<Mutex<Option<Database>>>,
+    shared: Arc<RwLock<Shared>>,
     /// To the writer thread; the thread ends when the log (its last sender) drops.
     writes: Mutex<mpsc::Sender<Request>>,
     head: watch::Sender<u64>,
     writable: watch::Sender<bool>,
+    /// Seals found in the log at start-up, until the replay guard takes them.
+    recovered_seals: Mutex<Vec<Seal>>,
     /// Held for the life of the log: the directory's lock.
     _lock: File,
 }
 
-/// How the writer thread sees the store.
+/// The segment being written, as the writer sees it.
+struct Active {
+    file: File,
+    path: PathBuf,
+    /// Where the next record goes: everything before it is synced.
+    pos: u64,
+    /// Bytes allocated to the file.
+    allocated: u64,
+    /// Its first event's sequence number.
+    first_seq: u64,
+}
+
+/// The writer thread's state.
 struct Writer {
-    file: PathBuf,
-    db: Arc<RwLock<Option<Database>>>,
-    tail: Arc<RwLock<Tail>>,
+    log_dir: PathBuf,
+    shared: Arc<RwLock<Shared>>,
     epoch: u32,
     retention: Retention,
     /// How long seals are kept past their timestamp.
     seal_keep: Duration,
+    segment_bytes: u64,
+    active: Active,
+    first_seq: u64,
+    next_seq: u64,
+    /// `(received_ms, stored size)` of each retained event, from `first_seq` on.
+    retained: VecDeque<(u64, u64)>,
     /// Bytes of retained events as stored.
     bytes: u64,
+    /// The de-duplication keys of the last [`DEDUP_WINDOW`] of retained events.
+    dedup: HashMap<DedupKey, u64>,
+    /// The same keys in the order they were appended: `(received_ms, seq, key)`.
+    dedup_order: VecDeque<(u64, u64, DedupKey)>,
+    /// Seals not yet written, with their replies and when they arrived.
+    pending: Vec<(Seal, SealReply, Instant)>,
+    /// Old segments retention has emptied: deleted once their live seals are carried
+    /// into a synced record of the active segment.
+    doomed: Vec<Segment>,
+    /// The group being written.
+    buf: Vec<u8>,
     head: watch::Sender<u64>,
     writable: watch::Sender<bool>,
+}
+
+/// Where the answer to a seal request goes.
+type SealReply = oneshot::Sender<Result<(), LogError>>;
+
+/// What recovery found in `log/`.
+struct Recovered {
+    segments: VecDeque<Segment>,
+    first_seq: u64,
+    next_seq: u64,
+    retained: VecDeque<(u64, u64)>,
+    bytes: u64,
+    dedup_order: VecDeque<(u64, u64, DedupKey)>,
+    seals: Vec<Seal>,
 }
 
 impl DurableLog {
     /// Opens (or creates) the store in `dir` for the accounts `app_ids` (a new store
     /// belongs to the first). Creates the directory, takes its lock and checks that the
     /// store's account is among them; on any failure the directory's data is left
-    /// untouched. Starts the writer thread.
+    /// untouched. Migrates a store of the previous format, recovers the log, and starts
+    /// the writer thread.
     pub fn open(
         dir: &Path,
         app_ids: &[String],
@@ -334,7 +417,7 @@ impl DurableLog {
             },
             OpenFailure::Other(reason) => store_error(reason),
         })?;
-        let (owner, (epoch, next_seq, bytes)) = prepare(&db, app_ids).map_err(|e| match e {
+        let facts = prepare(&db, app_ids).map_err(|e| match e {
             Prepare::OtherAccount(found) => OpenError::OtherAccount {
                 path: dir.to_owned(),
                 found,
@@ -342,39 +425,96 @@ impl DurableLog {
             },
             Prepare::Store(reason) => store_error(reason),
         })?;
-        let tail = load_tail(&db, next_seq, &owner).map_err(|e| store_error(e.to_string()))?;
-        let newest = tail.next_seq - 1;
-        let db = Arc::new(RwLock::new(Some(db)));
-        let tail = Arc::new(RwLock::new(tail));
-        let head = watch::Sender::new(newest);
+        let segment_bytes = (retention.max_bytes / 8).clamp(SEGMENT_BYTES.0, SEGMENT_BYTES.1);
+        let mut db = db;
+        if facts.format < FORMAT {
+            migrate(&mut db, dir, &facts, segment_bytes, seal_keep).map_err(store_error)?;
+        }
+        let log_dir = dir.join(LOG_DIR);
+        let not_writable = |source| OpenError::NotWritable {
+            path: dir.to_owned(),
+            source,
+        };
+        std::fs::create_dir_all(&log_dir).map_err(not_writable)?;
+        let now_ms = millis(SystemTime::now());
+        let recovered = recover(&log_dir, facts.next_seq, now_ms, seal_keep)?;
+        let mut segments = recovered.segments;
+        let active = match segments.back() {
+            Some(last) => {
+                let file = OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open(&last.path)
+                    .map_err(not_writable)?;
+                let allocated = file.metadata().map_err(not_writable)?.len();
+                Active {
+                    file,
+                    path: last.path.clone(),
+                    pos: last.end,
+                    allocated,
+                    first_seq: last.first_seq,
+                }
+            }
+            None => {
+                let active = create_segment(&log_dir, recovered.next_seq, segment_bytes)
+                    .map_err(not_writable)?;
+                segments.push_back(active.reader().map_err(not_writable)?);
+                active
+            }
+        };
+        let epoch = facts.epoch;
+        let shared = Arc::new(RwLock::new(Shared {
+            first_seq: recovered.first_seq,
+            next_seq: recovered.next_seq,
+            segments,
+            recent: VecDeque::new(),
+        }));
+        let head = watch::Sender::new(recovered.next_seq - 1);
         let writable = watch::Sender::new(true);
-        let (writes, requests) = mpsc::channel();
-        let writer = Writer {
-            file: file.clone(),
-            db: db.clone(),
-            tail: tail.clone(),
+        let mut dedup = HashMap::with_capacity(recovered.dedup_order.len());
+        for (_, seq, key) in &recovered.dedup_order {
+            dedup.insert(key.clone(), *seq);
+        }
+        let mut writer = Writer {
+            log_dir,
+            shared: shared.clone(),
             epoch,
             retention,
             seal_keep,
-            bytes,
+            segment_bytes,
+            active,
+            first_seq: recovered.first_seq,
+            next_seq: recovered.next_seq,
+            retained: recovered.retained,
+            bytes: recovered.bytes,
+            dedup,
+            dedup_order: recovered.dedup_order,
+            pending: Vec::new(),
+            doomed: Vec::new(),
+            buf: Vec::with_capacity(1024 * 1024),
             head: head.clone(),
             writable: writable.clone(),
         };
+        writer.enforce(now_ms);
+        let log = Self {
+            epoch,
+            file: file.clone(),
+            state: Arc::new(Mutex::new(Some(db))),
+            shared,
+            writes: Mutex::new(mpsc::channel().0),
+            head,
+            writable,
+            recovered_seals: Mutex::new(recovered.seals),
+            _lock: lock,
+        };
+        log.load_tail().map_err(|e| store_error(e.to_string()))?;
+        let (writes, requests) = mpsc::channel();
+        *log.writes.lock().expect("writer channel lock poisoned") = writes;
         std::thread::Builder::new()
             .name("event-log-writer".to_owned())
             .spawn(move || writer.run(&requests))
             .map_err(|e| store_error(format!("cannot start the writer thread: {e}")))?;
-        Ok(Arc::new(Self {
-            epoch,
-            owner,
-            file,
-            db,
-            tail,
-            writes: Mutex::new(writes),
-            head,
-            writable,
-            _lock: lock,
-        }))
+        Ok(Arc::new(log))
     }
 
     fn cursor(&self, seq: u64) -> Cursor {
@@ -392,39 +532,78 @@ impl DurableLog {
             .map_err(|_| LogError::Unavailable("the event log writer has stopped".to_owned()))
     }
 
+    /// Decodes the newest retained events into the in-memory tail.
+    fn load_tail(&self) -> Result<(), LogError> {
+        let (first, next) = {
+            let shared = self.shared.read().expect("log lock poisoned");
+            (shared.first_seq, shared.next_seq)
+        };
+        let from = first.max(next.saturating_sub(TAIL_EVENTS as u64));
+        let entries = self.read_segments(from, TAIL_EVENTS)?;
+        self.shared.write().expect("log lock poisoned").recent = entries.into();
+        Ok(())
+    }
+
+    /// Runs `f` on the store of records, reopening it first if a failure closed it.
+    fn with_state<T>(
+        state: &Mutex<Option<Database>>,
+        file: &Path,
+        f: impl FnOnce(&Database) -> Result<T, LogError>,
+    ) -> Result<T, LogError> {
+        let mut guard = state.lock().expect("store lock poisoned");
+        if guard.is_none() {
+            *guard = Some(open_database(file).map_err(|e| match e {
+                OpenFailure::Io(e) => storage_error(e),
+                OpenFailure::Other(e) => LogError::Unavailable(e),
+            })?);
+        }
+        let result = f(guard.as_ref().expect("opened above"));
+        if result.is_err() {
+            // redb refuses every operation after an I/O error until it is reopened.
+            *guard = None;
+        }
+        result
+    }
+
     /// Every record stored with [`put_record`](Self::put_record), as (key, value).
     pub fn records(&self) -> Result<Vec<(String, Vec<u8>)>, LogError> {
-        let guard = self.db.read().expect("store lock poisoned");
-        let db = guard
-            .as_ref()
-            .ok_or_else(|| LogError::Unavailable("the event store is reopening".to_owned()))?;
-        let read = db.begin_read().map_err(storage_error)?;
-        let table = read.open_table(RECORDS).map_err(storage_error)?;
-        let mut records = Vec::new();
-        for row in table.iter().map_err(storage_error)? {
-            let (key, value) = row.map_err(storage_error)?;
-            records.push((key.value().to_owned(), value.value().to_vec()));
-        }
-        Ok(records)
+        Self::with_state(&self.state, &self.file, |db| {
+            let read = db.begin_read().map_err(storage_error)?;
+            let table = read.open_table(RECORDS).map_err(storage_error)?;
+            let mut records = Vec::new();
+            for row in table.iter().map_err(storage_error)? {
+                let (key, value) = row.map_err(storage_error)?;
+                records.push((key.value().to_owned(), value.value().to_vec()));
+            }
+            Ok(records)
+        })
     }
 
     /// Stores `value` under `key`, synced before this returns.
     pub async fn put_record(&self, key: String, value: Vec<u8>) -> Result<(), LogError> {
-        let (reply, answer) = oneshot::channel();
-        self.send(Request::Record { key, value, reply })?;
-        answer
-            .await
-            .map_err(|_| LogError::Unavailable("the event log writer has stopped".to_owned()))?
+        let (state, file) = (self.state.clone(), self.file.clone());
+        tokio::task::spawn_blocking(move || {
+            Self::with_state(&state, &file, |db| {
+                let write = db.begin_write().map_err(storage_error)?;
+                write
+                    .open_table(RECORDS)
+                    .map_err(storage_error)?
+                    .insert(key.as_str(), value.as_slice())
+                    .map_err(storage_error)?;
+                write.commit().map_err(storage_error)
+            })
+        })
+        .await
+        .map_err(storage_error)?
     }
 
-    /// Queues a seal for the store; the receiver answers once it is committed.
-    pub(super) fn remember_seal(
-        &self,
-        seal: &super::Seal,
-    ) -> oneshot::Receiver<Result<(), LogError>> {
-        let (key, value) = super::seals::encode(seal);
+    /// Queues a seal for the log; the receiver answers once a sync covers it.
+    pub(super) fn remember_seal(&self, seal: &Seal) -> oneshot::Receiver<Result<(), LogError>> {
         let (reply, answer) = oneshot::channel();
-        if let Err(e) = self.send(Request::Seal { key, value, reply }) {
+        if let Err(e) = self.send(Request::Seal {
+            seal: seal.clone(),
+            reply,
+        }) {
             let (reply, answer) = oneshot::channel();
             let _ = reply.send(Err(e));
             return answer;
@@ -432,24 +611,10 @@ impl DurableLog {
         answer
     }
 
-    /// The stored seals with a timestamp of `oldest` or later.
-    pub(super) fn seals_since(&self, oldest: u64) -> Result<Vec<super::Seal>, LogError> {
-        let guard = self.db.read().expect("store lock poisoned");
-        let db = guard
-            .as_ref()
-            .ok_or_else(|| LogError::Unavailable("the event store is reopening".to_owned()))?;
-        let read = db.begin_read().map_err(storage_error)?;
-        let table = read.open_table(SEALS).map_err(storage_error)?;
-        let mut seals = Vec::new();
-        for row in table
-            .range(&oldest.to_be_bytes()[..]..)
-            .map_err(storage_error)?
-        {
-            let (key, value) = row.map_err(storage_error)?;
-            if let Some(seal) = super::seals::decode(key.value(), value.value()) {
-                seals.push(seal);
-            }
-        }
+    /// The seals found in the log at start-up with a timestamp of `oldest` or later.
+    pub(super) fn seals_since(&self, oldest: u64) -> Result<Vec<Seal>, LogError> {
+        let mut seals = std::mem::take(&mut *self.recovered_seals.lock().expect("seals lock"));
+        seals.retain(|s| s.timestamp >= oldest);
         Ok(seals)
     }
 
@@ -458,36 +623,49 @@ impl DurableLog {
         &self.file
     }
 
-    /// Retained events read from the file, for a reader behind the in-memory tail.
-    fn read_file(&self, after: u64, max: usize) -> Result<Vec<Entry>, LogError> {
-        let guard = self.db.read().expect("store lock poisoned");
-        let db = guard
-            .as_ref()
-            .ok_or_else(|| LogError::Unavailable("the event store is reopening".to_owned()))?;
-        let read = db.begin_read().map_err(storage_error)?;
-        let table = read.open_table(EVENTS).map_err(storage_error)?;
+    /// Up to `max` retained events from `from` on, read from the segments.
+    fn read_segments(&self, from: u64, max: usize) -> Result<Vec<Entry>, LogError> {
+        let views: Vec<(u64, segment::View)> = {
+            let shared = self.shared.read().expect("log lock poisoned");
+            let start = shared.segments.partition_point(|s| s.next_seq <= from);
+            shared
+                .segments
+                .range(start..)
+                .map(|s| (s.next_seq, s.view(from)))
+                .collect()
+        };
         let mut entries = Vec::with_capacity(max.min(BATCH_HINT));
-        for row in table.range(after + 1..).map_err(storage_error)?.take(max) {
-            let (seq, value) = row.map_err(storage_error)?;
-            entries.push(Entry {
-                cursor: self.cursor(seq.value()),
-                event: Arc::new(Stored::decode(value.value())?.into_event(&self.owner)),
-            });
+        let mut from = from;
+        for (next_seq, view) in &views {
+            if entries.len() >= max {
+                break;
+            }
+            if *next_seq <= from {
+                continue;
+            }
+            view.read_events(from, max - entries.len(), |seq, event| {
+                entries.push(Entry {
+                    cursor: self.cursor(seq),
+                    event: Arc::new(event),
+                });
+            })
+            .map_err(read_error)?;
+            from = entries.last().map_or(from, |e| e.cursor.seq + 1);
         }
         Ok(entries)
     }
 
-    fn out_of_range(&self, requested: Cursor, tail: &Tail) -> LogError {
+    fn out_of_range(&self, requested: Cursor, shared: &Shared) -> LogError {
         LogError::OutOfRange {
             requested,
-            oldest: (tail.first_seq < tail.next_seq).then(|| self.cursor(tail.first_seq)),
-            resume_from: self.cursor(tail.first_seq - 1),
+            oldest: (shared.first_seq < shared.next_seq).then(|| self.cursor(shared.first_seq)),
+            resume_from: self.cursor(shared.first_seq - 1),
         }
     }
 }
 
-/// Capacity reserved for a read from the file.
-const BATCH_HINT: usize = 256;
+/// Capacity reserved for a read from the segments.
+const BATCH_HINT: usize = 1024;
 
 /// The first bytes of every store file: redb's file signature (a magic number, as PNG's).
 const STORE_SIGNATURE: &[u8] = b"redb\x1a\x0a\xa9\x0d\x0a";
@@ -524,11 +702,9 @@ enum OpenFailure {
 }
 
 fn open_database(file: &Path) -> Result<Database, OpenFailure> {
-    // redb's default cache is 1 GiB; a crash repair walks the whole file through it. The
-    // retained log is bounded by bytes, and live readers use the in-memory tail, so a
-    // small cache keeps RSS bounded without slowing appends.
+    // The store holds only a few facts and the permanent scenes: a small cache suffices.
     Database::builder()
-        .set_cache_size(STORE_CACHE_BYTES)
+        .set_cache_size(4 * 1024 * 1024)
         .create(file)
         .map_err(|e| match e {
             redb::DatabaseError::Storage(redb::StorageError::Io(io)) => OpenFailure::Io(io),
@@ -554,19 +730,22 @@ enum Prepare {
     Store(String),
 }
 
-/// Reads (or, for a new store, writes) the epoch and account; returns the store's account,
-/// and the epoch, the next sequence number and the retained bytes.
-fn prepare(db: &Database, app_ids: &[String]) -> Result<(String, (u32, u64, u64)), Prepare> {
+/// What the store says of the log.
+struct Facts {
+    owner: String,
+    epoch: u32,
+    next_seq: u64,
+    format: u64,
+}
+
+/// Reads (or, for a new store, writes) the epoch and account.
+fn prepare(db: &Database, app_ids: &[String]) -> Result<Facts, Prepare> {
     let app_id = app_ids.first().map_or("", String::as_str);
     let store = |e: &dyn std::fmt::Display| Prepare::Store(e.to_string());
     let write = db.begin_write().map_err(|e| store(&e))?;
-    // What the store says, and whether this open created it (then it must be committed).
-    let (found, created) = {
+    let (facts, created) = {
         let mut meta = write.open_table(META).map_err(|e| store(&e))?;
-        write.open_table(EVENTS).map_err(|e| store(&e))?;
-        write.open_table(DEDUP).map_err(|e| store(&e))?;
         write.open_table(RECORDS).map_err(|e| store(&e))?;
-        write.open_table(SEALS).map_err(|e| store(&e))?;
         let stored_app = meta
             .get("app_id")
             .map_err(|e| store(&e))?
@@ -580,9 +759,13 @@ fn prepare(db: &Database, app_ids: &[String]) -> Result<(String, (u32, u64, u64)
                         .and_then(|v| <[u8; 8]>::try_from(v.value()).ok())
                         .map_or(0, u64::from_be_bytes))
                 };
-                let epoch = u32::try_from(number("epoch")?).unwrap_or(0);
                 (
-                    (owner, (epoch, number("next_seq")?.max(1), number("bytes")?)),
+                    Facts {
+                        owner,
+                        epoch: u32::try_from(number("epoch")?).unwrap_or(0),
+                        next_seq: number("next_seq")?.max(1),
+                        format: number("format")?.max(1),
+                    },
                     false,
                 )
             }
@@ -590,15 +773,25 @@ fn prepare(db: &Database, app_ids: &[String]) -> Result<(String, (u32, u64, u64)
                 // A new, empty directory: a new epoch, so cursors of any other log are
                 // recognised as foreign.
                 let epoch: u32 = rand::random();
+                for (name, value) in [
+                    ("epoch", u64::from(epoch)),
+                    ("next_seq", 1),
+                    ("format", FORMAT),
+                ] {
+                    meta.insert(name, &value.to_be_bytes()[..])
+                        .map_err(|e| store(&e))?;
+                }
                 meta.insert("app_id", app_id.as_bytes())
                     .map_err(|e| store(&e))?;
-                meta.insert("epoch", &u64::from(epoch).to_be_bytes()[..])
-                    .map_err(|e| store(&e))?;
-                meta.insert("next_seq", &1u64.to_be_bytes()[..])
-                    .map_err(|e| store(&e))?;
-                meta.insert("bytes", &0u64.to_be_bytes()[..])
-                    .map_err(|e| store(&e))?;
-                ((app_id.to_owned(), (epoch, 1, 0)), true)
+                (
+                    Facts {
+                        owner: app_id.to_owned(),
+                        epoch,
+                        next_seq: 1,
+                        format: FORMAT,
+                    },
+                    true,
+                )
             }
         }
     };
@@ -607,55 +800,383 @@ fn prepare(db: &Database, app_ids: &[String]) -> Result<(String, (u32, u64, u64)
     } else {
         write.abort().map_err(|e| store(&e))?;
     }
-    Ok(found)
+    Ok(facts)
 }
 
-/// The bounds of the retained log and its newest events.
-fn load_tail(db: &Database, next_seq: u64, owner: &str) -> Result<Tail, LogError> {
-    let read = db.begin_read().map_err(storage_error)?;
-    let table = read.open_table(EVENTS).map_err(storage_error)?;
-    let first_seq = match table.first().map_err(storage_error)? {
-        Some((seq, _)) => seq.value(),
-        None => next_seq,
-    };
-    let mut recent = VecDeque::with_capacity(TAIL_EVENTS);
-    // The epoch is filled in by the caller's cursors; the tail keeps sequence numbers.
-    for row in table
-        .range::<u64>(..)
-        .map_err(storage_error)?
-        .rev()
-        .take(TAIL_EVENTS)
-    {
-        let (seq, value) = row.map_err(storage_error)?;
-        recent.push_front(Entry {
-            cursor: Cursor {
-                epoch: 0,
-                seq: seq.value(),
-            },
-            event: Arc::new(Stored::decode(value.value())?.into_event(owner)),
-        });
+/// Moves the events and seals of a format-1 store (all in `wechat-qr.redb`) into `log/`,
+/// keeping their sequence numbers and the epoch, so every cursor stays valid. The log is
+/// built in `log.migrating/`, synced, renamed to `log/`; only then does the store drop
+/// its old tables and record the new format. A crash before that leaves the old tables
+/// whole and the next start migrates again from them.
+fn migrate(
+    db: &mut Database,
+    dir: &Path,
+    facts: &Facts,
+    segment_bytes: u64,
+    seal_keep: Duration,
+) -> Result<(), String> {
+    let started = Instant::now();
+    let building = dir.join(MIGRATING_DIR);
+    let log_dir = dir.join(LOG_DIR);
+    let io = |what: &str, e: std::io::Error| format!("migration: cannot {what}: {e}");
+    for stale in [&building, &log_dir] {
+        if stale.exists() {
+            std::fs::remove_dir_all(stale).map_err(|e| io("clear a partial log", e))?;
+        }
     }
-    Ok(Tail {
+    std::fs::create_dir_all(&building).map_err(|e| io("create the log directory", e))?;
+    let read = db.begin_read().map_err(|e| e.to_string())?;
+    let mut count = 0u64;
+    let mut next_seq = facts.next_seq;
+    let mut active: Option<Active> = None;
+    let mut buf = Vec::new();
+    let flush = |active: &mut Active, buf: &mut Vec<u8>| -> Result<(), String> {
+        active
+            .file
+            .write_all_at(buf, active.pos)
+            .map_err(|e| io("write a segment", e))?;
+        active.pos += buf.len() as u64;
+        buf.clear();
+        Ok(())
+    };
+    let finish = |active: &Active| -> Result<(), String> {
+        active
+            .file
+            .set_len(active.pos.max(active.allocated))
+            .and_then(|()| active.file.sync_all())
+            .map_err(|e| io("sync a segment", e))
+    };
+    let tables: Vec<String> = read
+        .list_tables()
+        .map_err(|e| e.to_string())?
+        .map(|t| t.name().to_owned())
+        .collect();
+    if tables.iter().any(|t| t == OLD_EVENTS.name()) {
+        let events = read.open_table(OLD_EVENTS).map_err(|e| e.to_string())?;
+        for row in events.iter().map_err(|e| e.to_string())? {
+            let (seq, value) = row.map_err(|e| e.to_string())?;
+            let seq = seq.value();
+            let stored = Stored::decode(value.value()).map_err(|e| e.to_string())?;
+            let key = stored.key.clone();
+            let received_ms = stored.received_ms;
+            let event = stored.into_event(&facts.owner);
+            let roll = active
+                .as_ref()
+                .is_none_or(|a| a.pos + buf.len() as u64 >= segment_bytes);
+            if roll {
+                if let Some(a) = active.as_mut() {
+                    flush(a, &mut buf)?;
+                    finish(a)?;
+                }
+                active = Some(
+                    create_segment(&building, seq, segment_bytes)
+                        .map_err(|e| io("create a segment", e))?,
+                );
+            }
+            segment::encode_record(&mut buf, seq, received_ms, Some((&event, &key)), &[]);
+            if buf.len() > 1024 * 1024 {
+                flush(active.as_mut().expect("created above"), &mut buf)?;
+            }
+            next_seq = next_seq.max(seq + 1);
+            count += 1;
+        }
+    }
+    if active.is_none() {
+        active = Some(
+            create_segment(&building, next_seq, segment_bytes)
+                .map_err(|e| io("create a segment", e))?,
+        );
+    }
+    if tables.iter().any(|t| t == OLD_SEALS.name()) {
+        let oldest = (millis(SystemTime::now()) / 1000).saturating_sub(seal_keep.as_secs());
+        let table = read.open_table(OLD_SEALS).map_err(|e| e.to_string())?;
+        let mut seals = Vec::new();
+        for row in table
+            .range(&oldest.to_be_bytes()[..]..)
+            .map_err(|e| e.to_string())?
+        {
+            let (key, value) = row.map_err(|e| e.to_string())?;
+            seals.extend(super::seals::decode(key.value(), value.value()));
+        }
+        if !seals.is_empty() {
+            segment::encode_record(&mut buf, 0, millis(SystemTime::now()), None, &seals);
+        }
+    }
+    let active = active.as_mut().expect("created above");
+    flush(active, &mut buf)?;
+    finish(active)?;
+    drop(read);
+    sync_dir(&building).map_err(|e| io("sync the log directory", e))?;
+    std::fs::rename(&building, &log_dir).map_err(|e| io("rename the log directory", e))?;
+    sync_dir(dir).map_err(|e| io("sync the data directory", e))?;
+    let write = db.begin_write().map_err(|e| e.to_string())?;
+    {
+        let mut meta = write.open_table(META).map_err(|e| e.to_string())?;
+        meta.insert("format", &FORMAT.to_be_bytes()[..])
+            .map_err(|e| e.to_string())?;
+        meta.insert("next_seq", &next_seq.to_be_bytes()[..])
+            .map_err(|e| e.to_string())?;
+        meta.remove("bytes").map_err(|e| e.to_string())?;
+    }
+    let has = |name: &str| tables.iter().any(|t| t == name);
+    if has(OLD_EVENTS.name()) {
+        write.delete_table(OLD_EVENTS).map_err(|e| e.to_string())?;
+    }
+    if has(OLD_DEDUP.name()) {
+        write.delete_table(OLD_DEDUP).map_err(|e| e.to_string())?;
+    }
+    if has(OLD_SEALS.name()) {
+        write.delete_table(OLD_SEALS).map_err(|e| e.to_string())?;
+    }
+    write.commit().map_err(|e| e.to_string())?;
+    // The old events' pages are free now; give them back to the file system.
+    if let Err(e) = db.compact() {
+        tracing::warn!(error = %e, "migration: the store file could not be compacted");
+    }
+    tracing::info!(
+        events = count,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "migrated the event log from {STORE_FILE} (format 1) into {LOG_DIR}/ (format {FORMAT}); cursors stay valid"
+    );
+    Ok(())
+}
+
+/// fsync of a directory: makes the names created or removed in it durable.
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Creates (pre-allocated, synced, its name synced) the segment of `first_seq`.
+fn create_segment(log_dir: &Path, first_seq: u64, bytes: u64) -> std::io::Result<Active> {
+    let path = log_dir.join(segment::segment_name(first_seq));
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)?;
+    // Short of space (a nearly full disk), the segment starts smaller and grows with
+    // its writes, which then fail (503) while the disk is full, rather than the start.
+    let allocated = allocate_up_to(&file, 0, bytes, 0)?;
+    file.sync_all()?;
+    sync_dir(log_dir)?;
+    Ok(Active {
+        file,
+        path,
+        pos: 0,
+        allocated,
         first_seq,
-        next_seq,
-        recent,
     })
 }
 
-/// What one committed batch changed, applied to the tail after the commit.
-#[derive(Default)]
-struct Batch {
-    appended: Vec<Entry>,
-    /// How many of the oldest events retention removed.
-    removed: u64,
-    /// Whether expired seals were removed (the transaction must then be committed).
-    removed_seals: bool,
+/// Reserves `len` bytes from `offset` without writing them, so a later write into the
+/// range changes no file size and its `fdatasync` need not carry metadata.
+fn allocate(file: &File, offset: u64, len: u64) -> std::io::Result<()> {
+    let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+        return Err(std::io::Error::from(std::io::ErrorKind::InvalidInput));
+    };
+    // SAFETY: fallocate on a file descriptor this `File` owns, with plain integers.
+    let rc = unsafe { libc::fallocate(file.as_raw_fd(), 0, offset, len) };
+    if rc == 0 {
+        return Ok(());
+    }
+    let error = std::io::Error::last_os_error();
+    if error.raw_os_error() == Some(libc::EOPNOTSUPP) {
+        // A file system without fallocate: grow the file instead.
+        return file.set_len((offset + len) as u64);
+    }
+    Err(error)
 }
 
-/// An answer held until its transaction is committed.
+/// Allocates `want` bytes from `offset`, or, short of space, as much of it as a
+/// megabyte at a time allows but at least `need`; returns what it allocated.
+fn allocate_up_to(file: &File, offset: u64, want: u64, need: u64) -> std::io::Result<u64> {
+    match allocate(file, offset, want) {
+        Ok(()) => return Ok(want),
+        Err(e) if e.raw_os_error() != Some(libc::ENOSPC) => return Err(e),
+        Err(_) => {}
+    }
+    let step = GROW_STEP.min(want).max(need);
+    if step > 0 && step < want && allocate(file, offset, step).is_ok() {
+        return Ok(step);
+    }
+    if need > 0 {
+        allocate(file, offset, need)?;
+    }
+    Ok(need)
+}
+
+impl Active {
+    /// How readers see this segment when it is new.
+    fn reader(&self) -> std::io::Result<Segment> {
+        Ok(Segment {
+            first_seq: self.first_seq,
+            next_seq: self.first_seq,
+            path: self.path.clone(),
+            file: Arc::new(File::open(&self.path)?),
+            end: 0,
+            index: Vec::new(),
+        })
+    }
+}
+
+/// Scans every segment of `log_dir`: checks each record, cuts a torn tail off the newest
+/// segment, and rebuilds the indexes.
+fn recover(
+    log_dir: &Path,
+    stored_next_seq: u64,
+    now_ms: u64,
+    seal_keep: Duration,
+) -> Result<Recovered, OpenError> {
+    let started = Instant::now();
+    let corrupt = |reason: String| OpenError::Corrupt {
+        log_dir: log_dir.to_owned(),
+        reason,
+    };
+    let io = |e: std::io::Error| OpenError::NotWritable {
+        path: log_dir.to_owned(),
+        source: e,
+    };
+    let mut names: Vec<(u64, PathBuf)> = std::fs::read_dir(log_dir)
+        .map_err(io)?
+        .filter_map(|entry| {
+            let entry = entry.ok()?;
+            let first = segment::parse_segment_name(entry.file_name().to_str()?)?;
+            Some((first, entry.path()))
+        })
+        .collect();
+    names.sort();
+    let dedup_from = now_ms.saturating_sub(DEDUP_WINDOW.as_millis() as u64);
+    // A seal rides with a push received at most the replay window after its timestamp.
+    let seals_from = now_ms.saturating_sub(2 * seal_keep.as_millis() as u64);
+    let oldest_seal = (now_ms / 1000).saturating_sub(seal_keep.as_secs());
+    let mut found = Recovered {
+        segments: VecDeque::new(),
+        first_seq: 0,
+        next_seq: stored_next_seq,
+        retained: VecDeque::new(),
+        bytes: 0,
+        dedup_order: VecDeque::new(),
+        seals: Vec::new(),
+    };
+    let count = names.len();
+    for (i, (first_seq, path)) in names.into_iter().enumerate() {
+        let last = i + 1 == count;
+        if let Some(previous) = found.segments.back()
+            && previous.next_seq != first_seq
+        {
+            return Err(corrupt(format!(
+                "segment {} starts at event {first_seq} but the one before it ends before event {}: a segment is missing",
+                path.display(),
+                previous.next_seq
+            )));
+        }
+        let bytes = segment::read_whole(&path).map_err(io)?;
+        let mut pos = 0usize;
+        let mut expected = first_seq;
+        let mut index = Vec::new();
+        let damage = loop {
+            match segment::read_frame(&bytes[pos..]) {
+                Frame::Record(record, size) => {
+                    if record.is_event {
+                        if record.seq != expected {
+                            break Some("event out of sequence");
+                        }
+                        if (record.seq - first_seq).is_multiple_of(INDEX_EVERY) {
+                            index.push((record.seq, pos as u64));
+                        }
+                        found.retained.push_back((record.received_ms, size as u64));
+                        found.bytes += size as u64;
+                        if record.received_ms >= dedup_from
+                            && let Some(key) = record.key()
+                        {
+                            found.dedup_order.push_back((
+                                record.received_ms,
+                                record.seq,
+                                DedupKey::from_stored(key),
+                            ));
+                        }
+                        expected += 1;
+                    }
+                    if record.received_ms >= seals_from {
+                        found.seals.extend(
+                            record
+                                .seals()
+                                .into_iter()
+                                .filter(|s| s.timestamp >= oldest_seal),
+                        );
+                    }
+                    pos += size;
+                }
+                Frame::End if bytes[pos..].iter().all(|&b| b == 0) => break None,
+                Frame::End => break Some("data after the end of the records"),
+                Frame::Short => break Some("record cut short"),
+                Frame::Bad(why) => break Some(why),
+            }
+        };
+        if let Some(why) = damage {
+            if !last {
+                return Err(corrupt(format!(
+                    "segment {} has a damaged record at byte offset {pos} ({why})",
+                    path.display()
+                )));
+            }
+            // The newest segment's tail: a write a crash interrupted, never synced, so
+            // never acknowledged. Cut it off (the space stays allocated).
+            let dropped =
+                bytes.len() - pos - bytes[pos..].iter().rev().take_while(|&&b| b == 0).count();
+            let file = OpenOptions::new().write(true).open(&path).map_err(io)?;
+            let allocated = bytes.len() as u64;
+            file.set_len(pos as u64)
+                .and_then(|()| {
+                    allocate_up_to(&file, pos as u64, allocated.saturating_sub(pos as u64), 0)
+                })
+                .and_then(|_| file.sync_all())
+                .map_err(io)?;
+            tracing::warn!(
+                segment = %path.display(),
+                offset = pos,
+                dropped_bytes = dropped,
+                reason = why,
+                kept_through_event = expected - 1,
+                "event log: cut a torn tail off the newest segment (a write the crash interrupted; never acknowledged)"
+            );
+        }
+        found.segments.push_back(Segment {
+            first_seq,
+            next_seq: expected,
+            file: Arc::new(File::open(&path).map_err(io)?),
+            path,
+            end: pos as u64,
+            index,
+        });
+    }
+    let first = found.segments.front().map(|s| s.first_seq);
+    if let Some(last) = found.segments.back() {
+        found.next_seq = last.next_seq.max(1);
+    }
+    found.first_seq = first.unwrap_or(found.next_seq).clamp(1, found.next_seq);
+    tracing::info!(
+        segments = found.segments.len(),
+        events = found.retained.len(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "event log recovered"
+    );
+    Ok(found)
+}
+
+/// What one synced group changed, applied to readers after the sync.
+#[derive(Default)]
+struct Group {
+    appended: Vec<Entry>,
+    /// `(seq, position)` for the sparse index.
+    indexed: Vec<(u64, u64)>,
+}
+
+/// An answer held until its group is synced.
 enum Reply {
     Append(oneshot::Sender<Result<Appended, LogError>>, Appended),
-    Record(oneshot::Sender<Result<(), LogError>>),
+    Seal(oneshot::Sender<Result<(), LogError>>),
 }
 
 impl Writer {
@@ -663,302 +1184,290 @@ impl Writer {
         // Age-based retention needs a clock even when no push arrives.
         let period =
             (self.retention.max_age / 10).clamp(Duration::from_millis(50), Duration::from_secs(10));
-        let mut last_commit = Duration::ZERO;
+        let mut batch = Vec::new();
         loop {
-            let first = match requests.recv_timeout(period) {
-                Ok(request) => Some(request),
-                Err(mpsc::RecvTimeoutError::Timeout) => None,
+            let wait = if self.pending.is_empty() {
+                period
+            } else {
+                SEAL_LINGER
+            };
+            let timed_out = match requests.recv_timeout(wait) {
+                Ok(request) => {
+                    batch.push(request);
+                    false
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => true,
                 Err(mpsc::RecvTimeoutError::Disconnected) => return,
             };
-            let mut batch: Vec<Request> = first.into_iter().collect();
-            if !batch.is_empty() {
-                Self::gather(requests, &mut batch, last_commit);
-            }
-            let started = std::time::Instant::now();
-            let close = batch
-                .iter()
-                .position(|r| matches!(r, Request::Close { .. }))
-                .map(|at| batch.split_off(at));
-            self.commit(batch);
-            last_commit = started.elapsed();
-            if let Some(rest) = close {
-                // Dropping the database closes it cleanly: the next open needs no repair.
-                *self.db.write().expect("store lock poisoned") = None;
-                let mut rest = rest.into_iter();
-                if let Some(Request::Close { reply }) = rest.next() {
-                    let _ = reply.send(());
-                }
-                fail_all(rest.collect(), "the event log is closed");
-                while let Ok(request) = requests.try_recv() {
-                    fail_all(vec![request], "the event log is closed");
-                }
-                return;
-            }
-        }
-    }
-
-    /// Takes every request already waiting; if that is a small group, waits up to half the
-    /// last commit's time (at most [`MAX_GATHER`]) for more. Pushes arriving during that
-    /// wait share the next sync instead of each waiting for a sync of their own: a commit
-    /// costs a sync and a path of pages per table whatever its size, so a bigger group is
-    /// nearly free throughput, bought with a fraction of one sync's latency.
-    fn gather(requests: &mpsc::Receiver<Request>, batch: &mut Vec<Request>, last_commit: Duration) {
-        let take_waiting = |batch: &mut Vec<Request>| {
+            // Everything that queued while the last group was being synced is this group.
             while batch.len() < MAX_BATCH {
                 match requests.try_recv() {
                     Ok(request) => batch.push(request),
                     Err(_) => break,
                 }
             }
-        };
-        take_waiting(batch);
-        let deadline = std::time::Instant::now() + (last_commit / 2).min(MAX_GATHER);
-        while batch.len() < GATHER_TARGET {
-            let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) else {
-                break;
-            };
-            match requests.recv_timeout(left) {
-                Ok(request) => {
-                    batch.push(request);
-                    take_waiting(batch);
+            let close = batch
+                .iter()
+                .position(|r| matches!(r, Request::Close { .. }))
+                .map(|at| batch.split_off(at));
+            self.commit(std::mem::take(&mut batch), timed_out || close.is_some());
+            if let Some(rest) = close {
+                let mut rest = rest.into_iter();
+                if let Some(Request::Close { reply }) = rest.next() {
+                    let _ = reply.send(());
                 }
-                Err(_) => break,
+                let closed = || LogError::Unavailable("the event log is closed".to_owned());
+                for request in rest.chain(requests.try_iter()) {
+                    match request {
+                        Request::Append { reply, .. } => {
+                            let _ = reply.send(Err(closed()));
+                        }
+                        Request::Seal { reply, .. } => {
+                            let _ = reply.send(Err(closed()));
+                        }
+                        Request::Close { reply } => {
+                            let _ = reply.send(());
+                        }
+                    }
+                }
+                return;
             }
         }
     }
 
-    /// One transaction for `requests` (possibly none: then only retention runs).
-    fn commit(&mut self, requests: Vec<Request>) {
-        if self.db.read().expect("store lock poisoned").is_none() && !self.reopen() {
-            fail_all(requests, "the event store cannot be reopened");
+    /// Writes one group (`requests`, the seals waiting, and the seals carried out of
+    /// segments retention deletes) with one write and one `fdatasync`, then answers.
+    /// `flush_seals`: write waiting seals even when no event comes with them.
+    fn commit(&mut self, requests: Vec<Request>, flush_seals: bool) {
+        let now = Instant::now();
+        let now_ms = millis(SystemTime::now());
+        self.enforce(now_ms);
+        let doomed = std::mem::take(&mut self.doomed);
+        self.buf.clear();
+        let mut replies = Vec::with_capacity(requests.len());
+        let mut group = Group::default();
+        let mut fresh_keys = Vec::new();
+        let next_before = self.next_seq;
+        let retained_before = self.retained.len();
+        let bytes_before = self.bytes;
+        // Seals not yet written, oldest first, with when each arrived; each rides with
+        // the next event.
+        let mut seals: Vec<Seal> = Vec::new();
+        let mut arrived: Vec<Instant> = Vec::new();
+        for (seal, reply, at) in self.pending.drain(..) {
+            seals.push(seal);
+            arrived.push(at);
+            replies.push(Reply::Seal(reply));
+        }
+        let has_events = requests.iter().any(|r| matches!(r, Request::Append { .. }));
+        if has_events
+            && self.active.pos >= self.segment_bytes
+            && self.active.first_seq < self.next_seq
+            && let Err(e) = self.roll()
+        {
+            self.doomed = doomed;
+            self.fail(replies, requests, &e.to_string());
             return;
         }
-        let bytes_before = self.bytes;
-        let mut replies = Vec::with_capacity(requests.len());
-        let result = self.write(requests, &mut replies);
-        match result {
-            Ok(batch) => {
-                self.apply(batch);
+        for request in requests {
+            match request {
+                Request::Seal { seal, reply } => {
+                    seals.push(seal);
+                    arrived.push(now);
+                    replies.push(Reply::Seal(reply));
+                }
+                Request::Append { event, key, reply } => {
+                    if let Some(&seq) = self.dedup.get(&key) {
+                        replies.push(Reply::Append(reply, Appended::Duplicate(self.cursor(seq))));
+                        continue;
+                    }
+                    let seq = self.next_seq;
+                    self.next_seq += 1;
+                    let received_ms = millis(event.received_time);
+                    let at = self.buf.len();
+                    segment::encode_record(
+                        &mut self.buf,
+                        seq,
+                        received_ms,
+                        Some((&event, key.as_str())),
+                        &seals,
+                    );
+                    seals.clear();
+                    arrived.clear();
+                    let size = (self.buf.len() - at) as u64;
+                    if (seq - self.active.first_seq).is_multiple_of(INDEX_EVERY) {
+                        group.indexed.push((seq, self.active.pos + at as u64));
+                    }
+                    self.retained.push_back((received_ms, size));
+                    self.bytes += size;
+                    self.dedup.insert(key.clone(), seq);
+                    self.dedup_order.push_back((received_ms, seq, key.clone()));
+                    fresh_keys.push(key);
+                    let cursor = self.cursor(seq);
+                    group.appended.push(Entry {
+                        cursor,
+                        event: Arc::new(event),
+                    });
+                    replies.push(Reply::Append(reply, Appended::New(cursor)));
+                }
+                Request::Close { .. } => unreachable!("split off before the group"),
+            }
+        }
+        // Seals of segments about to be deleted that still guard the window.
+        let oldest_seal = (now_ms / 1000).saturating_sub(self.seal_keep.as_secs());
+        let carried: Vec<Seal> = doomed
+            .iter()
+            .flat_map(|segment| live_seals(segment, oldest_seal))
+            .collect();
+        let linger_over = arrived
+            .first()
+            .is_some_and(|at| now.duration_since(*at) >= SEAL_LINGER);
+        if self.buf.is_empty()
+            && !seals.is_empty()
+            && !flush_seals
+            && !linger_over
+            && carried.is_empty()
+        {
+            // Seals alone, just arrived: their pushes' events are probably on their way;
+            // wait a moment for them rather than spend a sync on the seals.
+            self.doomed = doomed;
+            self.park(seals, arrived, replies);
+            return;
+        }
+        seals.extend(carried);
+        if !seals.is_empty() {
+            segment::encode_record(&mut self.buf, 0, now_ms, None, &seals);
+        }
+        if self.buf.is_empty() {
+            delete(doomed);
+            self.answer(replies, Ok(()));
+            return;
+        }
+        match self.write_group() {
+            Ok(()) => {
                 self.writable
                     .send_if_modified(|w| !std::mem::replace(w, true));
-                for reply in replies {
-                    match reply {
-                        Reply::Append(tx, appended) => {
-                            let _ = tx.send(Ok(appended));
-                        }
-                        Reply::Record(tx) => {
-                            let _ = tx.send(Ok(()));
-                        }
-                    }
-                }
+                self.enforce(now_ms);
+                self.apply(group);
+                delete(doomed);
+                self.answer(replies, Ok(()));
             }
-            Err(error) => {
+            Err(e) => {
+                for key in &fresh_keys {
+                    self.dedup.remove(key);
+                }
+                self.dedup_order
+                    .truncate(self.dedup_order.len() - fresh_keys.len());
+                self.next_seq = next_before;
+                self.retained.truncate(retained_before);
                 self.bytes = bytes_before;
-                let message = error.to_string();
-                let was_writable = self.writable.send_replace(false);
-                if was_writable {
-                    tracing::error!(file = %self.file.display(), error = %message, "event log write failed: pushes are answered 503 until writes succeed again");
+                self.doomed = doomed;
+                let message = e.to_string();
+                if self.writable.send_replace(false) {
+                    tracing::error!(segment = %self.active.path.display(), error = %message, "event log write failed: pushes are answered 503 until writes succeed again");
                 }
-                for reply in replies {
-                    match reply {
-                        Reply::Append(tx, _) => {
-                            let _ = tx.send(Err(LogError::Unavailable(message.clone())));
-                        }
-                        Reply::Record(tx) => {
-                            let _ = tx.send(Err(LogError::Unavailable(message.clone())));
-                        }
-                    }
-                }
-                // redb refuses every operation after an I/O error until it is reopened.
-                *self.db.write().expect("store lock poisoned") = None;
-                self.reopen();
+                self.answer(replies, Err(message));
             }
         }
     }
 
-    fn reopen(&mut self) -> bool {
-        match open_database(&self.file) {
-            Ok(db) => {
-                *self.db.write().expect("store lock poisoned") = Some(db);
-                true
+    /// Keeps `seals` (with when each arrived) for the next group; the replies to
+    /// duplicates among `replies` are answered now (their events are already synced).
+    fn park(&mut self, seals: Vec<Seal>, arrived: Vec<Instant>, replies: Vec<Reply>) {
+        let mut seal_replies = Vec::new();
+        for reply in replies {
+            match reply {
+                Reply::Seal(tx) => seal_replies.push(tx),
+                Reply::Append(tx, appended) => {
+                    let _ = tx.send(Ok(appended));
+                }
             }
-            Err(OpenFailure::Io(e)) => {
-                tracing::debug!(error = %e, "event store still cannot be reopened");
-                false
+        }
+        for ((seal, at), reply) in seals.into_iter().zip(arrived).zip(seal_replies) {
+            self.pending.push((seal, reply, at));
+        }
+    }
+
+    fn cursor(&self, seq: u64) -> Cursor {
+        Cursor {
+            epoch: self.epoch,
+            seq,
+        }
+    }
+
+    /// Writes the group at the end of the active segment and syncs it; on failure cuts
+    /// the segment back to where the group began, so none of it can reappear.
+    fn write_group(&mut self) -> std::io::Result<()> {
+        let end = self.active.pos + self.buf.len() as u64;
+        let result = (|| {
+            if end > self.active.allocated {
+                let need = end - self.active.allocated;
+                let grow = need.max(GROW_STEP.min(self.segment_bytes));
+                self.active.allocated +=
+                    allocate_up_to(&self.active.file, self.active.allocated, grow, need)?;
+                // The file grew: this sync carries its new size too.
+                self.active.file.write_all_at(&self.buf, self.active.pos)?;
+                return self.active.file.sync_all();
             }
-            Err(OpenFailure::Other(e)) => {
-                tracing::debug!(error = %e, "event store still cannot be reopened");
-                false
+            self.active.file.write_all_at(&self.buf, self.active.pos)?;
+            self.active.file.sync_data()
+        })();
+        match result {
+            Ok(()) => {
+                self.active.pos = end;
+                tracing::debug!(
+                    segment = %self.active.path.display(),
+                    synced_to = end,
+                    newest_event = self.next_seq - 1,
+                    "event log synced"
+                );
+                Ok(())
+            }
+            Err(e) => {
+                // Zeros over whatever part of the group reached the file: a record of a
+                // failed group must never be read back.
+                let zeros = vec![0; self.buf.len()];
+                let _ = self.active.file.write_all_at(&zeros, self.active.pos);
+                let _ = self.active.file.sync_data();
+                Err(e)
             }
         }
     }
 
-    /// Writes `requests` and retention in one transaction and commits it.
-    fn write(
-        &mut self,
-        requests: Vec<Request>,
-        replies: &mut Vec<Reply>,
-    ) -> Result<Batch, LogError> {
-        let guard = self.db.read().expect("store lock poisoned");
-        let db = guard
-            .as_ref()
-            .ok_or_else(|| LogError::Unavailable("the event store is reopening".to_owned()))?;
-        let (first_seq, mut next_seq) = {
-            let tail = self.tail.read().expect("tail lock poisoned");
-            (tail.first_seq, tail.next_seq)
-        };
-        let mut batch = Batch::default();
-        let now_ms = millis(SystemTime::now());
-        let write = db.begin_write().map_err(storage_error)?;
-        {
-            let mut events = write.open_table(EVENTS).map_err(storage_error)?;
-            let mut dedup = write.open_table(DEDUP).map_err(storage_error)?;
-            let mut records = write.open_table(RECORDS).map_err(storage_error)?;
-            let mut seals = write.open_table(SEALS).map_err(storage_error)?;
-            // Keys appended in this batch: two deliveries of one push in the same batch.
-            let mut fresh: HashMap<DedupKey, u64> = HashMap::new();
-            for request in requests {
-                match request {
-                    Request::Append { event, key, reply } => {
-                        let known = match fresh.get(&key) {
-                            Some(&seq) => Some(seq),
-                            None => dedup
-                                .get(key.as_str())
-                                .map_err(storage_error)?
-                                .map(|v| v.value()),
-                        };
-                        if let Some(seq) = known {
-                            replies.push(Reply::Append(
-                                reply,
-                                Appended::Duplicate(Cursor {
-                                    epoch: self.epoch,
-                                    seq,
-                                }),
-                            ));
-                            continue;
-                        }
-                        let seq = next_seq;
-                        next_seq += 1;
-                        let encoded =
-                            serde_json::to_vec(&Stored::new(&event, &key)).expect("events encode");
-                        events
-                            .insert(seq, encoded.as_slice())
-                            .map_err(storage_error)?;
-                        dedup.insert(key.as_str(), seq).map_err(storage_error)?;
-                        self.bytes += encoded.len() as u64;
-                        let cursor = Cursor {
-                            epoch: self.epoch,
-                            seq,
-                        };
-                        fresh.insert(key, seq);
-                        batch.appended.push(Entry {
-                            cursor,
-                            event: Arc::new(event),
-                        });
-                        replies.push(Reply::Append(reply, Appended::New(cursor)));
-                    }
-                    Request::Record { key, value, reply } => {
-                        records
-                            .insert(key.as_str(), value.as_slice())
-                            .map_err(storage_error)?;
-                        replies.push(Reply::Record(reply));
-                    }
-                    Request::Seal { key, value, reply } => {
-                        seals
-                            .insert(key.as_slice(), value.as_slice())
-                            .map_err(storage_error)?;
-                        replies.push(Reply::Record(reply));
-                    }
-                    Request::Close { .. } => unreachable!("split off before the batch"),
-                }
-            }
-            // Retention: oldest first, by count, bytes and age; the newest event stays.
-            let max_age_ms = u64::try_from(self.retention.max_age.as_millis()).unwrap_or(u64::MAX);
-            loop {
-                let retained = next_seq - (first_seq + batch.removed);
-                if retained == 0 {
-                    break;
-                }
-                let over_count = retained > self.retention.max_events as u64;
-                // One event larger than the whole bound still stays, as the newest.
-                let over_bytes = self.bytes > self.retention.max_bytes && retained > 1;
-                let Some((_, oldest)) = events.first().map_err(storage_error)? else {
-                    break;
-                };
-                let stored = Stored::decode(oldest.value())?;
-                let aged = now_ms.saturating_sub(stored.received_ms) > max_age_ms;
-                let size = oldest.value().len() as u64;
-                drop(oldest);
-                if !(over_count || over_bytes || aged) {
-                    break;
-                }
-                let Some((seq, _)) = events.pop_first().map_err(storage_error)? else {
-                    break;
-                };
-                let seq = seq.value();
-                if dedup
-                    .get(stored.key.as_str())
-                    .map_err(storage_error)?
-                    .map(|v| v.value())
-                    == Some(seq)
-                {
-                    dedup.remove(stored.key.as_str()).map_err(storage_error)?;
-                }
-                self.bytes = self.bytes.saturating_sub(size);
-                batch.removed += 1;
-            }
-            // Seals past the replay window guard nothing any more.
-            let expired = (now_ms / 1000).saturating_sub(self.seal_keep.as_secs());
-            loop {
-                let Some((key, _)) = seals.first().map_err(storage_error)? else {
-                    break;
-                };
-                let old = key
-                    .value()
-                    .get(..8)
-                    .and_then(|b| <[u8; 8]>::try_from(b).ok())
-                    .is_some_and(|b| u64::from_be_bytes(b) < expired);
-                drop(key);
-                if !old {
-                    break;
-                }
-                seals.pop_first().map_err(storage_error)?;
-                batch.removed_seals = true;
-            }
-            let mut meta = write.open_table(META).map_err(storage_error)?;
-            meta.insert("next_seq", &next_seq.to_be_bytes()[..])
-                .map_err(storage_error)?;
-            meta.insert("bytes", &self.bytes.to_be_bytes()[..])
-                .map_err(storage_error)?;
-        }
-        if batch.appended.is_empty()
-            && batch.removed == 0
-            && !batch.removed_seals
-            && replies.is_empty()
-        {
-            write.abort().map_err(storage_error)?;
-            return Ok(batch);
-        }
-        write.commit().map_err(storage_error)?;
-        Ok(batch)
+    /// Starts a new segment for the next event.
+    fn roll(&mut self) -> std::io::Result<()> {
+        let active = create_segment(&self.log_dir, self.next_seq, self.segment_bytes)?;
+        let reader = active.reader()?;
+        // The old segment keeps its allocation: a few unused bytes, not worth a sync.
+        self.active = active;
+        self.shared
+            .write()
+            .expect("log lock poisoned")
+            .segments
+            .push_back(reader);
+        Ok(())
     }
 
-    /// Makes a committed batch visible to readers, then wakes them.
-    fn apply(&self, batch: Batch) {
+    /// Makes a synced group visible to readers, then wakes them.
+    fn apply(&self, group: Group) {
         let newest = {
-            let mut tail = self.tail.write().expect("tail lock poisoned");
-            tail.first_seq += batch.removed;
-            tail.next_seq += batch.appended.len() as u64;
-            tail.recent.extend(batch.appended);
-            while tail.recent.len() > TAIL_EVENTS
-                || tail
+            let mut shared = self.shared.write().expect("log lock poisoned");
+            shared.next_seq = self.next_seq;
+            shared.first_seq = self.first_seq;
+            let active = shared.segments.back_mut().expect("the active segment");
+            active.end = self.active.pos;
+            active.next_seq = self.next_seq;
+            active.index.extend(group.indexed);
+            shared.recent.extend(group.appended);
+            while shared.recent.len() > TAIL_EVENTS
+                || shared
                     .recent
                     .front()
-                    .is_some_and(|e| e.cursor.seq < tail.first_seq)
+                    .is_some_and(|e| e.cursor.seq < shared.first_seq)
             {
-                tail.recent.pop_front();
+                shared.recent.pop_front();
             }
-            tail.next_seq - 1
+            shared.next_seq - 1
         };
         self.head.send_if_modified(|head| {
             let moved = *head != newest;
@@ -966,26 +1475,129 @@ impl Writer {
             moved
         });
     }
-}
 
-fn fail_all(requests: Vec<Request>, why: &str) {
-    for request in requests {
-        let error = LogError::Unavailable(why.to_owned());
-        match request {
-            Request::Append { reply, .. } => {
-                let _ = reply.send(Err(error));
-            }
-            Request::Record { reply, .. } => {
-                let _ = reply.send(Err(error));
-            }
-            Request::Seal { reply, .. } => {
-                let _ = reply.send(Err(error));
-            }
-            Request::Close { reply } => {
-                let _ = reply.send(());
+    fn answer(&self, replies: Vec<Reply>, result: Result<(), String>) {
+        for reply in replies {
+            let error = || LogError::Unavailable(result.clone().unwrap_err());
+            match reply {
+                Reply::Append(tx, appended) => {
+                    let _ = tx.send(match &result {
+                        Ok(()) => Ok(appended),
+                        Err(_) => Err(error()),
+                    });
+                }
+                Reply::Seal(tx) => {
+                    let _ = tx.send(match &result {
+                        Ok(()) => Ok(()),
+                        Err(_) => Err(error()),
+                    });
+                }
             }
         }
     }
+
+    fn fail(&mut self, replies: Vec<Reply>, requests: Vec<Request>, message: &str) {
+        if self.writable.send_replace(false) {
+            tracing::error!(log = %self.log_dir.display(), error = %message, "event log write failed: pushes are answered 503 until writes succeed again");
+        }
+        self.answer(replies, Err(message.to_owned()));
+        for request in requests {
+            let error = LogError::Unavailable(message.to_owned());
+            match request {
+                Request::Append { reply, .. } => {
+                    let _ = reply.send(Err(error));
+                }
+                Request::Seal { reply, .. } => {
+                    let _ = reply.send(Err(error));
+                }
+                Request::Close { reply } => {
+                    let _ = reply.send(());
+                }
+            }
+        }
+    }
+
+    /// Retention: oldest first, by count, bytes and age (the newest event stays for
+    /// bytes); then forgets de-duplication keys past their window or their event, and
+    /// marks segments none of whose events is retained for deletion.
+    fn enforce(&mut self, now_ms: u64) {
+        let max_age_ms = u64::try_from(self.retention.max_age.as_millis()).unwrap_or(u64::MAX);
+        let mut moved = false;
+        while let Some(&(received_ms, size)) = self.retained.front() {
+            let retained = self.retained.len();
+            let over_count = retained > self.retention.max_events;
+            // One event larger than the whole bound still stays, as the newest.
+            let over_bytes = self.bytes > self.retention.max_bytes && retained > 1;
+            let aged = now_ms.saturating_sub(received_ms) > max_age_ms;
+            if !(over_count || over_bytes || aged) {
+                break;
+            }
+            self.retained.pop_front();
+            self.bytes = self.bytes.saturating_sub(size);
+            self.first_seq += 1;
+            moved = true;
+        }
+        let dedup_from = now_ms.saturating_sub(DEDUP_WINDOW.as_millis() as u64);
+        while let Some((received_ms, seq, _)) = self.dedup_order.front() {
+            if *seq >= self.first_seq && *received_ms >= dedup_from {
+                break;
+            }
+            let (_, seq, key) = self.dedup_order.pop_front().expect("front exists");
+            if self.dedup.get(&key) == Some(&seq) {
+                self.dedup.remove(&key);
+            }
+        }
+        if !moved {
+            return;
+        }
+        let mut shared = self.shared.write().expect("log lock poisoned");
+        shared.first_seq = self.first_seq;
+        while shared
+            .recent
+            .front()
+            .is_some_and(|e| e.cursor.seq < self.first_seq)
+        {
+            shared.recent.pop_front();
+        }
+        while shared.segments.len() > 1
+            && shared
+                .segments
+                .front()
+                .is_some_and(|s| s.next_seq <= self.first_seq)
+        {
+            let segment = shared.segments.pop_front().expect("front exists");
+            self.doomed.push(segment);
+        }
+    }
+}
+
+/// Deletes segments retention emptied (their live seals are synced elsewhere).
+fn delete(doomed: Vec<Segment>) {
+    for segment in doomed {
+        if let Err(e) = std::fs::remove_file(&segment.path) {
+            tracing::warn!(segment = %segment.path.display(), error = %e, "cannot delete a segment retention emptied");
+        }
+    }
+}
+
+/// The seals in `segment` with a timestamp of `oldest` or later.
+fn live_seals(segment: &Segment, oldest: u64) -> Vec<Seal> {
+    let Ok(bytes) = segment::read_whole(&segment.path) else {
+        return Vec::new();
+    };
+    let end = usize::try_from(segment.end)
+        .unwrap_or(usize::MAX)
+        .min(bytes.len());
+    let mut pos = 0;
+    let mut seals = Vec::new();
+    while pos < end {
+        let Frame::Record(record, size) = segment::read_frame(&bytes[pos..end]) else {
+            break;
+        };
+        seals.extend(record.seals().into_iter().filter(|s| s.timestamp >= oldest));
+        pos += size;
+    }
+    seals
 }
 
 #[async_trait::async_trait]
@@ -1000,47 +1612,51 @@ impl EventLog for DurableLog {
 
     async fn read_after(&self, after: Cursor, max: usize) -> Result<Vec<Entry>, LogError> {
         {
-            let tail = self.tail.read().expect("tail lock poisoned");
+            let shared = self.shared.read().expect("log lock poisoned");
             // A client's cursor may say anything, `u64::MAX` included: no unchecked
             // arithmetic on it.
             if after.epoch != self.epoch
-                || after.seq < tail.first_seq - 1
-                || after.seq >= tail.next_seq
+                || after.seq < shared.first_seq - 1
+                || after.seq >= shared.next_seq
             {
-                return Err(self.out_of_range(after, &tail));
+                return Err(self.out_of_range(after, &shared));
             }
             // The tail holds the newest events contiguously; a reader inside it (every
-            // live subscriber) never touches the file.
-            let cached_from = tail.recent.front().map_or(tail.next_seq, |e| e.cursor.seq);
+            // live subscriber) never touches the files.
+            let cached_from = shared
+                .recent
+                .front()
+                .map_or(shared.next_seq, |e| e.cursor.seq);
             if cached_from <= after.seq + 1 {
                 let start = usize::try_from(after.seq + 1 - cached_from).unwrap_or(usize::MAX);
-                return Ok(tail
+                return Ok(shared
                     .recent
                     .iter()
                     .skip(start)
                     .take(max)
-                    .map(|e| Entry {
-                        cursor: self.cursor(e.cursor.seq),
-                        event: e.event.clone(),
-                    })
+                    .cloned()
                     .collect());
             }
         }
-        let entries = self.read_file(after.seq, max)?;
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let entries = self.read_segments(after.seq + 1, max)?;
         // Retention may have removed events between the check above and the read.
+        let first_seq = self.shared.read().expect("log lock poisoned").first_seq;
         if entries
             .first()
-            .is_some_and(|e| e.cursor.seq != after.seq + 1)
+            .is_none_or(|e| e.cursor.seq != after.seq + 1 || e.cursor.seq < first_seq)
         {
-            let tail = self.tail.read().expect("tail lock poisoned");
-            return Err(self.out_of_range(after, &tail));
+            let shared = self.shared.read().expect("log lock poisoned");
+            return Err(self.out_of_range(after, &shared));
         }
         Ok(entries)
     }
 
     async fn head(&self) -> Result<Cursor, LogError> {
-        let tail = self.tail.read().expect("tail lock poisoned");
-        Ok(self.cursor(tail.next_seq - 1))
+        let shared = self.shared.read().expect("log lock poisoned");
+        Ok(self.cursor(shared.next_seq - 1))
     }
 
     async fn wait_after(&self, after: Cursor) {
@@ -1056,5 +1672,7 @@ impl EventLog for DurableLog {
         if self.send(Request::Close { reply }).is_ok() {
             let _ = closed.await;
         }
+        // Dropping the store closes it cleanly: the next open needs no repair.
+        *self.state.lock().expect("store lock poisoned") = None;
     }
 }

@@ -12,12 +12,13 @@ mod log;
 mod memory;
 mod redis;
 mod seals;
+mod segment;
 mod subscription;
 
 use std::{sync::Arc, time::SystemTime};
 
 pub use cursor::{Cursor, CursorParseError};
-pub use durable::{DurableLog, LOCK_FILE, OpenError, STORE_FILE};
+pub use durable::{DurableLog, LOCK_FILE, LOG_DIR, OpenError, STORE_FILE};
 pub use fanout::{SubscribeError, Subscribers};
 pub use filter::Filter;
 pub use log::{Appended, Entry, EventLog, LogError};
@@ -230,6 +231,11 @@ impl DedupKey {
     /// accounts' webhooks is two events. The AppID goes last, so keys still sort by time.
     pub fn for_account(self, app_id: &str) -> Self {
         Self(format!("{}\u{0}{app_id}", self.0).into_boxed_str())
+    }
+
+    /// The key as the durable log stored it.
+    pub(super) fn from_stored(key: &str) -> Self {
+        Self(key.into())
     }
 
     /// The key as text, as the durable log stores it.

@@ -5,6 +5,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod browser;
+pub mod data_dir;
 pub mod wechatpy;
 
 // Each test file uses some of these; the rest would warn.

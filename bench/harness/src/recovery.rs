@@ -401,7 +401,7 @@ async fn check_after_restart(
     Ok(())
 }
 
-/// Sizes of the files in a directory (not recursive: the store keeps its files at the top).
+/// Sizes of the files in a directory and its subdirectories (the log's segments).
 struct DiskUsage {
     /// What the files say they hold.
     apparent: u64,
@@ -416,8 +416,13 @@ fn disk_usage(dir: &Path) -> Result<DiskUsage> {
         allocated: 0,
     };
     for entry in std::fs::read_dir(dir)? {
-        let metadata = entry?.metadata()?;
-        if metadata.is_file() {
+        let entry = entry?;
+        let metadata = entry.metadata()?;
+        if metadata.is_dir() {
+            let inner = disk_usage(&entry.path())?;
+            usage.apparent += inner.apparent;
+            usage.allocated += inner.allocated;
+        } else if metadata.is_file() {
             usage.apparent += metadata.len();
             usage.allocated += metadata.blocks() * 512;
         }
