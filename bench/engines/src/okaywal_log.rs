@@ -1,4 +1,5 @@
-//! okaywal 0.3.1 driven as the event log: one entry of one chunk per push, committed
+//! okaywal 0.3.1 driven as the event log: one entry per append, one chunk per push in it,
+//! committed
 //! (okaywal's own group commit: the committer whose data is not yet covered becomes the
 //! syncer, `fdatasync` on a cloned handle outside the lock). Checkpointing is pushed out
 //! of reach (`checkpoint_after_bytes` = 1 TiB): okaywal recycles a segment as soon as it
@@ -91,14 +92,15 @@ impl OkayLog {
         Ok(Self { wal, collected })
     }
 
-    /// Appends one entry per payload (one chunk each) and returns once synced.
+    /// Appends one entry holding one chunk per payload (okaywal's unit of atomic
+    /// commit) and returns once it is synced.
     pub fn append(&self, payloads: &[&[u8]]) -> Result<Vec<LogPosition>> {
         let mut positions = Vec::with_capacity(payloads.len());
+        let mut entry = self.wal.begin_entry()?;
         for payload in payloads {
-            let mut entry = self.wal.begin_entry()?;
             positions.push(entry.write_chunk(payload)?.position);
-            entry.commit()?;
         }
+        entry.commit()?;
         Ok(positions)
     }
 

@@ -39,7 +39,8 @@ pub const SPARSE_EVERY: u64 = 256;
 /// How a segment's space is reserved before records are written into it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Prealloc {
-    /// Zeros written and synced by the helper thread: later `fdatasync`s flush data only.
+    /// Zeros written and synced by the helper thread, then dropped from the page cache:
+    /// later `fdatasync`s flush data only.
     Zeroed,
     /// `fallocate`: no bytes written up front, but ext4 marks the extents unwritten and
     /// converting them is a journalled metadata change on the first sync of each block.
@@ -113,6 +114,16 @@ fn prepare(dir: &Path, name: &str, bytes: u64, prealloc: Prealloc) -> std::io::R
                 let n = (bytes - at).min(zeros.len() as u64) as usize;
                 file.write_all_at(&zeros[..n], at)?;
                 at += n as u64;
+            }
+            // Written in 1 MiB pieces, the zeros sit in 1 MiB page-cache folios (ext4 on
+            // recent kernels); a record appended into one would dirty, and the next sync
+            // write, the whole MiB. Dropped from the cache once on disk, the pages come
+            // back one at a time as records land in them.
+            file.sync_all()?;
+            // SAFETY: a valid open descriptor; advice only.
+            let rc = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+            if rc != 0 {
+                return Err(std::io::Error::from_raw_os_error(rc));
             }
         }
         Prealloc::Fallocate => {
