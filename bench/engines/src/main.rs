@@ -120,7 +120,7 @@ struct Options {
     /// Newest events read after reopening.
     #[arg(long, default_value_t = 1_000)]
     tail: usize,
-    /// `wal` ingest loads as THREADSxBATCH [default: 1x1,16x1,128x1,1x64; quick: 1x1,4x1].
+    /// `wal` ingest loads as `THREADSxBATCH` [default: 1x1,16x1,128x1,1x64; quick: 1x1,4x1].
     #[arg(long, value_delimiter = ',')]
     loads: Option<Vec<String>>,
     /// `wal` records written before the timed open [default: 1000000; quick: 20000].

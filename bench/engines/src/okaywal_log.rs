@@ -113,7 +113,12 @@ impl OkayLog {
     /// The positions of `n` records from the `from`th on, as recovery found them.
     pub fn positions(&self, from: u64, n: u64) -> Vec<LogPosition> {
         let c = self.collected.lock().expect("collected lock");
-        c.positions.iter().skip(from as usize).take(n as usize).copied().collect()
+        c.positions
+            .iter()
+            .skip(from as usize)
+            .take(n as usize)
+            .copied()
+            .collect()
     }
 
     /// Reads the records at `positions`, CRC checked, calling `each` with every event.

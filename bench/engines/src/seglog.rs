@@ -121,14 +121,17 @@ fn prepare(dir: &Path, name: &str, bytes: u64, prealloc: Prealloc) -> std::io::R
             // back one at a time as records land in them.
             file.sync_all()?;
             // SAFETY: a valid open descriptor; advice only.
-            let rc = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+            let rc =
+                unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
             if rc != 0 {
                 return Err(std::io::Error::from_raw_os_error(rc));
             }
         }
         Prealloc::Fallocate => {
             // SAFETY: a valid open descriptor; mode 0 reserves and extends the file.
-            let rc = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, bytes as libc::off_t) };
+            let len = libc::off_t::try_from(bytes).map_err(std::io::Error::other)?;
+            // SAFETY: as above.
+            let rc = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, len) };
             if rc != 0 {
                 return Err(std::io::Error::last_os_error());
             }
@@ -253,8 +256,7 @@ impl SegLog {
         through: u64,
     ) -> std::io::Result<Option<u64>> {
         let mut rotated = None;
-        if self.options.framed && segment.len + group.len() as u64 > self.options.segment_bytes
-        {
+        if self.options.framed && segment.len + group.len() as u64 > self.options.segment_bytes {
             // A group never straddles segments: the rest of this one stays zero, which a
             // reader takes as its end.
             let first = first_seq(group).unwrap_or(through);
@@ -296,9 +298,12 @@ pub fn encode(out: &mut Vec<u8>, seq: u64, payload: &[u8]) {
     out.extend_from_slice(payload);
 }
 
+/// A parsed record: sequence number, payload, bytes it took.
+pub type Decoded<'a> = (u64, &'a [u8], usize);
+
 /// Parses the record at the start of `bytes`: `Ok(Some((seq, payload, size)))`, `Ok(None)`
 /// at the zeros past the last record, `Err` for a record whose CRC or length is wrong.
-pub fn decode(bytes: &[u8]) -> std::result::Result<Option<(u64, &[u8], usize)>, &'static str> {
+pub fn decode(bytes: &[u8]) -> std::result::Result<Option<Decoded<'_>>, &'static str> {
     let Some(header) = bytes.get(..HEADER) else {
         return Ok(None);
     };
@@ -308,7 +313,9 @@ pub fn decode(bytes: &[u8]) -> std::result::Result<Option<(u64, &[u8], usize)>, 
         return Ok(None);
     }
     let seq_bytes = &header[8..16];
-    let payload = bytes.get(HEADER..HEADER + len).ok_or("length past the end")?;
+    let payload = bytes
+        .get(HEADER..HEADER + len)
+        .ok_or("length past the end")?;
     let actual = crc32c::crc32c_append(crc32c::crc32c(seq_bytes), payload);
     if actual != crc {
         return Err("checksum mismatch");
@@ -390,7 +397,10 @@ pub fn open(dir: &Path) -> Result<Opened> {
                 Ok(None) => break,
                 Err(_) if last_segment => {
                     // A torn tail: what follows was never acknowledged.
-                    torn = bytes[at..].iter().rposition(|&b| b != 0).map_or(0, |p| p + 1) as u64;
+                    torn = bytes[at..]
+                        .iter()
+                        .rposition(|&b| b != 0)
+                        .map_or(0, |p| p + 1) as u64;
                     break;
                 }
                 Err(why) => {
