@@ -284,7 +284,7 @@ pub async fn start(
         &app_ids,
         settings.retention,
         seal_keep,
-        webhook::MAX_SEALS,
+        settings.replay_guard_seals,
     )
     .await?;
     let log = backend.log.clone();

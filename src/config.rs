@@ -108,6 +108,10 @@ pub struct ServeConfig {
     /// Pushes whose `timestamp` is further than this from now are rejected (0 = no check).
     #[arg(long, env = "WECHAT_QR_REPLAY_WINDOW_SECONDS", default_value_t = 300)]
     pub replay_window_seconds: u64,
+    /// Most `(timestamp, nonce)` pairs the replay guard remembers (about 37 bytes each);
+    /// when full it forgets the oldest and refuses as stale every timestamp not newer.
+    #[arg(long, env = "WECHAT_QR_REPLAY_GUARD_SEALS", default_value_t = crate::events::DEFAULT_MAX_SEALS)]
+    pub replay_guard_seals: usize,
     /// Largest push body accepted, in bytes.
     #[arg(long, env = "WECHAT_QR_MAX_PUSH_BYTES", default_value_t = 64 * 1024)]
     pub max_push_bytes: usize,
@@ -571,6 +575,8 @@ pub struct Settings {
     pub simulator: Option<SimulatorSettings>,
     /// Event log retention.
     pub retention: Retention,
+    /// Most seals the replay guard remembers (shared by every account).
+    pub replay_guard_seals: usize,
     /// Where events and permanent scenes are kept.
     pub storage: Storage,
     /// Days of channel statistics kept.
@@ -724,6 +730,7 @@ impl ServeConfig {
                 max_age: Duration::from_secs(self.retain_seconds.max(1)),
                 max_bytes: self.retain_bytes.max(1),
             },
+            replay_guard_seals: self.replay_guard_seals.max(1),
             storage: match (&self.redis_url, self.event_log) {
                 (Some(url), _) => Storage::Redis {
                     url: url.clone(),

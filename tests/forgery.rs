@@ -6,7 +6,9 @@
 
 mod common;
 
-use common::{TOKEN, TestService, config, exactly, now, scan_xml, signed_query, subscribe};
+use common::{
+    TOKEN, TestService, binary::Binary, config, exactly, now, scan_xml, signed_query, subscribe,
+};
 use wechat_qr::{config::EncryptMode, pb, secret::Secret};
 
 fn fresh_query() -> String {
@@ -182,4 +184,92 @@ async fn the_memory_of_used_queries_survives_a_restart() {
     common::push(&after, &scan_xml("SCAN", "o-real", "1", "T", now())).await;
     let events = exactly(&mut everything, 1).await;
     assert_eq!(events[0].openid, "o-real", "the retry added nothing");
+}
+
+/// The real binary with a replay-guard memory of `seals` pairs and its own data directory.
+async fn binary_with_seals(data_dir: &std::path::Path, seals: &str) -> Binary {
+    let mut command = Binary::command();
+    command
+        .env("WECHAT_QR_GRPC_ADDR", "127.0.0.1:0")
+        .env("WECHAT_QR_HTTP_ADDR", "127.0.0.1:0")
+        .env("WECHAT_QR_ADMIN_ADDR", "127.0.0.1:0")
+        .env("WECHAT_QR_SIMULATOR_ADDR", "127.0.0.1:0")
+        .env("WECHAT_QR_DATA_DIR", data_dir)
+        .env("WECHAT_QR_REPLAY_GUARD_SEALS", seals);
+    Binary::spawn(command).await
+}
+
+async fn post_to(binary: &Binary, query: &str, body: &str) -> (u16, String) {
+    let response = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
+        .post(format!("{}?{query}", binary.webhook_url))
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap();
+    (response.status().as_u16(), response.text().await.unwrap())
+}
+
+fn outcome(metrics: &str, outcome: &str) -> u64 {
+    let prefix = format!("wechat_qr_webhook_pushes_total{{outcome=\"{outcome}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .map_or(0, |v| v.parse().unwrap())
+}
+
+#[tokio::test]
+async fn a_full_memory_shortens_the_window_fresh_pushes_pass_and_a_forgotten_query_stays_refused() {
+    let data = tempfile::tempdir().unwrap();
+    let binary = binary_with_seals(data.path(), "50").await;
+    let base = now();
+    let captured = signed_query(TOKEN, &(base - 100).to_string(), "captured");
+    let genuine = scan_xml("SCAN", "o-genuine", "1", "T", base - 100);
+    assert_eq!(
+        post_to(&binary, &captured, &genuine).await,
+        (200, "success".to_owned())
+    );
+
+    // Sixty genuine pushes, one a second of the last minute: more than the memory holds,
+    // so it forgets the captured query and the ten oldest, never answering 503.
+    for i in 0..60 {
+        let query = signed_query(TOKEN, &(base - 60 + i).to_string(), &format!("n{i}"));
+        let body = scan_xml("SCAN", &format!("o-{i}"), "2", "T", base);
+        let (status, answer) = post_to(&binary, &query, &body).await;
+        assert_eq!((status, answer.as_str()), (200, "success"), "push {i}");
+    }
+
+    // The forgotten query, with a forged body or with its own: refused as stale (403).
+    let forged = scan_xml("SCAN", "o-attacker", "login-victim", "T-victim", base);
+    for body in [&forged, &genuine] {
+        let (status, _) = post_to(&binary, &captured, body).await;
+        assert_eq!(status, 403, "a forgotten query is not accepted again");
+    }
+    // So is any new pair from the seconds it forgot; a fresh push passes.
+    let forgotten_second = signed_query(TOKEN, &(base - 55).to_string(), "late");
+    assert_eq!(post_to(&binary, &forgotten_second, &forged).await.0, 403);
+    let fresh = signed_query(TOKEN, &now().to_string(), "fresh");
+    let real = scan_xml("SCAN", "o-fresh", "3", "T", now());
+    assert_eq!(
+        post_to(&binary, &fresh, &real).await,
+        (200, "success".to_owned())
+    );
+    let metrics = binary.metrics().await;
+    assert_eq!(outcome(&metrics, "stale_timestamp"), 3, "{metrics}");
+    assert_eq!(outcome(&metrics, "accepted"), 62, "{metrics}");
+    binary.stop().await;
+
+    // After a restart the memory is rebuilt from the data directory, full again: the
+    // captured query is still refused, a fresh push still accepted.
+    let binary = binary_with_seals(data.path(), "50").await;
+    assert_eq!(post_to(&binary, &captured, &forged).await.0, 403);
+    let fresh = signed_query(TOKEN, &now().to_string(), "fresh-after-restart");
+    let real = scan_xml("SCAN", "o-fresh-2", "3", "T", now());
+    assert_eq!(
+        post_to(&binary, &fresh, &real).await,
+        (200, "success".to_owned())
+    );
+    binary.stop().await;
 }

@@ -17,7 +17,7 @@ fn main() {
         Path::new(&env::var("CARGO_MANIFEST_DIR").expect("set by cargo")).join("Cargo.lock");
     println!("cargo:rerun-if-changed={}", lock_path.display());
     let lock = fs::read_to_string(&lock_path).unwrap_or_default();
-    for name in ["redb", "fjall", "lsm-tree"] {
+    for name in ["redb", "fjall", "lsm-tree", "okaywal"] {
         let var = format!("{}_VERSION", name.replace('-', "_").to_uppercase());
         println!("cargo:rustc-env={var}={}", locked_version(&lock, name));
     }

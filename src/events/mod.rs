@@ -26,7 +26,7 @@ pub use memory::MemoryLog;
 pub use redis::{
     COMPARE_AND_DELETE, RedisLog, RedisRecords, RedisSeals, connect as connect_redis, redact,
 };
-pub use seals::{Seal, SealBook, SealCheck, SealKind, Sealed, SharedSeals};
+pub use seals::{DEFAULT_MAX_SEALS, Seal, SealBook, SealCheck, SealKind, Sealed, SharedSeals};
 pub use subscription::{Delivery, StreamEnd, Subscription};
 
 use crate::config::{Retention, Storage};

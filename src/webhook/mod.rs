@@ -47,11 +47,6 @@ pub fn path_of(app_id: &str) -> String {
     format!("{PATH}/{app_id}")
 }
 
-/// Most `(timestamp, nonce)` seals the replay guard holds: 2,000 pushes a second for a
-/// five-minute window is 600,000. Past it, pushes are answered 503 (WeChat retries) until
-/// old seals leave the window.
-pub const MAX_SEALS: usize = 1_000_000;
-
 /// Refused requests logged per second; the rest are counted in one summary line a second
 /// (and every one in `webhook_pushes_total` / `webhook_handshakes_total`).
 pub const REFUSALS_LOGGED_PER_SECOND: u32 = 5;
@@ -99,9 +94,6 @@ pub enum PushError {
     /// A POST carrying a handshake's `echostr`: a handshake query is never a push's.
     #[error("a handshake query is not accepted for a push")]
     HandshakeQuery,
-    /// The replay guard's memory is full of seals still inside the window; WeChat retries.
-    #[error("too many pushes within the replay window")]
-    SealsFull,
     /// A push a wechat-qr forwarded, while this one forwards too: `forward_url` leads
     /// back here (or to another forwarding wechat-qr), and forwarding again would loop.
     #[error("forwarding loop: this push was forwarded by a wechat-qr, check forward_url")]
@@ -153,7 +145,6 @@ impl PushError {
             }
             Self::MissingParam(_) | Self::RepeatedParam(_) | Self::BadTimestamp => "bad_query",
             Self::ReusedNonce | Self::HandshakeQuery => "replayed",
-            Self::SealsFull => "seals_full",
             Self::ForwardLoop => "forward_loop",
             Self::Log(_) => "log_unavailable",
         }
@@ -167,7 +158,6 @@ impl PushError {
             | Self::PlaintextRefused
             | Self::ReusedNonce
             | Self::HandshakeQuery => 403,
-            Self::SealsFull => 503,
             Self::ForwardLoop => 508,
             Self::Decrypt(crypto::CryptoError::AppId) => 403,
             Self::TooLarge(_) => 413,
@@ -424,10 +414,14 @@ impl Webhook {
         // that would refuse WeChat's genuine retry. Safe mode needs no shared memory
         // (and spends no Redis call on it): its bodies are authenticated by their own
         // `msg_signature`, and a plaintext body is refused whatever its query.
+        // A pair the full local memory had to forget the like of is refused first.
+        if self.seals.is_stale(&seal) {
+            return Err(PushError::StaleTimestamp);
+        }
         if settings.mode != EncryptMode::Safe {
             match self.seals.check_shared(&seal).await? {
                 SealCheck::Reused => return Err(PushError::ReusedNonce),
-                SealCheck::Full => return Err(PushError::SealsFull),
+                SealCheck::Stale => return Err(PushError::StaleTimestamp),
                 SealCheck::Fresh | SealCheck::Retry => {}
             }
         }
@@ -435,7 +429,8 @@ impl Webhook {
         match sealed.check {
             SealCheck::Fresh | SealCheck::Retry => Ok(sealed),
             SealCheck::Reused => Err(PushError::ReusedNonce),
-            SealCheck::Full => Err(PushError::SealsFull),
+            // The full memory shortened the window past this timestamp meanwhile.
+            SealCheck::Stale => Err(PushError::StaleTimestamp),
         }
     }
 

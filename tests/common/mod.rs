@@ -47,6 +47,7 @@ pub fn config() -> ServeConfig {
         api_base: None,
         mp_base: None,
         replay_window_seconds: 300,
+        replay_guard_seals: wechat_qr::events::DEFAULT_MAX_SEALS,
         max_push_bytes: 64 * 1024,
         push_read_timeout_ms: 2_000,
         retain_events: 100_000,

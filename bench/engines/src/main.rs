@@ -1,6 +1,8 @@
 //! Measures candidate embedded storage engines (redb, fjall) for the service's durable
 //! event log on its own access pattern: durable group-commit ingest, recovery after a
-//! SIGKILL, and disk use under count-based retention. `all` runs the three measures and
+//! SIGKILL, and disk use under count-based retention; and (`wal`) the log-structured
+//! designs of issue 21 (an own segment log, okaywal) against an `append + fdatasync`
+//! floor. `all` runs the four measures and
 //! prints markdown tables on stdout (progress on stderr); `--quick` shrinks every count
 //! so the harness can be checked in seconds. See README.md and RESULTS.md.
 
@@ -9,11 +11,14 @@ mod fjall_store;
 mod floor;
 mod ingest;
 mod memory;
+mod okaywal_log;
 mod record;
 mod recovery;
 mod redb_store;
+mod seglog;
 mod store;
 mod util;
+mod wal;
 
 use std::{
     path::PathBuf,
@@ -28,7 +33,7 @@ use store::Engine;
 pub type Result<T, E = Box<dyn std::error::Error + Send + Sync>> = std::result::Result<T, E>;
 
 #[derive(Parser)]
-#[command(about = "Event-log storage engine benchmark: redb vs fjall")]
+#[command(about = "Event-log storage engine benchmark: redb, fjall, an own segment log, okaywal")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -44,6 +49,8 @@ enum Command {
     Recovery(Options),
     /// Disk use per retained event, and its growth under retention.
     Disk(Options),
+    /// Log-structured designs (own segment log, okaywal) against append + fdatasync.
+    Wal(Options),
     /// (internal) Fill a store, then write until killed.
     #[command(hide = true)]
     ChildWrite {
@@ -113,6 +120,18 @@ struct Options {
     /// Newest events read after reopening.
     #[arg(long, default_value_t = 1_000)]
     tail: usize,
+    /// `wal` ingest loads as `THREADSxBATCH` [default: 1x1,16x1,128x1,1x64; quick: 1x1,4x1].
+    #[arg(long, value_delimiter = ',')]
+    loads: Option<Vec<String>>,
+    /// `wal` records written before the timed open [default: 1000000; quick: 20000].
+    #[arg(long)]
+    records: Option<u64>,
+    /// `wal` records read from the middle of the log after the open [default: 200000; quick: 5000].
+    #[arg(long)]
+    read: Option<u64>,
+    /// `wal` segment size of the own log in MiB [default: 64; quick: 4].
+    #[arg(long)]
+    segment_mib: Option<u64>,
 }
 
 /// The engines each measure runs unless `--engines` says otherwise.
@@ -167,6 +186,28 @@ impl Options {
         }
     }
 
+    fn wal(&self) -> Result<wal::Config> {
+        let loads = match &self.loads {
+            Some(loads) => loads
+                .iter()
+                .map(|l| {
+                    let (t, b) = l.split_once('x').ok_or("a load is THREADSxBATCH")?;
+                    Ok((t.parse()?, b.parse()?))
+                })
+                .collect::<Result<Vec<_>>>()?,
+            None if self.quick => vec![(1, 1), (4, 1)],
+            None => vec![(1, 1), (16, 1), (128, 1), (1, 64)],
+        };
+        Ok(wal::Config {
+            loads,
+            rounds: self.pick(self.rounds, 3, 1),
+            slice: Duration::from_secs_f64(self.pick(self.slice_secs, 1.0, 0.1)),
+            records: self.pick(self.records, 1_000_000, 20_000),
+            read: self.pick(self.read, 200_000, 5_000),
+            segment_bytes: self.pick(self.segment_mib, 64, 4) << 20,
+        })
+    }
+
     fn disk(&self) -> disk::Config {
         disk::Config {
             retain: self.retain(),
@@ -181,10 +222,11 @@ impl Options {
 fn header(options: &Options) {
     let cores = std::thread::available_parallelism().map_or(0, usize::from);
     println!(
-        "engines: redb {}, fjall {} (lsm-tree {}); {} cores; data under /tmp; retention {}{}\n",
+        "engines: redb {}, fjall {} (lsm-tree {}), okaywal {}; {} cores; data under /tmp; retention {}{}\n",
         env!("REDB_VERSION"),
         env!("FJALL_VERSION"),
         env!("LSM_TREE_VERSION"),
+        env!("OKAYWAL_VERSION"),
         cores,
         util::thousands(options.retain()),
         if options.quick {
@@ -234,6 +276,24 @@ fn run_disk(options: &Options) -> Result<()> {
     Ok(())
 }
 
+fn run_wal(options: &Options) -> Result<()> {
+    let config = options.wal()?;
+    let ingest = wal::ingest(&wal::Subject::ALL, &config)?;
+    println!(
+        "### 4a. Log ingest: one push per record, group commit (fresh logs; {} rounds of {} s per subject and load, interleaved)\n\n{}",
+        config.rounds,
+        config.slice.as_secs_f64(),
+        wal::ingest_table(&ingest)
+    );
+    let recovery = wal::recovery(&wal::Subject::ALL, &config)?;
+    println!(
+        "### 4b. Log recovery and read from an offset: {} records, reopened in the same process\n\n{}",
+        util::thousands(config.records),
+        wal::recovery_table(&recovery)
+    );
+    Ok(())
+}
+
 /// Runs one measure and says on stderr how long it took.
 fn timed(name: &str, measure: fn(&Options) -> Result<()>, options: &Options) -> Result<()> {
     let start = Instant::now();
@@ -248,7 +308,8 @@ fn main() -> Result<()> {
             header(&options);
             timed("ingest", run_ingest, &options)?;
             timed("recovery", run_recovery, &options)?;
-            timed("disk", run_disk, &options)
+            timed("disk", run_disk, &options)?;
+            timed("wal", run_wal, &options)
         }
         Command::Ingest(options) => {
             header(&options);
@@ -261,6 +322,10 @@ fn main() -> Result<()> {
         Command::Disk(options) => {
             header(&options);
             timed("disk", run_disk, &options)
+        }
+        Command::Wal(options) => {
+            header(&options);
+            timed("wal", run_wal, &options)
         }
         Command::ChildWrite {
             engine,
