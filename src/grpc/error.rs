@@ -188,14 +188,24 @@ impl From<ApiError> for Status {
                 message,
             ),
             ApiError::TooManySubscriptions(e) => {
-                let (scope, limit) = match e {
-                    SubscribeError::ConnectionFull { limit } => ("connection", *limit),
-                    SubscribeError::ServiceFull { limit } => ("service", *limit),
-                    SubscribeError::Log(_) => ("service", 0),
+                let (reason, scope, limit) = match e {
+                    SubscribeError::ConnectionFull { limit } => {
+                        ("TOO_MANY_SUBSCRIPTIONS", "connection", *limit as u64)
+                    }
+                    SubscribeError::ServiceFull { limit } => {
+                        ("TOO_MANY_SUBSCRIPTIONS", "service", *limit as u64)
+                    }
+                    SubscribeError::ConnectionBytesFull { limit, .. } => {
+                        ("SUBSCRIPTION_MEMORY_BUDGET", "connection", *limit)
+                    }
+                    SubscribeError::ServiceBytesFull { limit, .. } => {
+                        ("SUBSCRIPTION_MEMORY_BUDGET", "service", *limit)
+                    }
+                    SubscribeError::Log(_) => ("TOO_MANY_SUBSCRIPTIONS", "service", 0),
                 };
                 (
                     Code::ResourceExhausted,
-                    "TOO_MANY_SUBSCRIPTIONS",
+                    reason,
                     HashMap::from([
                         ("scope".to_owned(), scope.to_owned()),
                         ("limit".to_owned(), limit.to_string()),

@@ -317,11 +317,18 @@ impl QrService {
             .into());
         }
         let accounts = self.accounts.stream_filter(asked, caller.as_ref())?;
-        let (filter, resume_after) = validate::stream_events(request, &limits)?;
-        let filter = filter.with_accounts(accounts);
-        let subscription = Subscription::start(filter, resume_after, peer, &self.subscribers)
-            .await
+        let request = validate::stream_events(request, &limits)?;
+        // Charged before the filter is built: a refused stream never takes its memory.
+        let admission = self
+            .subscribers
+            .admit(peer, request.charge(&accounts))
             .map_err(ApiError::from)?;
+        let resume_after = request.resume_after;
+        let filter = request.into_filter(accounts);
+        let subscription =
+            Subscription::start(admission, filter, resume_after, &self.subscribers)
+                .await
+                .map_err(ApiError::from)?;
         let metrics = self.metrics.clone();
         let stream = subscription.events.map(move |item| match item {
             Ok(delivery) => {
