@@ -52,7 +52,21 @@ pub(crate) fn create_ticket(request: &pb::CreateTicketRequest) -> Result<QrCodeR
                 ),
             ));
         }
-        Some(PbScene::SceneStr(s)) => Scene::Str(s.clone()),
+        Some(PbScene::SceneStr(s)) => {
+            // The webhook refuses a scan whose EventKey holds a control character (they
+            // only confuse logs, terminals and the systems subscribers feed), so a code
+            // carrying one could be printed but never scanned.
+            if let Some((position, c)) = s.chars().enumerate().find(|(_, c)| c.is_control()) {
+                return Err(ApiError::invalid(
+                    "scene_str",
+                    format!(
+                        "character {position} is the control character U+{:04X}; a scene must be printable",
+                        u32::from(c)
+                    ),
+                ));
+            }
+            Scene::Str(s.clone())
+        }
     };
     if request.permanent && request.expire_seconds != 0 {
         return Err(ApiError::invalid(
