@@ -588,9 +588,8 @@ pub fn process_memory_limit() -> u64 {
 
 /// The memory limit of this process's cgroup, if it has one.
 fn cgroup_memory_limit() -> Option<u64> {
-    let read = |path: String| -> Option<u64> {
-        std::fs::read_to_string(path).ok()?.trim().parse().ok()
-    };
+    let read =
+        |path: String| -> Option<u64> { std::fs::read_to_string(path).ok()?.trim().parse().ok() };
     let membership = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
     let mut candidates = Vec::new();
     for line in membership.lines() {

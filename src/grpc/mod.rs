@@ -189,8 +189,11 @@ fn failure_budget(method: &'static str, code: tonic::Code) -> Arc<crate::logging
         .entry((method, code as i32))
         .or_insert_with(|| {
             let what: &'static str = Box::leak(
-                format!("failed {method} calls ({})", crate::metrics::code_name(code))
-                    .into_boxed_str(),
+                format!(
+                    "failed {method} calls ({})",
+                    crate::metrics::code_name(code)
+                )
+                .into_boxed_str(),
             );
             crate::logging::LogBudget::new(what, FAILURES_LOGGED_PER_SECOND)
         })
@@ -354,10 +357,9 @@ impl QrService {
             .map_err(ApiError::from)?;
         let resume_after = request.resume_after;
         let filter = request.into_filter(accounts);
-        let subscription =
-            Subscription::start(admission, filter, resume_after, &self.subscribers)
-                .await
-                .map_err(ApiError::from)?;
+        let subscription = Subscription::start(admission, filter, resume_after, &self.subscribers)
+            .await
+            .map_err(ApiError::from)?;
         let metrics = self.metrics.clone();
         let stream = subscription.events.map(move |item| match item {
             Ok(delivery) => {

@@ -73,10 +73,10 @@ impl ChannelStatsService {
                 ));
             }
             (account, all) => {
-                let (app_id, stats) =
-                    all.iter().find(|(id, _)| id == account).ok_or_else(|| {
-                        ApiError::unknown_account("account", account, configured())
-                    })?;
+                let (app_id, stats) = all
+                    .iter()
+                    .find(|(id, _)| id == account)
+                    .ok_or_else(|| ApiError::unknown_account("account", account, configured()))?;
                 (app_id, stats)
             }
         };

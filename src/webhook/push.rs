@@ -42,7 +42,9 @@ pub enum DecodeError {
     #[error("CreateTime is not a Unix timestamp within protobuf Timestamp's range")]
     BadCreateTime,
     /// `CreateTime` is further ahead of the time the push arrived than any clock skew.
-    #[error("CreateTime is more than {MAX_CREATE_TIME_AHEAD_SECONDS} seconds ahead of the time the push was received")]
+    #[error(
+        "CreateTime is more than {MAX_CREATE_TIME_AHEAD_SECONDS} seconds ahead of the time the push was received"
+    )]
     CreateTimeAhead,
     /// A field far longer than WeChat ever sends (a huge CDATA, say), in UTF-8 bytes.
     #[error("field {0} longer than {1} bytes")]
