@@ -185,7 +185,10 @@ async fn thousands_of_one_ticket_waiters_fit_in_256_mib_on_one_connection() {
         .no_proxy()
         .build()
         .unwrap()
-        .post(format!("{}/sim/scan", simulator_url(&binary)))
+        .post(format!("{}/sim/scan", {
+            binary.logged("simulator_url=").await;
+            simulator_url(&binary)
+        }))
         .json(&serde_json::json!({ "ticket": ticket, "openid": "o-waiter" }))
         .send()
         .await
@@ -275,6 +278,7 @@ fn every_scene_create_ticket_accepts_is_scanned_with_the_same_scene() {
     };
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let (binary, _dir) = runtime.block_on(start(&[]));
+    runtime.block_on(binary.logged("simulator_url="));
     let simulator = simulator_url(&binary);
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
     let mut client = runtime.block_on(connection(&binary));
@@ -439,6 +443,7 @@ async fn a_ticket_wechat_does_not_know_is_remembered_apart_from_the_images() {
     let (binary, _dir) = start(&[]).await;
     let mut client = binary.client().await;
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    binary.logged("simulator_url=").await;
     let simulator = simulator_url(&binary);
     let image_requests = || async {
         let stats: serde_json::Value = http

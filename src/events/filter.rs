@@ -11,7 +11,7 @@ use super::{Event, EventKind};
 /// Bytes a ticket, scene or account costs beyond its text: its place in the filter's
 /// set and in the fan-out index (hash slots, the shared `Arc` header, the index's list
 /// entry) with allocator rounding. Measured with the bench's `memory` scenario, rounded up.
-pub const ENTRY_OVERHEAD_BYTES: u64 = 160;
+pub const ENTRY_OVERHEAD_BYTES: u64 = 224;
 
 /// Which events a subscriber receives.
 #[derive(Debug, Clone, Default)]
