@@ -159,6 +159,13 @@ pub struct ServeConfig {
         default_value_t = 20_000
     )]
     pub max_streams_per_connection: u32,
+    /// Memory budget of all StreamEvents streams, in bytes: each open stream is charged
+    /// for its filter and its buffers, and one connection's streams may hold a quarter of
+    /// it; past either, a new stream is `RESOURCE_EXHAUSTED` before its memory is taken.
+    /// Default: a quarter of the memory the process may use (its cgroup's limit, else the
+    /// machine's physical memory).
+    #[arg(long, env = "WECHAT_QR_MAX_SUBSCRIPTION_BYTES")]
+    pub max_subscription_bytes: Option<u64>,
     /// Most values in each StreamEvents filter (`tickets`, `scenes`).
     #[arg(long, env = "WECHAT_QR_MAX_FILTER_ENTRIES", default_value_t = 1_000)]
     pub max_filter_entries: usize,
@@ -531,9 +538,12 @@ pub enum Storage {
     },
 }
 
-/// Caps on StreamEvents, so filters and streams cannot be used to take memory.
+/// Caps on StreamEvents, so filters and streams cannot be used to take memory: counts,
+/// and a budget in bytes that every stream is charged against.
 #[derive(Debug, Clone, Copy)]
 pub struct SubscriptionLimits {
+    /// Bytes all streams may be charged (filters and buffers).
+    pub max_subscription_bytes: u64,
     /// Subscriptions open at once, in total.
     pub max_subscriptions: usize,
     /// Subscriptions on one connection (HTTP/2 allows a few more streams, for unary calls).
@@ -542,6 +552,62 @@ pub struct SubscriptionLimits {
     pub max_filter_entries: usize,
     /// Bytes of one filter value.
     pub max_filter_entry_bytes: usize,
+}
+
+impl SubscriptionLimits {
+    /// Bytes the streams of one connection may be charged: a quarter of the budget, so
+    /// one caller cannot hold it all, while one connection still fits thousands of
+    /// one-ticket waiters.
+    pub fn connection_bytes(&self) -> u64 {
+        (self.max_subscription_bytes / 4).max(1)
+    }
+}
+
+/// The default subscription memory budget: a quarter of [`process_memory_limit`].
+fn default_subscription_bytes() -> u64 {
+    process_memory_limit() / 4
+}
+
+/// The memory this process may use, in bytes: its cgroup's limit (v2 `memory.max`, v1
+/// `memory.limit_in_bytes`) when it has one below the machine's physical memory, else
+/// the physical memory (1 GiB when neither can be read).
+pub fn process_memory_limit() -> u64 {
+    let physical = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+            let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kib * 1024)
+        })
+        .unwrap_or(1 << 30);
+    cgroup_memory_limit().map_or(physical, |limit| limit.min(physical))
+}
+
+/// The memory limit of this process's cgroup, if it has one.
+fn cgroup_memory_limit() -> Option<u64> {
+    let read =
+        |path: String| -> Option<u64> { std::fs::read_to_string(path).ok()?.trim().parse().ok() };
+    let membership = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let mut candidates = Vec::new();
+    for line in membership.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (Some(_), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        let path = path.trim_end_matches('/');
+        if controllers.is_empty() {
+            candidates.push(format!("/sys/fs/cgroup{path}/memory.max"));
+        } else if controllers.split(',').any(|c| c == "memory") {
+            candidates.push(format!("/sys/fs/cgroup/memory{path}/memory.limit_in_bytes"));
+        }
+    }
+    // Inside a container's cgroup namespace the paths above may not exist; its own
+    // limit then sits at the root of the mount.
+    candidates.push("/sys/fs/cgroup/memory.max".into());
+    candidates.push("/sys/fs/cgroup/memory/memory.limit_in_bytes".into());
+    // "max" (v2) does not parse: no limit at that level.
+    candidates.into_iter().find_map(read)
 }
 
 /// Sizes of gRPC messages, so a request cannot take megabytes before it is validated.
@@ -743,6 +809,10 @@ impl ServeConfig {
             },
             stats_retain_days: self.stats_retain_days.max(1),
             limits: SubscriptionLimits {
+                max_subscription_bytes: self
+                    .max_subscription_bytes
+                    .unwrap_or_else(default_subscription_bytes)
+                    .max(1),
                 max_subscriptions: self.max_subscriptions.max(1),
                 max_streams_per_connection: self.max_streams_per_connection.max(1),
                 max_filter_entries: self.max_filter_entries.max(1),

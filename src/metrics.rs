@@ -31,6 +31,15 @@ pub struct Metrics {
     pub events_delivered: IntCounter,
     /// Running StreamEvents subscriptions.
     pub subscribers: IntGauge,
+    /// Bytes charged to open StreamEvents streams against `WECHAT_QR_MAX_SUBSCRIPTION_BYTES`.
+    pub subscription_bytes: IntGauge,
+    /// The subscription memory budget, `WECHAT_QR_MAX_SUBSCRIPTION_BYTES`.
+    pub subscription_bytes_limit: IntGauge,
+    /// Failed gRPC calls whose log line was left out by the per-kind rate limit (they are
+    /// still counted in `grpc_requests_total`), by method and code.
+    pub grpc_failures_unlogged: IntCounterVec,
+    /// GetImage answered from the memory of tickets WeChat did not know, without a call.
+    pub image_unknown_ticket_hits: IntCounter,
     /// Streams that ended before the client hung up, by reason.
     pub subscriber_drops: IntCounterVec,
     /// How far behind the log head a subscriber was when it read a full batch.
@@ -162,6 +171,23 @@ impl Metrics {
             events_emitted: counter("events_emitted_total", "events appended to the event log"),
             events_delivered: counter("events_delivered_total", "events delivered to subscribers"),
             subscribers: gauge("subscribers", "running StreamEvents subscriptions"),
+            subscription_bytes: gauge(
+                "subscription_bytes",
+                "bytes charged to open StreamEvents streams (filters and buffers)",
+            ),
+            subscription_bytes_limit: gauge(
+                "subscription_bytes_limit",
+                "the subscription memory budget (WECHAT_QR_MAX_SUBSCRIPTION_BYTES)",
+            ),
+            grpc_failures_unlogged: counter_vec(
+                "grpc_failures_unlogged_total",
+                "failed gRPC calls not logged one by one (rate limit per method and code)",
+                &["method", "code"],
+            ),
+            image_unknown_ticket_hits: counter(
+                "image_unknown_ticket_hits_total",
+                "GetImage of a ticket WeChat recently did not know, answered without a call",
+            ),
             subscriber_drops: counter_vec(
                 "subscriber_drops_total",
                 "streams ended by the server, by reason",
@@ -219,7 +245,7 @@ impl Metrics {
 }
 
 /// The canonical upper-case name of a gRPC code, as in `grpc-status` documentation.
-fn code_name(code: tonic::Code) -> &'static str {
+pub(crate) fn code_name(code: tonic::Code) -> &'static str {
     use tonic::Code::*;
     match code {
         Ok => "OK",

@@ -10,8 +10,10 @@
 //! reading) is released from the index with the cursor up to which it holds every match,
 //! and its subscription reads the log from there at its own pace, as a replaying one does,
 //! then joins again (see `subscription.rs` for the seam). The hub also owns the caps on
-//! open subscriptions, and every subscription leaves it in `Drop`, so the counts, the
-//! subscribers gauge and the index stay true and empty index keys give their memory back.
+//! open subscriptions — counts, and the memory budget in bytes each stream is charged
+//! against (its filter and its buffers, per connection and in all) before its filter is
+//! built — and every subscription leaves it in `Drop`, so the counts, the bytes, the
+//! gauges and the index stay true and empty index keys give their memory back.
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -37,6 +39,10 @@ const INBOX_CAPACITY: usize = 256;
 const INBOX_KEEP: usize = 16;
 /// Pause before the hub reads again after the log failed.
 const RETRY_AFTER: Duration = Duration::from_millis(100);
+/// Bytes every stream is charged beside its filter: its slot, its inbox when full
+/// (`INBOX_CAPACITY` deliveries), its reader, and its HTTP/2 stream and response state,
+/// measured with the bench's `memory` scenario (RSS per one-ticket stream) and rounded up.
+pub const STREAM_OVERHEAD_BYTES: u64 = 16 * 1024;
 
 /// Why a subscription was not admitted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -60,6 +66,31 @@ pub enum SubscribeError {
         /// The cap.
         limit: usize,
     },
+    /// The stream would take the connection's streams past their share of the memory
+    /// budget.
+    #[error(
+        "this stream needs {needed} bytes and this connection's streams already hold {used} of its {limit}-byte share of the subscription memory budget (a quarter of WECHAT_QR_MAX_SUBSCRIPTION_BYTES); use fewer or smaller filters, or another connection"
+    )]
+    ConnectionBytesFull {
+        /// The stream's charge.
+        needed: u64,
+        /// Bytes the connection's streams hold.
+        used: u64,
+        /// The connection's share.
+        limit: u64,
+    },
+    /// The stream would take all streams past the memory budget.
+    #[error(
+        "this stream needs {needed} bytes and open streams already hold {used} of the {limit}-byte subscription memory budget (WECHAT_QR_MAX_SUBSCRIPTION_BYTES); retry later"
+    )]
+    ServiceBytesFull {
+        /// The stream's charge.
+        needed: u64,
+        /// Bytes all streams hold.
+        used: u64,
+        /// The budget.
+        limit: u64,
+    },
 }
 
 /// Every StreamEvents subscription of one service: the hub that delivers to them, their
@@ -80,6 +111,9 @@ impl Subscribers {
         shutdown: CancellationToken,
     ) -> Result<(Self, impl Future<Output = ()> + Send + 'static), LogError> {
         let head = log.head().await?;
+        metrics
+            .subscription_bytes_limit
+            .set(gauge(limits.max_subscription_bytes));
         let hub = Arc::new(Hub {
             log,
             limits,
@@ -90,10 +124,12 @@ impl Subscribers {
                 broadcast: HashMap::new(),
                 finished: false,
                 open: 0,
+                bytes: 0,
                 per_peer: HashMap::new(),
                 next_id: 0,
             }),
             live: metrics.subscribers.clone(),
+            bytes: metrics.subscription_bytes.clone(),
             lag: metrics.subscriber_lag.clone(),
         });
         Ok((Self { hub: hub.clone() }, hub.run(shutdown)))
@@ -115,6 +151,36 @@ impl Subscribers {
     pub fn limits(&self) -> SubscriptionLimits {
         self.hub.limits
     }
+
+    /// Bytes charged to open streams now.
+    pub fn bytes(&self) -> u64 {
+        self.hub.lock().bytes
+    }
+
+    /// Admits a new stream from `peer` whose filter costs `filter_bytes` (see
+    /// [`Filter::charge`]), counting it and charging it against the caps; the charge is
+    /// given back when the admission (or the subscription started with it) drops.
+    pub fn admit(
+        &self,
+        peer: Option<SocketAddr>,
+        filter_bytes: u64,
+    ) -> Result<Admission, SubscribeError> {
+        self.hub
+            .admit(peer, filter_bytes.saturating_add(STREAM_OVERHEAD_BYTES))
+            .map(Admission)
+    }
+}
+
+/// A stream counted and charged against the caps, not yet started: what
+/// [`crate::events::Subscription::start`] takes.
+pub struct Admission(pub(super) Membership);
+
+impl std::fmt::Debug for Admission {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Admission")
+            .field("bytes", &self.0.bytes)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The hub's shared half: what subscriptions join, leave and are counted by.
@@ -125,6 +191,8 @@ pub(super) struct Hub {
     /// join sees a consistent `processed` cursor (see [`Hub::join`]).
     state: Mutex<State>,
     live: IntGauge,
+    /// Bytes charged to open streams, in all.
+    bytes: IntGauge,
     pub(super) lag: Histogram,
 }
 
@@ -137,25 +205,38 @@ impl std::fmt::Debug for Hub {
 struct State {
     /// Every event up to here has been offered to every slot registered at the time.
     processed: Cursor,
-    /// Slots of subscriptions filtered on tickets, under each of their tickets.
-    by_ticket: HashMap<Box<str>, Vec<Arc<Slot>>>,
+    /// Slots of subscriptions filtered on tickets, under each of their tickets; the key
+    /// is the filter's own `Arc`, so a ticket's text is held once however many index it.
+    by_ticket: HashMap<Arc<str>, Vec<Arc<Slot>>>,
     /// Slots of subscriptions filtered on scenes (and not tickets), under each scene.
-    by_scene: HashMap<Box<str>, Vec<Arc<Slot>>>,
+    by_scene: HashMap<Arc<str>, Vec<Arc<Slot>>>,
     /// Slots of subscriptions with a `types` filter or none, by id.
     broadcast: HashMap<u64, Arc<Slot>>,
     /// The log was drained at shutdown: no slot will get more.
     finished: bool,
     /// Subscriptions open, for the service-wide cap.
     open: usize,
-    /// Subscriptions open per connection (its peer address), for the per-connection cap.
-    per_peer: HashMap<SocketAddr, usize>,
+    /// Bytes charged to open subscriptions, for the memory budget.
+    bytes: u64,
+    /// Subscriptions open and bytes charged per connection (its peer address), for the
+    /// per-connection caps.
+    per_peer: HashMap<SocketAddr, Usage>,
     next_id: u64,
 }
 
+/// What one connection's streams hold.
+#[derive(Debug, Default, Clone, Copy)]
+struct Usage {
+    streams: usize,
+    bytes: u64,
+}
+
+type Keys = std::collections::HashSet<Arc<str>>;
+
 /// Which part of the index a filter lives in.
 enum Key<'a> {
-    Tickets(&'a std::collections::HashSet<String>),
-    Scenes(&'a std::collections::HashSet<String>),
+    Tickets(&'a Keys),
+    Scenes(&'a Keys),
     Broadcast,
 }
 
@@ -209,31 +290,25 @@ impl State {
     }
 }
 
-fn add(
-    index: &mut HashMap<Box<str>, Vec<Arc<Slot>>>,
-    keys: &std::collections::HashSet<String>,
-    slot: &Arc<Slot>,
-) {
+fn add(index: &mut HashMap<Arc<str>, Vec<Arc<Slot>>>, keys: &Keys, slot: &Arc<Slot>) {
     for key in keys {
-        match index.get_mut(key.as_str()) {
+        match index.get_mut(&**key) {
             Some(slots) => slots.push(slot.clone()),
             None => {
-                index.insert(key.as_str().into(), vec![slot.clone()]);
+                index.insert(key.clone(), vec![slot.clone()]);
             }
         }
     }
 }
 
-fn drop_from(
-    index: &mut HashMap<Box<str>, Vec<Arc<Slot>>>,
-    keys: &std::collections::HashSet<String>,
-    slot: &Arc<Slot>,
-) {
+fn drop_from(index: &mut HashMap<Arc<str>, Vec<Arc<Slot>>>, keys: &Keys, slot: &Arc<Slot>) {
     for key in keys {
-        if let Some(slots) = index.get_mut(key.as_str()) {
+        if let Some(slots) = index.get_mut(&**key) {
             slots.retain(|s| s.id != slot.id);
             if slots.is_empty() {
-                index.remove(key.as_str());
+                index.remove(&**key);
+            } else if slots.capacity() > 4 * slots.len() {
+                slots.shrink_to_fit();
             }
         }
     }
@@ -352,6 +427,8 @@ pub(super) enum Joined {
 pub(super) struct Membership {
     hub: Arc<Hub>,
     peer: Option<SocketAddr>,
+    /// Bytes charged against the budgets, given back in `Drop`.
+    bytes: u64,
     slot: Option<Arc<Slot>>,
 }
 
@@ -360,33 +437,52 @@ impl Hub {
         self.state.lock().expect("hub lock poisoned")
     }
 
-    /// Counts a new subscription from `peer` against the caps.
-    pub(super) fn admit(
+    /// Counts a new subscription from `peer` against the caps and charges it `bytes`.
+    fn admit(
         self: &Arc<Self>,
         peer: Option<SocketAddr>,
+        bytes: u64,
     ) -> Result<Membership, SubscribeError> {
         let mut state = self.lock();
-        if state.open >= self.limits.max_subscriptions {
+        let limits = self.limits;
+        if state.open >= limits.max_subscriptions {
             return Err(SubscribeError::ServiceFull {
-                limit: self.limits.max_subscriptions,
+                limit: limits.max_subscriptions,
+            });
+        }
+        if state.bytes.saturating_add(bytes) > limits.max_subscription_bytes {
+            return Err(SubscribeError::ServiceBytesFull {
+                needed: bytes,
+                used: state.bytes,
+                limit: limits.max_subscription_bytes,
             });
         }
         if let Some(peer) = peer {
-            let on_connection = state.per_peer.entry(peer).or_insert(0);
-            let limit = self.limits.max_streams_per_connection as usize;
-            if *on_connection >= limit {
-                if *on_connection == 0 {
-                    state.per_peer.remove(&peer);
-                }
+            let usage = state.per_peer.get(&peer).copied().unwrap_or_default();
+            let limit = limits.max_streams_per_connection as usize;
+            if usage.streams >= limit {
                 return Err(SubscribeError::ConnectionFull { limit });
             }
-            *on_connection += 1;
+            let share = limits.connection_bytes();
+            if usage.bytes.saturating_add(bytes) > share {
+                return Err(SubscribeError::ConnectionBytesFull {
+                    needed: bytes,
+                    used: usage.bytes,
+                    limit: share,
+                });
+            }
+            let usage = state.per_peer.entry(peer).or_default();
+            usage.streams += 1;
+            usage.bytes += bytes;
         }
         state.open += 1;
+        state.bytes += bytes;
         self.live.inc();
+        self.bytes.set(gauge(state.bytes));
         Ok(Membership {
             hub: self.clone(),
             peer,
+            bytes,
             slot: None,
         })
     }
@@ -519,16 +615,25 @@ impl Drop for Membership {
             state.remove(&slot);
         }
         state.open -= 1;
+        state.bytes -= self.bytes;
         if let Some(peer) = self.peer
-            && let Some(count) = state.per_peer.get_mut(&peer)
+            && let Some(usage) = state.per_peer.get_mut(&peer)
         {
-            *count -= 1;
-            if *count == 0 {
+            usage.streams -= 1;
+            usage.bytes -= self.bytes;
+            if usage.streams == 0 {
                 state.per_peer.remove(&peer);
                 shrink(&mut state.per_peer);
             }
         }
+        let bytes = state.bytes;
         drop(state);
         self.hub.live.dec();
+        self.hub.bytes.set(gauge(bytes));
     }
+}
+
+/// A byte count as a gauge value.
+fn gauge(bytes: u64) -> i64 {
+    i64::try_from(bytes).unwrap_or(i64::MAX)
 }

@@ -19,8 +19,8 @@ use std::{sync::Arc, time::SystemTime};
 
 pub use cursor::{Cursor, CursorParseError};
 pub use durable::{DurableLog, LOCK_FILE, LOG_DIR, OpenError, STORE_FILE};
-pub use fanout::{SubscribeError, Subscribers};
-pub use filter::Filter;
+pub use fanout::{Admission, STREAM_OVERHEAD_BYTES, SubscribeError, Subscribers};
+pub use filter::{ENTRY_OVERHEAD_BYTES, Filter};
 pub use log::{Appended, Entry, EventLog, LogError};
 pub use memory::MemoryLog;
 pub use redis::{

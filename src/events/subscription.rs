@@ -15,7 +15,6 @@
 
 use std::{
     collections::VecDeque,
-    net::SocketAddr,
     pin::Pin,
     sync::{Arc, OnceLock},
 };
@@ -25,7 +24,7 @@ use tokio_stream::Stream;
 
 use super::{
     Cursor, Entry, Event, Filter, LogError,
-    fanout::{Joined, Membership, Release, Slot, SubscribeError, Subscribers, Taken},
+    fanout::{Admission, Joined, Membership, Release, Slot, SubscribeError, Subscribers, Taken},
 };
 
 /// Events read from the log per call while replaying or catching up.
@@ -81,19 +80,19 @@ impl std::fmt::Debug for Subscription {
 }
 
 impl Subscription {
-    /// Starts reading after `resume_after`, or from the newest event when `None`, for a
-    /// client at `peer` (its connection, for the per-connection cap).
+    /// Starts reading after `resume_after`, or from the newest event when `None`, as the
+    /// stream `admission` counted and charged (see [`Subscribers::admit`]).
     ///
-    /// Fails at once when a cap is reached, or with [`LogError::OutOfRange`] when
-    /// `resume_after` is outside retention, so the caller can answer the RPC itself.
+    /// Fails at once with [`LogError::OutOfRange`] when `resume_after` is outside
+    /// retention, so the caller can answer the RPC itself.
     pub async fn start(
+        admission: Admission,
         filter: Filter,
         resume_after: Option<Cursor>,
-        peer: Option<SocketAddr>,
         subscribers: &Subscribers,
     ) -> Result<Self, SubscribeError> {
         let hub = &subscribers.hub;
-        let membership = hub.admit(peer)?;
+        let membership = admission.0;
         let position = match resume_after {
             Some(cursor) => {
                 hub.log.read_after(cursor, 0).await?;

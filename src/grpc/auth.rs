@@ -356,8 +356,12 @@ where
                     ApiError::PermissionDenied { client, .. } => client.clone(),
                     _ => String::new(),
                 };
-                tracing::info!(rpc = %method, client, %error, "call refused");
                 let status = Status::from(error);
+                // Refusals are the caller's to cause at will: a few a second are logged.
+                if super::failure_budget("access control", status.code()).admit() {
+                    let rpc = super::quote(&method);
+                    tracing::info!(rpc, client, error = status.message(), "call refused");
+                }
                 metrics.observe_client(&client, &method, status.code());
                 Box::pin(std::future::ready(Ok(status.into_http())))
             }

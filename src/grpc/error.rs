@@ -64,11 +64,11 @@ pub enum ApiError {
     #[error(transparent)]
     Stats(#[from] StatsError),
     /// A request names an AppID this service does not serve.
-    #[error("{field}: unknown account {account:?}; configured: {configured}")]
+    #[error("{field}: unknown account {account}; configured: {configured}")]
     UnknownAccount {
         /// The proto field that named it.
         field: &'static str,
-        /// The AppID asked for.
+        /// The AppID asked for, quoted by [`quote`] (so at most 128 bytes of it).
         account: String,
         /// The configured AppIDs.
         configured: String,
@@ -84,7 +84,33 @@ impl From<SubscribeError> for ApiError {
     }
 }
 
+/// Most bytes of a caller's value an error quotes: enough to recognise it, never enough
+/// to turn a refused call into a large answer or log line.
+pub const MAX_QUOTED_BYTES: usize = 128;
+
+/// A caller's value as an error quotes it: in quotes and escaped, cut to
+/// [`MAX_QUOTED_BYTES`] (at a character boundary) and then `…` and its length in bytes.
+pub fn quote(value: &str) -> String {
+    if value.len() <= MAX_QUOTED_BYTES {
+        return format!("{value:?}");
+    }
+    let cut = (0..=MAX_QUOTED_BYTES)
+        .rev()
+        .find(|&i| value.is_char_boundary(i))
+        .unwrap_or(0);
+    format!("{:?}…({} bytes)", &value[..cut], value.len())
+}
+
 impl ApiError {
+    /// NOT_FOUND for the unknown AppID `account` named in `field`, quoting it bounded.
+    pub fn unknown_account(field: &'static str, account: &str, configured: String) -> Self {
+        Self::UnknownAccount {
+            field,
+            account: quote(account),
+            configured,
+        }
+    }
+
     /// An invalid-argument error for `field`.
     pub fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
         Self::InvalidArgument {
@@ -188,14 +214,24 @@ impl From<ApiError> for Status {
                 message,
             ),
             ApiError::TooManySubscriptions(e) => {
-                let (scope, limit) = match e {
-                    SubscribeError::ConnectionFull { limit } => ("connection", *limit),
-                    SubscribeError::ServiceFull { limit } => ("service", *limit),
-                    SubscribeError::Log(_) => ("service", 0),
+                let (reason, scope, limit) = match e {
+                    SubscribeError::ConnectionFull { limit } => {
+                        ("TOO_MANY_SUBSCRIPTIONS", "connection", *limit as u64)
+                    }
+                    SubscribeError::ServiceFull { limit } => {
+                        ("TOO_MANY_SUBSCRIPTIONS", "service", *limit as u64)
+                    }
+                    SubscribeError::ConnectionBytesFull { limit, .. } => {
+                        ("SUBSCRIPTION_MEMORY_BUDGET", "connection", *limit)
+                    }
+                    SubscribeError::ServiceBytesFull { limit, .. } => {
+                        ("SUBSCRIPTION_MEMORY_BUDGET", "service", *limit)
+                    }
+                    SubscribeError::Log(_) => ("TOO_MANY_SUBSCRIPTIONS", "service", 0),
                 };
                 (
                     Code::ResourceExhausted,
-                    "TOO_MANY_SUBSCRIPTIONS",
+                    reason,
                     HashMap::from([
                         ("scope".to_owned(), scope.to_owned()),
                         ("limit".to_owned(), limit.to_string()),

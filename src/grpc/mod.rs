@@ -20,7 +20,7 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
 pub use auth::{Access, AccessError, AccessLayer, Caller, Guarded};
-pub use error::{ApiError, ERROR_DOMAIN};
+pub use error::{ApiError, ERROR_DOMAIN, MAX_QUOTED_BYTES, quote};
 pub use stats::{ChannelStatsService, MAX_RESPONSE_BYTES as MAX_STATS_RESPONSE_BYTES};
 pub use wire::QrServiceRoutes;
 
@@ -79,11 +79,7 @@ impl Accounts {
             (app_id, clients) => clients
                 .iter()
                 .find(|c| c.app_id() == app_id)
-                .ok_or_else(|| ApiError::UnknownAccount {
-                    field,
-                    account: app_id.to_owned(),
-                    configured: self.configured(),
-                }),
+                .ok_or_else(|| ApiError::unknown_account(field, app_id, self.configured())),
         }
     }
 
@@ -163,9 +159,45 @@ pub(crate) async fn observed<T>(
         .map_or_else(Status::code, |_| tonic::Code::Ok);
     metrics.observe_rpc(method, code, started.elapsed());
     if let Err(status) = &result {
-        tracing::info!(code = ?status.code(), message = status.message(), "call failed");
+        // Any caller can fail calls at will: each is counted above, but only a few a
+        // second of each kind are logged, then one line with how many were not.
+        if failure_budget(method, code).admit() {
+            tracing::info!(code = ?status.code(), message = status.message(), "call failed");
+        } else {
+            metrics
+                .grpc_failures_unlogged
+                .with_label_values(&[method, crate::metrics::code_name(code)])
+                .inc();
+        }
     }
     result
+}
+
+/// Lines a second logged for failed calls of one method and code.
+const FAILURES_LOGGED_PER_SECOND: u32 = 5;
+
+/// The log budget of failed `method` calls with `code`. One per kind for the process,
+/// like the log itself: the kinds are few (methods × codes), so the map stays small.
+fn failure_budget(method: &'static str, code: tonic::Code) -> Arc<crate::logging::LogBudget> {
+    type Budgets = std::collections::HashMap<(&'static str, i32), Arc<crate::logging::LogBudget>>;
+    static BUDGETS: std::sync::OnceLock<std::sync::Mutex<Budgets>> = std::sync::OnceLock::new();
+    let mut budgets = BUDGETS
+        .get_or_init(Default::default)
+        .lock()
+        .expect("lock poisoned");
+    budgets
+        .entry((method, code as i32))
+        .or_insert_with(|| {
+            let what: &'static str = Box::leak(
+                format!(
+                    "failed {method} calls ({})",
+                    crate::metrics::code_name(code)
+                )
+                .into_boxed_str(),
+            );
+            crate::logging::LogBudget::new(what, FAILURES_LOGGED_PER_SECOND)
+        })
+        .clone()
 }
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<pb::StreamEventsResponse, Status>> + Send>>;
@@ -317,9 +349,15 @@ impl QrService {
             .into());
         }
         let accounts = self.accounts.stream_filter(asked, caller.as_ref())?;
-        let (filter, resume_after) = validate::stream_events(request, &limits)?;
-        let filter = filter.with_accounts(accounts);
-        let subscription = Subscription::start(filter, resume_after, peer, &self.subscribers)
+        let request = validate::stream_events(request, &limits)?;
+        // Charged before the filter is built: a refused stream never takes its memory.
+        let admission = self
+            .subscribers
+            .admit(peer, request.charge(&accounts))
+            .map_err(ApiError::from)?;
+        let resume_after = request.resume_after;
+        let filter = request.into_filter(accounts);
+        let subscription = Subscription::start(admission, filter, resume_after, &self.subscribers)
             .await
             .map_err(ApiError::from)?;
         let metrics = self.metrics.clone();
@@ -392,7 +430,11 @@ pub fn to_pb_event(event: &Event) -> pb::Event {
         ticket: event.ticket.clone(),
         account: event.account.clone(),
         create_time: Some(prost_types::Timestamp {
-            seconds: i64::try_from(event.create_time).unwrap_or(i64::MAX),
+            // The webhook refuses a CreateTime past 9999; an event stored before it did
+            // is clamped there, so every client can still read it.
+            seconds: i64::try_from(event.create_time)
+                .unwrap_or(i64::MAX)
+                .min(253_402_300_799),
             nanos: 0,
         }),
         received_time: Some(event.received_time.into()),

@@ -73,14 +73,10 @@ impl ChannelStatsService {
                 ));
             }
             (account, all) => {
-                let (app_id, stats) =
-                    all.iter().find(|(id, _)| id == account).ok_or_else(|| {
-                        ApiError::UnknownAccount {
-                            field: "account",
-                            account: account.to_owned(),
-                            configured: configured(),
-                        }
-                    })?;
+                let (app_id, stats) = all
+                    .iter()
+                    .find(|(id, _)| id == account)
+                    .ok_or_else(|| ApiError::unknown_account("account", account, configured()))?;
                 (app_id, stats)
             }
         };
@@ -264,8 +260,8 @@ fn scene_query(request: pb::GetSceneStatsRequest) -> Result<(SceneQuery, String)
             ApiError::invalid(
                 "time_zone",
                 format!(
-                    "unknown time zone {:?}; use an IANA name such as Asia/Shanghai",
-                    request.time_zone
+                    "unknown time zone {}; use an IANA name such as Asia/Shanghai",
+                    super::quote(&request.time_zone)
                 ),
             )
         })?;

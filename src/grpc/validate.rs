@@ -52,7 +52,21 @@ pub(crate) fn create_ticket(request: &pb::CreateTicketRequest) -> Result<QrCodeR
                 ),
             ));
         }
-        Some(PbScene::SceneStr(s)) => Scene::Str(s.clone()),
+        Some(PbScene::SceneStr(s)) => {
+            // The webhook refuses a scan whose EventKey holds a control character (they
+            // only confuse logs, terminals and the systems subscribers feed), so a code
+            // carrying one could be printed but never scanned.
+            if let Some((position, c)) = s.chars().enumerate().find(|(_, c)| c.is_control()) {
+                return Err(ApiError::invalid(
+                    "scene_str",
+                    format!(
+                        "character {position} is the control character U+{:04X}; a scene must be printable",
+                        u32::from(c)
+                    ),
+                ));
+            }
+            Scene::Str(s.clone())
+        }
     };
     if request.permanent && request.expire_seconds != 0 {
         return Err(ApiError::invalid(
@@ -89,12 +103,34 @@ pub(crate) fn ticket(ticket: &str) -> Result<&str, ApiError> {
     Ok(ticket)
 }
 
-/// Turns a StreamEvents request into a filter and a start cursor. The caps on entries
-/// and their bytes bound what one filter holds, so filters cannot be used to take memory.
+/// A StreamEvents request that passed validation, its filter not built yet: its
+/// [`charge`](Self::charge) is admitted against the memory budget first.
+pub(crate) struct StreamRequest {
+    tickets: Vec<String>,
+    scenes: Vec<String>,
+    kinds: Vec<EventKind>,
+    /// Where to start; `None`: at the newest event.
+    pub(crate) resume_after: Option<Cursor>,
+}
+
+impl StreamRequest {
+    /// What its filter costs, with `accounts` (see [`Filter::charge`]).
+    pub(crate) fn charge(&self, accounts: &[String]) -> u64 {
+        Filter::charge(self.tickets.iter().chain(&self.scenes).chain(accounts))
+    }
+
+    /// Its filter, with `accounts`.
+    pub(crate) fn into_filter(self, accounts: Vec<String>) -> Filter {
+        Filter::new(self.tickets, self.scenes, self.kinds).with_accounts(accounts)
+    }
+}
+
+/// Checks a StreamEvents request. The caps on entries and their bytes bound what one
+/// filter holds; the memory budget bounds what all streams hold.
 pub(crate) fn stream_events(
     request: pb::StreamEventsRequest,
     limits: &SubscriptionLimits,
-) -> Result<(Filter, Option<Cursor>), ApiError> {
+) -> Result<StreamRequest, ApiError> {
     let max_entries = limits.max_filter_entries;
     let max_bytes = limits.max_filter_entry_bytes;
     for (field, len) in [
@@ -147,8 +183,10 @@ pub(crate) fn stream_events(
                 .map_err(|e| ApiError::invalid("resume_after", e.to_string()))?,
         )
     };
-    Ok((
-        Filter::new(request.tickets, request.scenes, kinds),
+    Ok(StreamRequest {
+        tickets: request.tickets,
+        scenes: request.scenes,
+        kinds,
         resume_after,
-    ))
+    })
 }

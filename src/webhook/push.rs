@@ -14,6 +14,10 @@ use crate::events::{DedupKey, Event, EventKind};
 
 /// The deepest element nesting in any WeChat push (menu events reach 5).
 const MAX_DEPTH: usize = 8;
+/// How far ahead of its arrival a push's `CreateTime` may be: a day covers any clock.
+pub const MAX_CREATE_TIME_AHEAD_SECONDS: u64 = 24 * 3600;
+/// The last second a protobuf `Timestamp` holds: 9999-12-31T23:59:59Z.
+const MAX_TIMESTAMP_SECONDS: u64 = 253_402_300_799;
 
 /// Why a body is not an acceptable push.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -33,9 +37,15 @@ pub enum DecodeError {
     /// A field the push needs is absent or empty.
     #[error("missing field {0}")]
     MissingField(&'static str),
-    /// `CreateTime` is not a number of seconds.
-    #[error("CreateTime is not a Unix timestamp")]
+    /// `CreateTime` is not a number of seconds a protobuf `Timestamp` can carry
+    /// (0001-01-01 to 9999-12-31), so no subscriber could read it.
+    #[error("CreateTime is not a Unix timestamp within protobuf Timestamp's range")]
     BadCreateTime,
+    /// `CreateTime` is further ahead of the time the push arrived than any clock skew.
+    #[error(
+        "CreateTime is more than {MAX_CREATE_TIME_AHEAD_SECONDS} seconds ahead of the time the push was received"
+    )]
+    CreateTimeAhead,
     /// A field far longer than WeChat ever sends (a huge CDATA, say), in UTF-8 bytes.
     #[error("field {0} longer than {1} bytes")]
     FieldTooLong(&'static str, usize),
@@ -50,14 +60,19 @@ pub enum DecodeError {
 /// sends, so an absurd value is refused instead of being stored and streamed to every
 /// subscriber. Bytes, not characters: bytes are what an event costs in memory and on
 /// disk, and a limit in characters lets 4-byte characters take four times as much.
+/// `EventKey` fits the largest scene CreateTicket mints — 64 characters of 4 bytes —
+/// behind the `qrscene_` of a new follower's push: a code that was minted can be scanned.
 const FIELD_LIMITS: [(&str, usize); 6] = [
     ("ToUserName", 64),
     ("FromUserName", 128),
     ("MsgType", 32),
     ("Event", 64),
-    ("EventKey", 256),
+    ("EventKey", MAX_EVENT_KEY_BYTES),
     ("Ticket", 1024),
 ];
+
+/// The longest `EventKey`: `qrscene_` and the largest scene_str in bytes.
+pub const MAX_EVENT_KEY_BYTES: usize = "qrscene_".len() + 4 * crate::wechat::MAX_SCENE_STR_CHARS;
 
 /// The fields of a push we read; everything else is ignored.
 #[derive(Debug, Default, Deserialize)]
@@ -119,7 +134,15 @@ pub fn decode_push(body: &[u8], received_time: SystemTime) -> Result<Push, Decod
     let create_time: u64 = create_time_text
         .trim()
         .parse()
-        .map_err(|_| DecodeError::BadCreateTime)?;
+        .ok()
+        .filter(|&t| t <= MAX_TIMESTAMP_SECONDS)
+        .ok_or(DecodeError::BadCreateTime)?;
+    let received_secs = received_time
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    if create_time > received_secs.saturating_add(MAX_CREATE_TIME_AHEAD_SECONDS) {
+        return Err(DecodeError::CreateTimeAhead);
+    }
     if msg_type != "event" {
         return Ok(Push::Ignored { msg_type });
     }

@@ -1,8 +1,9 @@
 //! The QR image cache. A ticket's image never changes while the ticket lives, so images
 //! are kept (bounded by bytes, not entries) until the ticket expires, or for a configured
 //! time when it is permanent or of unknown age. Concurrent misses for one ticket share
-//! one download; a 404 is remembered briefly so a stream of bad tickets does not become a
-//! stream of downloads. Images are `Bytes`: every hit shares the same buffer.
+//! one download; a 404 is remembered briefly, in a small memory of its own, so a stream
+//! of bad tickets becomes neither a stream of downloads nor a reason to evict real
+//! images. Images are `Bytes`: every hit shares the same buffer.
 
 use std::{
     sync::{
@@ -19,12 +20,14 @@ use crate::metrics::Metrics;
 
 /// How long "no such ticket" is remembered.
 pub const NOT_FOUND_TTL: Duration = Duration::from_secs(30);
+/// Bytes of tickets WeChat did not know that are remembered (apart from the images, so
+/// made-up tickets never push real images out).
+const NOT_FOUND_BYTES: u64 = 4 * 1024 * 1024;
 
 /// A cached answer of `showqrcode`.
 #[derive(Debug, Clone)]
 struct Cached {
-    /// `None` when WeChat answered 404.
-    image: Option<QrImage>,
+    image: QrImage,
     ttl: Duration,
 }
 
@@ -40,6 +43,8 @@ impl Expiry<String, Cached> for PerEntry {
 #[derive(Debug)]
 pub struct ImageCache {
     images: Cache<String, Cached>,
+    /// Tickets WeChat answered 404 for, each for [`NOT_FOUND_TTL`].
+    unknown: Cache<String, ()>,
     metrics: Arc<Metrics>,
 }
 
@@ -50,10 +55,15 @@ impl ImageCache {
             images: Cache::builder()
                 .max_capacity(max_bytes)
                 .weigher(|ticket: &String, cached: &Cached| {
-                    let bytes = cached.image.as_ref().map_or(0, |i| i.bytes.len());
+                    let bytes = cached.image.bytes.len();
                     u32::try_from(bytes + ticket.len() + 64).unwrap_or(u32::MAX)
                 })
                 .expire_after(PerEntry)
+                .build(),
+            unknown: Cache::builder()
+                .max_capacity(NOT_FOUND_BYTES)
+                .weigher(|ticket: &String, ()| u32::try_from(ticket.len() + 64).unwrap_or(u32::MAX))
+                .time_to_live(NOT_FOUND_TTL)
                 .build(),
             metrics,
         }
@@ -70,25 +80,31 @@ impl ImageCache {
     where
         Fut: Future<Output = Result<QrImage, WeChatError>>,
     {
+        if self.unknown.contains_key(ticket) {
+            self.metrics.image_unknown_ticket_hits.inc();
+            return Err(WeChatError::TicketNotFound);
+        }
         let downloaded = AtomicBool::new(false);
         let cached = self
             .images
             .try_get_with_by_ref(ticket, async {
                 downloaded.store(true, Ordering::Relaxed);
                 match download.await {
-                    Ok(image) => Ok(Cached {
-                        image: Some(image),
-                        ttl,
-                    }),
-                    Err(WeChatError::TicketNotFound) => Ok(Cached {
-                        image: None,
-                        ttl: NOT_FOUND_TTL.min(ttl),
-                    }),
+                    Ok(image) => Ok(Cached { image, ttl }),
+                    // An error, so the image cache keeps nothing; every caller waiting
+                    // on this download shares it.
                     Err(e) => Err(e),
                 }
             })
             .await
-            .map_err(|shared| (*shared).clone())?;
+            .map_err(|shared| (*shared).clone());
+        let cached = match cached {
+            Err(WeChatError::TicketNotFound) => {
+                self.unknown.insert(ticket.to_owned(), ()).await;
+                return Err(WeChatError::TicketNotFound);
+            }
+            other => other?,
+        };
         if downloaded.load(Ordering::Relaxed) {
             self.metrics.image_cache_misses.inc();
             // moka settles sizes lazily; misses are rare enough to settle them here.
@@ -99,6 +115,6 @@ impl ImageCache {
         } else {
             self.metrics.image_cache_hits.inc();
         }
-        cached.image.ok_or(WeChatError::TicketNotFound)
+        Ok(cached.image)
     }
 }

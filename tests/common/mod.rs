@@ -60,6 +60,7 @@ pub fn config() -> ServeConfig {
         redis_prefix: "wechat-qr:".into(),
         stats_retain_days: 400,
         max_subscriptions: 200_000,
+        max_subscription_bytes: None,
         max_streams_per_connection: 20_000,
         max_filter_entries: 1_000,
         max_filter_entry_bytes: 512,
