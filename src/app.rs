@@ -476,7 +476,7 @@ pub async fn start(
         // Loopback by default, where every client shares one address: the cap (with its
         // oldest-waiting eviction) is the bound, not a per-address share.
         crate::http_server::Limits {
-            per_address: plan.admin,
+            per_address: usize::MAX,
             ..http_limits(plan.admin)
         },
         shutdown.clone(),

@@ -80,7 +80,7 @@ impl Limits {
     pub(crate) fn cap(cap: usize) -> Self {
         Self {
             cap,
-            per_address: cap,
+            per_address: usize::MAX,
             trusted_proxies: Vec::new(),
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
             metrics: None,
