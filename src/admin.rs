@@ -4,6 +4,11 @@
 //! only WeChat's pushes; what the service counts about itself stays off it. The web
 //! console (`/console/` and its gRPC-Web calls, see [`crate::console`]) lives here too, so
 //! it is exactly as exposed as the admin listener.
+//!
+//! `/metrics` answers only a `Host` that is an IP address or `localhost`, the console's
+//! rule: a page another site serves cannot read it through DNS rebinding. A scraper
+//! addresses the listener by IP (Prometheus's usual service discovery does) or sends
+//! such a `Host`. `/healthz` says only "ok" and stays open to any probe.
 
 use std::sync::Arc;
 
@@ -18,23 +23,19 @@ use crate::{
     metrics::Metrics,
 };
 
-/// Connections the admin listener holds open at once: scrapers and probes, and a few
-/// console tabs (a browser keeps up to six HTTP/1.1 connections per origin, one held by
-/// each live event stream).
-const MAX_ADMIN_CONNECTIONS: usize = 64;
-
 /// Serves `/metrics`, `/healthz` and the console on `listener` until `shutdown`.
 pub(crate) async fn serve(
     listener: TcpListener,
     metrics: Arc<Metrics>,
     console: Console,
+    limits: http_server::Limits,
     shutdown: CancellationToken,
 ) {
     let console = Arc::new(console);
     http_server::serve_capped(
         "admin",
         listener,
-        MAX_ADMIN_CONNECTIONS,
+        limits,
         move |request| {
             let metrics = metrics.clone();
             let console = console.clone();
@@ -53,6 +54,10 @@ async fn route(request: Request<Incoming>, metrics: &Metrics, console: &Console)
         // Liveness: the process answers. Readiness (the event log's disk) is gRPC health's
         // NOT_SERVING and the `event_log_writable` gauge.
         (&Method::GET, "/healthz") => console::text(StatusCode::OK, "ok"),
+        (&Method::GET, "/metrics") if !console::local_host(&request) => console::text(
+            StatusCode::FORBIDDEN,
+            "/metrics answers only to an IP address or localhost in the Host header",
+        ),
         (&Method::GET, "/metrics") => Response::builder()
             .status(200)
             .header("content-type", "text/plain; version=0.0.4; charset=utf-8")

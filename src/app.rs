@@ -13,18 +13,20 @@ use tokio::{net::TcpListener, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 use tonic::{
     service::Routes,
-    transport::{Certificate, Identity, ServerTlsConfig, server::TcpIncoming},
+    transport::{Certificate, Identity, ServerTlsConfig},
 };
 use url::Url;
 
 use crate::{
     config::{Settings, Storage, TlsSettings},
     console::Console,
+    descriptors::{ConnectionPlan, current_limit},
     events::{Backend, EventLog, LogError, OpenError, Subscribers},
     grpc::{
         Access, AccessError, Accounts, ChannelStatsService, MAX_STATS_RESPONSE_BYTES, QrService,
         QrServiceRoutes,
     },
+    grpc_listener::GrpcConnections,
     metrics::Metrics,
     pb::{
         self, channel_stats_service_server::ChannelStatsServiceServer,
@@ -84,6 +86,9 @@ pub enum StartError {
     /// The `[[clients]]` cannot be used with this account.
     #[error(transparent)]
     Access(#[from] AccessError),
+    /// A connection cap does not fit the descriptor limit.
+    #[error(transparent)]
+    Descriptors(#[from] crate::descriptors::PlanError),
     /// The TLS certificate, key or client CA is not usable PEM.
     #[error(
         "cannot serve gRPC over TLS with WECHAT_QR_TLS_CERT / WECHAT_QR_TLS_KEY / WECHAT_QR_TLS_CLIENT_CA: {0}"
@@ -251,6 +256,8 @@ pub async fn start(
     shutdown: CancellationToken,
 ) -> Result<Running, StartError> {
     let mut tasks = JoinSet::new();
+    let plan = ConnectionPlan::new(current_limit(), &settings.connections)?;
+    tracing::info!(%plan, "connection caps sized from the descriptor limit");
 
     let simulator = match settings.simulator.clone() {
         Some(sim_settings) => {
@@ -262,7 +269,11 @@ pub async fn start(
                 account.upstream.mp_base = base.clone();
             }
             let simulator = Simulator::new(sim_settings);
-            tasks.spawn(simulator.clone().serve(listener, shutdown.clone()));
+            tasks.spawn(
+                simulator
+                    .clone()
+                    .serve_capped(listener, plan.simulator, shutdown.clone()),
+            );
             Some(RunningSimulator { addr, simulator })
         }
         None => None,
@@ -356,6 +367,13 @@ pub async fn start(
         }
     }
 
+    let http_limits = |cap: usize| crate::http_server::Limits {
+        cap,
+        per_address: settings.connections.per_address,
+        trusted_proxies: settings.connections.trusted_proxies.clone(),
+        header_read_timeout: settings.connections.header_read_timeout,
+        metrics: Some(metrics.clone()),
+    };
     // Streams and the gRPC server stop only after the webhook has drained.
     let streams_shutdown = CancellationToken::new();
     {
@@ -363,7 +381,7 @@ pub async fn start(
         let serve_webhook = crate::http_server::serve_capped(
             "webhook",
             http_listener,
-            settings.webhook_connections,
+            http_limits(plan.webhook),
             move |request| {
                 let webhooks = webhooks.clone();
                 async move { Ok(webhooks.handle(request).await) }
@@ -455,8 +473,20 @@ pub async fn start(
             access.clone(),
             app_ids.clone(),
         ),
+        // Loopback by default, where every client shares one address: the cap (with its
+        // oldest-waiting eviction) is the bound, not a per-address share.
+        crate::http_server::Limits {
+            per_address: usize::MAX,
+            ..http_limits(plan.admin)
+        },
         shutdown.clone(),
     ));
+    let grpc_connections = GrpcConnections::new(
+        plan.grpc,
+        &settings.connections,
+        settings.tls.is_some(),
+        metrics.clone(),
+    );
     let mut grpc = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
         // Subscriptions per connection are counted by the service (RESOURCE_EXHAUSTED
@@ -472,6 +502,8 @@ pub async fn start(
         grpc = grpc.tls_config(tls_config(tls)).map_err(StartError::Tls)?;
     }
     let grpc = grpc
+        // Each call marks its connection busy (not idle, not to be closed to make room).
+        .layer(grpc_connections.layer())
         // Callers are checked once, around every service; health and reflection pass.
         .layer(access.layer())
         .add_service(health_service)
@@ -479,17 +511,18 @@ pub async fn start(
         .add_service(reflection_v1alpha)
         .add_service(qr_routes)
         .add_service(stats_service)
-        // TCP_NODELAY: small replies must not wait ~40 ms for the peer's delayed ACK
-        // (tonic applies its own nodelay default only to listeners it binds itself).
-        .serve_with_incoming_shutdown(TcpIncoming::from(grpc_listener).with_nodelay(Some(true)), {
-            let shutdown = shutdown.clone();
-            let streams_shutdown = streams_shutdown.clone();
-            async move {
-                shutdown.cancelled().await;
-                health.set_not_serving::<QrServiceServer<QrService>>().await;
-                streams_shutdown.cancelled().await;
-            }
-        });
+        .serve_with_incoming_shutdown(
+            grpc_connections.serve(grpc_listener, shutdown.clone(), streams_shutdown.clone()),
+            {
+                let shutdown = shutdown.clone();
+                let streams_shutdown = streams_shutdown.clone();
+                async move {
+                    shutdown.cancelled().await;
+                    health.set_not_serving::<QrServiceServer<QrService>>().await;
+                    streams_shutdown.cancelled().await;
+                }
+            },
+        );
     tasks.spawn(async move {
         // A client that stopped reading never takes its final status; do not let it hold
         // the process hostage.

@@ -26,6 +26,9 @@ pub const WECHAT_API_BASE: &str = "https://api.weixin.qq.com";
 /// WeChat's host for `showqrcode`.
 pub const WECHAT_MP_BASE: &str = "https://mp.weixin.qq.com";
 
+/// `WECHAT_QR_REPLAY_GUARD_SEALS` by default (why this many: `events::DEFAULT_MAX_SEALS`).
+pub const DEFAULT_REPLAY_GUARD_SEALS: usize = 1_800_000;
+
 /// Documented development defaults, used by the simulator when no credentials are set.
 pub mod dev {
     /// The simulator's AppID (override with `WECHAT_APP_ID`).
@@ -51,14 +54,55 @@ pub struct ServeConfig {
     /// listener that faces the internet.
     #[arg(long, env = "WECHAT_QR_ADMIN_ADDR", default_value = "127.0.0.1:9090")]
     pub admin_addr: SocketAddr,
-    /// Most webhook connections open at once; past it, new ones wait in the kernel's
-    /// backlog instead of taking a file descriptor each.
+    /// Most webhook connections open at once; at the cap the oldest idle or still-reading
+    /// connection is closed to make room. Unset: sized from the descriptor limit (see
+    /// `check-config`); a value that does not fit that limit is refused at start.
+    #[arg(long, env = "WECHAT_QR_MAX_WEBHOOK_CONNECTIONS")]
+    pub max_webhook_connections: Option<usize>,
+    /// Most gRPC connections open at once; at the cap the oldest connection still in its
+    /// handshake, else the oldest without a stream, is closed to make room. Unset: sized
+    /// from the descriptor limit; a value that does not fit is refused at start.
+    #[arg(long, env = "WECHAT_QR_MAX_GRPC_CONNECTIONS")]
+    pub max_grpc_connections: Option<usize>,
+    /// Most connections one client address holds open on the webhook and the admin
+    /// listener; past it a new connection from that address is closed at once. WeChat's
+    /// push servers stay far below the default.
     #[arg(
         long,
-        env = "WECHAT_QR_MAX_WEBHOOK_CONNECTIONS",
-        default_value_t = 1024
+        env = "WECHAT_QR_MAX_CONNECTIONS_PER_ADDRESS",
+        default_value_t = 256
     )]
-    pub max_webhook_connections: usize,
+    pub max_connections_per_address: usize,
+    /// Reverse proxies (IP addresses, comma-separated) in front of the webhook and admin
+    /// listeners: their own connections are not counted per address; each is counted
+    /// against the client address the proxy names (`X-Real-IP`, else the last
+    /// `X-Forwarded-For` entry).
+    #[arg(long, env = "WECHAT_QR_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// How long an HTTP client (webhook, admin) may take to send a request's head, from
+    /// when the connection opens or its previous answer was sent, in milliseconds.
+    #[arg(
+        long,
+        env = "WECHAT_QR_HEADER_READ_TIMEOUT_MS",
+        default_value_t = 5_000
+    )]
+    pub header_read_timeout_ms: u64,
+    /// How long a gRPC connection may take to complete its HTTP/2 handshake (the client
+    /// preface and first SETTINGS frame), in milliseconds; then it is closed.
+    #[arg(
+        long,
+        env = "WECHAT_QR_GRPC_HANDSHAKE_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
+    pub grpc_handshake_timeout_ms: u64,
+    /// A gRPC connection with no call or stream open for this long is closed, in seconds
+    /// (0: never). A stream open for days keeps its connection, however quiet.
+    #[arg(
+        long,
+        env = "WECHAT_QR_GRPC_IDLE_TIMEOUT_SECONDS",
+        default_value_t = 600
+    )]
+    pub grpc_idle_timeout_seconds: u64,
     /// Address of the embedded simulator (only when no credentials are configured).
     #[arg(
         long,
@@ -110,7 +154,7 @@ pub struct ServeConfig {
     pub replay_window_seconds: u64,
     /// Most `(timestamp, nonce)` pairs the replay guard remembers (about 37 bytes each);
     /// when full it forgets the oldest and refuses as stale every timestamp not newer.
-    #[arg(long, env = "WECHAT_QR_REPLAY_GUARD_SEALS", default_value_t = crate::events::DEFAULT_MAX_SEALS)]
+    #[arg(long, env = "WECHAT_QR_REPLAY_GUARD_SEALS", default_value_t = DEFAULT_REPLAY_GUARD_SEALS)]
     pub replay_guard_seals: usize,
     /// Largest push body accepted, in bytes.
     #[arg(long, env = "WECHAT_QR_MAX_PUSH_BYTES", default_value_t = 64 * 1024)]
@@ -622,6 +666,32 @@ pub struct MessageLimits {
 /// Room in a GetImage response for what accompanies the image (its URL, content type).
 const RESPONSE_HEADROOM_BYTES: usize = 64 * 1024;
 
+/// What bounds the listeners' connections; [`crate::descriptors::ConnectionPlan`] turns
+/// it into caps that fit the descriptor limit.
+#[derive(Debug, Clone)]
+pub struct ConnectionSettings {
+    /// The webhook's cap as configured; `None`: sized from the descriptor limit.
+    pub max_webhook: Option<usize>,
+    /// The gRPC listener's cap as configured; `None`: sized from the descriptor limit.
+    pub max_grpc: Option<usize>,
+    /// Connections one client address may hold on the webhook and admin listeners.
+    pub per_address: usize,
+    /// Proxies whose connections are counted against the address they forward for.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Deadline for an HTTP request's head (webhook, admin, simulator).
+    pub header_read_timeout: Duration,
+    /// Deadline for a gRPC connection's HTTP/2 handshake.
+    pub grpc_handshake_timeout: Duration,
+    /// A gRPC connection without a call for this long is closed; `None`: never.
+    pub grpc_idle_timeout: Option<Duration>,
+    /// Accounts served: each has an upstream (and maybe a forward) connection pool.
+    pub accounts: usize,
+    /// Whether Redis connections need descriptors.
+    pub redis: bool,
+    /// Whether the embedded simulator's listener needs descriptors.
+    pub simulator: bool,
+}
+
 /// Everything [`crate::app::start`] needs, resolved and validated.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -633,8 +703,8 @@ pub struct Settings {
     pub admin_addr: SocketAddr,
     /// The accounts served, at least one, in configuration order.
     pub accounts: Vec<AccountSettings>,
-    /// Connections open at once on the webhook listener.
-    pub webhook_connections: usize,
+    /// Connection caps and deadlines of the listeners.
+    pub connections: ConnectionSettings,
     /// An older version's permanent-ticket file to import once, if it exists.
     pub permanent_store: Option<PathBuf>,
     /// `Some` when the embedded simulator runs instead of WeChat.
@@ -788,7 +858,7 @@ impl ServeConfig {
             http_addr: self.http_addr,
             admin_addr: self.admin_addr,
             accounts: resolved,
-            webhook_connections: self.max_webhook_connections.max(1),
+            connections: self.connection_settings(),
             permanent_store,
             simulator,
             retention: Retention {
@@ -980,6 +1050,25 @@ impl ServeConfig {
 }
 
 impl ServeConfig {
+    /// The connection caps and deadlines as configured (`check-config` plans with them
+    /// before anything else is resolved).
+    pub fn connection_settings(&self) -> ConnectionSettings {
+        let simulator = self.simulator || (self.accounts.is_empty() && self.app_id.is_none());
+        ConnectionSettings {
+            max_webhook: self.max_webhook_connections,
+            max_grpc: self.max_grpc_connections,
+            per_address: self.max_connections_per_address.max(1),
+            trusted_proxies: self.trusted_proxies.clone(),
+            header_read_timeout: Duration::from_millis(self.header_read_timeout_ms.max(1)),
+            grpc_handshake_timeout: Duration::from_millis(self.grpc_handshake_timeout_ms.max(1)),
+            grpc_idle_timeout: (self.grpc_idle_timeout_seconds > 0)
+                .then(|| Duration::from_secs(self.grpc_idle_timeout_seconds)),
+            accounts: self.accounts.len().max(1),
+            redis: self.redis_url.is_some(),
+            simulator,
+        }
+    }
+
     /// An account's forward settings, checked: an HTTP URL and a deadline WeChat waits
     /// for (the file's accounts were checked as they were read, naming their keys).
     fn forward_settings(

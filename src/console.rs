@@ -8,8 +8,10 @@
 //! instances the gRPC port serves (the same fan-out hub, caps, metrics), so the browser
 //! needs no CORS and there is no second API. Nothing here widens exposure: the console is
 //! exactly as reachable as the admin listener (`WECHAT_QR_ADMIN_ADDR`, loopback by
-//! default), and its gRPC-Web passes the same caller check as the gRPC port: with
-//! `[[clients]]` configured the page asks for a caller token and sends it on every call.
+//! default), and every action passes the same caller check as the gRPC port: with
+//! `[[clients]]` configured the page asks for a caller token and sends it on every call,
+//! gRPC-Web and `simulate-scan` alike (a scan needs a client allowed `CreateTicket` for
+//! the ticket's account).
 //!
 //! Two guards keep other web pages in the operator's browser out:
 //! - the `Host` must be an IP address or `localhost` (a DNS-rebinding page names its own
@@ -32,7 +34,7 @@ use tonic_web::GrpcWebService;
 use tower_layer::Layer;
 
 use crate::{
-    grpc::{Access, Guarded},
+    grpc::{Access, ApiError, Guarded},
     simulator::{ScanError, ScanRequest, Simulator},
 };
 
@@ -174,7 +176,7 @@ impl Console {
                 },
             ),
             (&Method::POST, "/console/simulate-scan") => match &self.simulator {
-                Some(simulator) => simulate_scan(simulator, request).await,
+                Some(simulator) => simulate_scan(simulator, &self.access, request).await,
                 None => text(StatusCode::NOT_FOUND, "not found"),
             },
             (&Method::GET | &Method::HEAD, path) => {
@@ -193,13 +195,23 @@ impl Console {
     }
 }
 
-/// Refuses requests another site's page could have sent (see the module docs).
-fn same_origin(request: &Request<Incoming>) -> Result<(), &'static str> {
-    let host = request
+/// Whether the request's `Host` is one no other site can point at this listener by DNS
+/// (an IP address or `localhost`); `/metrics` applies it too.
+pub(crate) fn local_host(request: &Request<Incoming>) -> bool {
+    host_is_local_name(host(request))
+}
+
+fn host(request: &Request<Incoming>) -> &str {
+    request
         .headers()
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+/// Refuses requests another site's page could have sent (see the module docs).
+fn same_origin(request: &Request<Incoming>) -> Result<(), &'static str> {
+    let host = host(request);
     if !host_is_local_name(host) {
         return Err("the console answers only to an IP address or localhost in the Host header");
     }
@@ -227,7 +239,15 @@ fn host_is_local_name(host: &str) -> bool {
     name.eq_ignore_ascii_case("localhost") || name.parse::<IpAddr>().is_ok()
 }
 
-async fn simulate_scan(simulator: &Simulator, request: Request<Incoming>) -> Response<Body> {
+/// The permission a simulated scan needs with `[[clients]]` configured: the method that
+/// mints the codes being scanned, for the ticket's account.
+const SIMULATE_SCAN_METHOD: &str = "CreateTicket";
+
+async fn simulate_scan(
+    simulator: &Simulator,
+    access: &Access,
+    request: Request<Incoming>,
+) -> Response<Body> {
     let is_json = request
         .headers()
         .get(header::CONTENT_TYPE)
@@ -239,6 +259,7 @@ async fn simulate_scan(simulator: &Simulator, request: Request<Incoming>) -> Res
             "content-type must be application/json",
         );
     }
+    let headers = request.headers().clone();
     let body = match Limited::new(request.into_body(), MAX_SCAN_REQUEST_BYTES)
         .collect()
         .await
@@ -250,6 +271,20 @@ async fn simulate_scan(simulator: &Simulator, request: Request<Incoming>) -> Res
         Ok(scan) => scan,
         Err(e) => return text(StatusCode::BAD_REQUEST, format!("bad scan request: {e}")),
     };
+    // The account is the ticket's; an unknown ticket is checked against the first served
+    // account, so a caller without a token learns nothing about which tickets exist.
+    let app_id = simulator
+        .ticket_account(&scan.ticket)
+        .or_else(|| access.served().first().cloned())
+        .unwrap_or_default();
+    if let Err(refusal) = access.admit_console(&headers, SIMULATE_SCAN_METHOD, &app_id) {
+        let status = match refusal {
+            ApiError::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
+            _ => StatusCode::FORBIDDEN,
+        };
+        tracing::info!(error = %refusal, "console simulate-scan refused");
+        return text(status, refusal.to_string());
+    }
     let request = ScanRequest {
         ticket: scan.ticket,
         openid: scan.openid,

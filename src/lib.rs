@@ -32,6 +32,11 @@
 //! what operators see; the web console (`/console/` on the admin listener) is what people
 //! look at: a page embedded in the binary, calling the same services over gRPC-Web.
 //!
+//! No caller can hold the process's connections or descriptors: [`descriptors`] raises
+//! the descriptor limit and sizes every listener's cap from it; each accept loop
+//! registers its connections with a `connections::Registry` (per-address limits, and
+//! at the cap the oldest waiting connection closed to make room).
+//!
 //! An account that shares its one server URL with an existing back end has the webhook
 //! forward every verified push that is not a QR scan there and relay the answer, and may
 //! answer stored scans with passive replies (README, "Sharing the server URL").
@@ -43,9 +48,12 @@
 mod admin;
 pub mod app;
 pub mod config;
+mod connections;
 mod console;
+pub mod descriptors;
 pub mod events;
 pub mod grpc;
+mod grpc_listener;
 mod http_server;
 pub mod logging;
 pub mod metrics;

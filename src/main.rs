@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use wechat_qr::{
     app,
     config::{FileConfig, ReplyMessage, ReplyOn, ReplyRule, SceneMatch, ServeConfig, redact_url},
+    descriptors::{self, ConnectionPlan},
     logging::{self, LogFormat},
     simulator::ScanRequest,
 };
@@ -79,7 +80,19 @@ fn main() -> ExitCode {
         return match file {
             Some(file) => {
                 print!("{}", effective(&matches, &file));
-                ExitCode::SUCCESS
+                // The plan serve would make: it raises the soft limit to the hard one.
+                let limit = rlimit::getrlimit(rlimit::Resource::NOFILE)
+                    .map_or_else(|_| descriptors::current_limit(), |(_, hard)| hard);
+                match ConnectionPlan::new(limit, &cli.serve.connection_settings()) {
+                    Ok(plan) => {
+                        println!("\n# descriptors: {plan}");
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        eprintln!("wechat-qr: {e}");
+                        ExitCode::FAILURE
+                    }
+                }
             }
             None => {
                 eprintln!("wechat-qr: check-config needs a file (check-config FILE, or --config)");
@@ -88,6 +101,21 @@ fn main() -> ExitCode {
         };
     }
     logging::init(cli.log_format);
+    // Before anything opens a descriptor: a soft limit of 1,024 (a common default) is
+    // far below what the listeners' caps need, and the hard limit is ours to use.
+    match descriptors::raise_limit() {
+        Ok(limit) => tracing::info!(
+            soft_before = limit.soft_before,
+            soft = limit.soft,
+            hard = limit.hard,
+            "descriptor limit (RLIMIT_NOFILE) raised to the hard limit"
+        ),
+        Err(error) => tracing::warn!(
+            %error,
+            soft = descriptors::current_limit(),
+            "cannot raise the descriptor limit; the connection caps are sized from the soft limit"
+        ),
+    }
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime starts");
     let result = match cli.command {
         None | Some(Command::Serve) => runtime.block_on(serve(cli.serve, cli.config)),

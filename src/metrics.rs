@@ -67,6 +67,11 @@ pub struct Metrics {
     /// 1 while the event log accepts writes; 0 while its disk is full or failing (pushes
     /// are then answered 503 and gRPC health says NOT_SERVING).
     pub event_log_writable: IntGauge,
+    /// Connections the service closed, by listener and reason (`per_address`, `full`,
+    /// `evicted`, `handshake_timeout`, `idle`).
+    pub connections_closed: IntCounterVec,
+    /// Connections open, by listener.
+    pub connections_open: IntGaugeVec,
 }
 
 impl Default for Metrics {
@@ -214,6 +219,22 @@ impl Metrics {
                 "event_log_writable",
                 "1 while the event log accepts writes, 0 while its storage fails",
             ),
+            connections_closed: counter_vec(
+                "connections_closed_total",
+                "connections closed by the service, by listener and reason",
+                &["listener", "reason"],
+            ),
+            connections_open: {
+                let g = IntGaugeVec::new(
+                    Opts::new("connections_open", "connections open, by listener"),
+                    &["listener"],
+                )
+                .expect("valid metric");
+                registry
+                    .register(Box::new(g.clone()))
+                    .expect("unique metric");
+                g
+            },
             registry,
         }
     }

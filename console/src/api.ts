@@ -9,7 +9,7 @@ import { createGrpcWebTransport } from "@connectrpc/connect-web";
 import { timestampDate, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { EventType, QrService, type Event } from "../../clients/typescript/wechat/qr/v1/qr_service_pb.js";
 import { ChannelStatsService } from "../../clients/typescript/wechat/qr/v1/channel_stats_pb.js";
-import { withToken } from "./token.js";
+import { currentToken, withToken } from "./token.js";
 
 export { EventType };
 export type { Event };
@@ -48,9 +48,13 @@ export async function fetchInfo(): Promise<Info> {
 
 /** Asks the embedded simulator to push a signed scan of `ticket` to the webhook, as WeChat would. */
 export async function simulateScan(ticket: string, openid: string, newFollower: boolean): Promise<void> {
+  // With `[[clients]]` configured the scan needs the caller token too, as every call does.
+  const headers: Record<string, string> = { "content-type": "application/json" };
+  const token = currentToken();
+  if (token) headers.authorization = `Bearer ${token}`;
   const response = await fetch("simulate-scan", {
     method: "POST",
-    headers: { "content-type": "application/json" },
+    headers,
     body: JSON.stringify({ ticket, openid, new_follower: newFollower }),
   });
   const body = await response.text();

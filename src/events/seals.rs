@@ -127,8 +127,9 @@ fn judge(kind: SealKind, same_body: bool, seal: &Seal) -> SealCheck {
 
 /// The default number of seals held: 20,000 pushes a second for 90 s, or 6,000 a second
 /// for a whole 300-second window. The hash map is sized for it up front (2^21 slots of
-/// 25 bytes), so about 67 MB once full, 37 bytes a seal ([`SealBook::heap_bytes`]).
-pub const DEFAULT_MAX_SEALS: usize = 1_800_000;
+/// 25 bytes), so about 67 MB once full, 37 bytes a seal ([`SealBook::heap_bytes`]). The
+/// number is the setting's default, so it is defined with the settings (layers run down).
+pub const DEFAULT_MAX_SEALS: usize = crate::config::DEFAULT_REPLAY_GUARD_SEALS;
 
 /// The bounded memory of seals.
 #[derive(Debug)]

@@ -184,6 +184,11 @@ impl Access {
         Ok(())
     }
 
+    /// The served AppIDs, in configuration order.
+    pub(crate) fn served(&self) -> &[String] {
+        &self.app_ids
+    }
+
     /// How many clients are configured (0: the API is open).
     pub fn len(&self) -> usize {
         self.current().len()
@@ -206,7 +211,33 @@ impl Access {
     /// The caller of `request` and whether it may call `method`.
     fn admit(&self, request: &http::Request<Body>, method: &str) -> Result<Caller, ApiError> {
         let clients = self.current();
-        let client = identify(&clients, request)?;
+        let client = identify(&clients, request.headers(), || certificate_subject(request))?;
+        self.allow(client, method)
+    }
+
+    /// The console's own actions (simulate-scan): with clients configured, the request
+    /// must carry the bearer token of a client allowed `method` and the account `app_id`.
+    /// `None` when no client is configured (the API is open, and so is the console).
+    pub(crate) fn admit_console(
+        &self,
+        headers: &http::HeaderMap,
+        method: &str,
+        app_id: &str,
+    ) -> Result<Option<Caller>, ApiError> {
+        let clients = self.current();
+        if clients.is_empty() {
+            return Ok(None);
+        }
+        let client = identify(&clients, headers, || None)?;
+        let caller = self.allow(client, method)?;
+        if !caller.may_use(app_id) {
+            return Err(caller.denied(app_id));
+        }
+        Ok(Some(caller))
+    }
+
+    /// Whether `client` may call `method` on any served account.
+    fn allow(&self, client: &Client, method: &str) -> Result<Caller, ApiError> {
         if client
             .methods
             .as_ref()
@@ -236,12 +267,13 @@ impl Access {
 /// The client a request names, by bearer token or else by certificate subject.
 fn identify<'a>(
     clients: &'a [Client],
-    request: &http::Request<Body>,
+    headers: &http::HeaderMap,
+    subject: impl FnOnce() -> Option<String>,
 ) -> Result<&'a Client, ApiError> {
     let unauthenticated = |reason: &str| ApiError::Unauthenticated {
         reason: reason.to_owned(),
     };
-    if let Some(value) = request.headers().get(http::header::AUTHORIZATION) {
+    if let Some(value) = headers.get(http::header::AUTHORIZATION) {
         let token = value
             .to_str()
             .ok()
@@ -262,7 +294,7 @@ fn identify<'a>(
         }
         return found.ok_or_else(|| unauthenticated("unknown token"));
     }
-    if let Some(subject) = certificate_subject(request) {
+    if let Some(subject) = subject() {
         return clients
             .iter()
             .find(|c| c.subject.as_deref() == Some(subject.as_str()))

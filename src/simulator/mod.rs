@@ -181,6 +181,24 @@ impl Simulator {
         .await;
     }
 
+    /// Serves the fake API with at most `cap` connections open at once (the service's
+    /// share of the descriptor limit for it).
+    pub async fn serve_capped(
+        self: Arc<Self>,
+        listener: TcpListener,
+        cap: usize,
+        shutdown: CancellationToken,
+    ) {
+        http_server::serve_capped(
+            "simulator",
+            listener,
+            http_server::Limits::cap(cap),
+            move |request| self.clone().handle(request),
+            shutdown,
+        )
+        .await;
+    }
+
     /// Where simulated pushes go (the service's webhook URL).
     pub fn set_webhook_url(&self, url: String) {
         *self.webhook_url.write().expect("lock poisoned") = Some(url);
@@ -247,6 +265,13 @@ impl Simulator {
             .get(app_id)
             .copied()
             .unwrap_or(0)
+    }
+
+    /// The AppID of the account that minted `ticket`, while the ticket is known.
+    pub fn ticket_account(&self, ticket: &str) -> Option<String> {
+        let state = self.state.lock().expect("lock poisoned");
+        let ticket = state.tickets.get(ticket)?;
+        Some(self.settings.accounts[ticket.account].app_id.clone())
     }
 
     /// Pushes the scan of `request.ticket` to the webhook of the account that minted it,

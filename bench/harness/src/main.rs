@@ -30,6 +30,7 @@ mod reply;
 mod report;
 mod resume;
 mod rpc_load;
+mod slow_clients;
 mod stats;
 mod waiters;
 
@@ -80,6 +81,9 @@ enum Scenario {
     Reply,
     /// Push → subscriber latency at 2,000 pushes/s, 1 to 10,000 subscribers.
     Latency,
+    /// Genuine-push p99 from one address with and without 2,000 slow connections from
+    /// another (issue 27).
+    SlowClients,
     /// CreateTicket calls/s and p50 vs a direct call to the simulator.
     CreateTicket,
     /// GetImage (cache hit) calls/s vs a bare tonic echo.
@@ -101,10 +105,11 @@ enum Scenario {
 }
 
 impl Scenario {
-    const EACH: [Self; 11] = [
+    const EACH: [Self; 12] = [
         Self::Ingest,
         Self::Reply,
         Self::Latency,
+        Self::SlowClients,
         Self::CreateTicket,
         Self::GetImage,
         Self::Memory,
@@ -121,6 +126,7 @@ impl Scenario {
             Self::Ingest => "ingest",
             Self::Reply => "reply",
             Self::Latency => "latency",
+            Self::SlowClients => "slow-clients",
             Self::CreateTicket => "create-ticket",
             Self::GetImage => "get-image",
             Self::Memory => "memory",
@@ -256,6 +262,7 @@ async fn run(cli: Cli) -> ExitCode {
             Scenario::Ingest => ingest::run(&scale, !cli.no_python).await,
             Scenario::Reply => reply::run(&scale).await,
             Scenario::Latency => latency::run(&scale).await,
+            Scenario::SlowClients => slow_clients::run(&scale).await,
             Scenario::CreateTicket => create_ticket::run(&scale).await,
             Scenario::GetImage => get_image::run(&scale).await,
             Scenario::Memory => memory::run(&scale).await,
