@@ -132,6 +132,10 @@ pub struct Running {
     pub metrics: Arc<Metrics>,
     /// Who may call the gRPC API; [`Access::replace`] reloads it.
     pub access: Access,
+    /// Every account's permanent tickets and budgets; [`Running::reload`] replaces budgets.
+    permanent: Arc<PermanentTickets>,
+    /// The simulator's base URL, put in place of the accounts' bases on a reload too.
+    simulator_base: Option<Url>,
     tasks: JoinSet<()>,
 }
 
@@ -147,11 +151,13 @@ impl Running {
         format!("http://{}{}", self.http_addr, webhook::path_of(app_id))
     }
 
-    /// Puts reloaded settings in force without dropping a connection or stream: the
-    /// accounts' webhook tokens and keys (a rotation) and the `[[clients]]`. Refused as a
+    /// Puts reloaded settings in force without dropping a connection or stream: every
+    /// per-account setting — the AppSecret and base URLs (the next token fetch uses the new
+    /// secret; calls in flight finish with the old one), the permanent budget, the webhook
+    /// tokens and keys, forwarding and replies — and the `[[clients]]`. Refused as a
     /// whole, changing nothing, when the clients do not fit or accounts were added or
     /// removed (that takes a restart). Says what changed.
-    pub fn reload(&self, settings: &Settings) -> Result<String, String> {
+    pub async fn reload(&self, mut settings: Settings) -> Result<String, String> {
         let served: Vec<&str> = self.accounts.clients().iter().map(|c| c.app_id()).collect();
         let mut wanted: Vec<&str> = settings.accounts.iter().map(|a| a.app_id()).collect();
         let mut sorted = served.clone();
@@ -165,16 +171,49 @@ impl Running {
                 wanted.join(", ")
             ));
         }
+        if let Some(base) = &self.simulator_base {
+            for account in &mut settings.accounts {
+                account.upstream.api_base = base.clone();
+                account.upstream.mp_base = base.clone();
+            }
+        }
         self.access
             .replace(&settings.clients)
             .map_err(|e| e.to_string())?;
+        let mut upstream_changes = Vec::new();
         for account in &settings.accounts {
             if let Some(webhook) = self.webhooks.get(account.app_id()) {
                 webhook.reload(account.webhook.clone());
             }
+            let Some(client) = self
+                .accounts
+                .clients()
+                .iter()
+                .find(|c| c.app_id() == account.app_id())
+            else {
+                continue;
+            };
+            let changed = client
+                .reload(account.upstream.clone())
+                .await
+                .map_err(|e| format!("account {}: {e}", account.app_id()))?;
+            if !changed.is_empty() {
+                upstream_changes.push(format!("{} ({})", account.app_id(), changed.join(", ")));
+            }
+            self.permanent
+                .set_budget(account.app_id(), account.permanent_budget);
+            client.report_permanent_budget().await;
         }
+        let upstream = if upstream_changes.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; new upstream settings for {}",
+                upstream_changes.join(", ")
+            )
+        };
         Ok(format!(
-            "{} account webhook(s) and {} client(s)",
+            "{} account(s) and {} client(s){upstream}",
             settings.accounts.len(),
             settings.clients.len()
         ))
@@ -217,6 +256,11 @@ async fn report_writability(
     loop {
         let now = *writable.borrow_and_update();
         metrics.event_log_writable.set(i64::from(now));
+        // With Redis, the log is writable exactly while Redis answers (the log's reader
+        // polls it continuously, so an outage shows within a second or so).
+        if let Some(redis_up) = &metrics.redis_up {
+            redis_up.set(i64::from(now));
+        }
         if !shutdown.is_cancelled() {
             if now {
                 health.set_serving::<QrServiceServer<QrService>>().await;
@@ -286,8 +330,11 @@ pub async fn start(
     let admin_listener = bind("the admin endpoints", settings.admin_addr).await?;
     let admin_addr = local_addr(&admin_listener);
 
-    let metrics = Arc::new(Metrics::new());
     let app_ids = settings.app_ids();
+    let metrics = Arc::new(Metrics::new(
+        &app_ids,
+        matches!(settings.storage, Storage::Redis { .. }),
+    ));
     // One replay window for all: the seal book is shared by every account's webhook.
     let seal_keep = settings.accounts[0].webhook.seal_keep();
     let backend = Backend::open(
@@ -336,14 +383,9 @@ pub async fn start(
             account.upstream.clone(),
             permanent.clone(),
             shared_token,
-            metrics.clone(),
+            &metrics,
         )?);
-        if let Some(left) = client.permanent_remaining().await {
-            metrics
-                .permanent_budget_remaining
-                .with_label_values(&[client.app_id()])
-                .set(i64::try_from(left).unwrap_or(i64::MAX));
-        }
+        client.report_permanent_budget().await;
         clients.push(client);
     }
     let client = clients[0].clone();
@@ -540,6 +582,9 @@ pub async fn start(
         }
     });
 
+    let simulator_base = simulator
+        .as_ref()
+        .map(|sim| Url::parse(&format!("http://{}", sim.addr)).expect("socket address URL"));
     Ok(Running {
         grpc_addr,
         http_addr,
@@ -553,6 +598,8 @@ pub async fn start(
         stats,
         metrics,
         access,
+        permanent,
+        simulator_base,
         tasks,
     })
 }

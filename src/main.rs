@@ -423,14 +423,14 @@ impl Signals {
     }
 
     /// Waits for SIGINT or SIGTERM; each SIGHUP in between runs `reload`.
-    async fn wait(mut self, reload: impl Fn()) {
+    async fn wait<F: Future<Output = ()>>(mut self, reload: impl Fn() -> F) {
         let ctrl_c = tokio::signal::ctrl_c();
         tokio::pin!(ctrl_c);
         loop {
             tokio::select! {
                 _ = &mut ctrl_c => return,
                 _ = self.term.recv() => return,
-                _ = self.hup.recv() => reload(),
+                _ = self.hup.recv() => reload().await,
             }
         }
     }
@@ -445,17 +445,19 @@ impl Signals {
         Self
     }
 
-    async fn wait(self, _reload: impl Fn()) {
+    async fn wait<F: Future<Output = ()>>(self, _reload: impl Fn() -> F) {
         let _ = tokio::signal::ctrl_c().await;
     }
 }
 
-/// SIGHUP: reads the configuration file again and puts its accounts' webhook tokens and
-/// keys (a rotation) and its `[[clients]]` in force; connections and streams, and calls
-/// already admitted, keep running. A file that does not load or resolve, clients that do
-/// not fit, or added or removed accounts are refused as a whole, and the configuration in
-/// force keeps serving. Other settings take effect at the next start.
-fn reload(file: Option<&std::path::Path>, base: &ServeConfig, running: &app::Running) {
+/// SIGHUP: reads the configuration file (and the secret files it names) again and puts
+/// every per-account setting — AppSecret, base URLs, permanent budget, webhook tokens and
+/// keys, forwarding, replies — and its `[[clients]]` in force; connections and streams,
+/// and calls already admitted, keep running. A file that does not load or resolve,
+/// clients that do not fit, or added or removed accounts are refused as a whole, and the
+/// configuration in force keeps serving. Top-level server settings take effect at the
+/// next start.
+async fn reload(file: Option<&std::path::Path>, base: &ServeConfig, running: &app::Running) {
     let Some(path) = file else {
         tracing::warn!("SIGHUP ignored: no configuration file (--config) to reload");
         return;
@@ -464,7 +466,7 @@ fn reload(file: Option<&std::path::Path>, base: &ServeConfig, running: &app::Run
         .get_arguments()
         .map(|arg| arg.get_id().to_string())
         .collect();
-    let reloaded = FileConfig::load(path, &server_ids)
+    let resolved = FileConfig::load(path, &server_ids)
         .map_err(|e| e.to_string())
         .and_then(|file| {
             let mut config = base.clone();
@@ -475,12 +477,15 @@ fn reload(file: Option<&std::path::Path>, base: &ServeConfig, running: &app::Run
             config
                 .resolve()
                 .map_err(|e| format!("{}: {e}", path.display()))
-        })
-        .and_then(|settings| running.reload(&settings));
+        });
+    let reloaded = match resolved {
+        Ok(settings) => running.reload(settings).await,
+        Err(e) => Err(e),
+    };
     match reloaded {
         Ok(what) => tracing::info!(
             path = %path.display(),
-            "SIGHUP: reloaded {what}; other settings change at the next start"
+            "SIGHUP: reloaded {what}; top-level server settings change at the next start"
         ),
         Err(error) => tracing::error!(
             %error,

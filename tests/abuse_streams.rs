@@ -470,12 +470,12 @@ async fn a_ticket_wechat_does_not_know_is_remembered_apart_from_the_images() {
     assert_eq!(image_requests().await - before, 1, "one call to WeChat");
     assert_eq!(
         binary
-            .metric("wechat_qr_image_unknown_ticket_hits_total")
+            .metric_total("wechat_qr_image_unknown_ticket_hits_total")
             .await,
         49.0
     );
     // Misses take nothing from the image cache.
-    assert_eq!(binary.metric("wechat_qr_image_cache_bytes").await, 0.0);
+    assert_eq!(binary.metric_total("wechat_qr_image_cache_bytes").await, 0.0);
 }
 
 #[tokio::test]

@@ -219,7 +219,7 @@ async fn every_refusal_and_the_permanent_budget() {
         r#"wechat_qr_grpc_client_requests_total{client="login",code="PERMISSION_DENIED",method="GetImage"} 1"#,
         r#"wechat_qr_grpc_client_requests_total{client="",code="UNAUTHENTICATED",method="CreateTicket"} 2"#,
         r#"wechat_qr_grpc_client_requests_total{client="ops",code="RESOURCE_EXHAUSTED",method="CreateTicket"} 1"#,
-        "wechat_qr_permanent_codes_minted_total 1",
+        "wechat_qr_permanent_codes_minted_total{app_id=\"wx0000000000devsim\"} 1",
         "wechat_qr_permanent_budget_remaining{app_id=\"wx0000000000devsim\"} 0",
     ] {
         assert!(metrics.contains(line), "{line} missing:\n{metrics}");

@@ -4,7 +4,9 @@
 //! under each through a fake upstream (the simulator playing WeChat for both) with a
 //! token fetch of its own; a caller allowed one account never receiving the other's
 //! events; every account-selection error; a SIGHUP rotation of a token and a key with a
-//! stream open across it; and the simulator serving two accounts itself.
+//! stream open across it; a SIGHUP rotation of an AppSecret (from its secret file) and of
+//! the base URLs, with a stream and a call open across it; and the simulator serving two
+//! accounts itself.
 
 mod common;
 
@@ -402,9 +404,7 @@ async fn sighup_rotates_a_token_and_a_key_with_a_stream_open() {
     );
     write(&config_path, &file(&data, &sim, NEW_TOKEN, &rotating, ""));
     binary.signal("HUP");
-    binary
-        .logged("reloaded 2 account webhook(s) and 2 client(s)")
-        .await;
+    binary.logged("reloaded 2 account(s) and 2 client(s)").await;
     assert_eq!(
         push_safe(&safe_url, NEW_TOKEN, NEW_KEY, &scan("o-new"))
             .await
@@ -439,7 +439,7 @@ async fn sighup_rotates_a_token_and_a_key_with_a_stream_open() {
     write(&config_path, &file(&data, &sim, NEW_TOKEN, &done, ""));
     binary.signal("HUP");
     binary
-        .logged_times("reloaded 2 account webhook(s) and 2 client(s)", 2)
+        .logged_times("reloaded 2 account(s) and 2 client(s)", 2)
         .await;
     assert_eq!(
         push_safe(&safe_url, SAFE_TOKEN, SAFE_KEY, &scan("o-retired"))
@@ -462,6 +462,192 @@ async fn sighup_rotates_a_token_and_a_key_with_a_stream_open() {
         .collect();
     assert_eq!(seen, ["o-before", "o-new", "o-old", "o-kept", "o-after"]);
     binary.stop().await;
+    upstream.stop().await;
+}
+
+/// The value of `name{app_id="…"}` in the binary's `/metrics`.
+async fn account_metric(binary: &Binary, name: &str, app_id: &str) -> f64 {
+    let prefix = format!("{name}{{app_id=\"{app_id}\"}} ");
+    let metrics = binary.metrics().await;
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("{prefix} not in /metrics:\n{metrics}"))
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn sighup_rotates_an_app_secret_and_base_urls_with_a_stream_and_a_call_open() {
+    const NEW_SECRET: &str = "plain-app-secret-reset";
+    const NEWEST_SECRET: &str = "plain-app-secret-moved";
+    let upstream = fake_upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config_path = dir.path().join("wechat-qr.toml");
+    let secret_path = dir.path().join("plain-app-secret");
+    write(&secret_path, PLAIN_SECRET);
+    let sim_url = upstream.simulator_url();
+    let keys = format!("encoding_aes_key = \"{SAFE_KEY}\"");
+    // The plaintext account reads its AppSecret from a file, as from a Kubernetes secret.
+    let with_secret_file = |upstream_url: &str| {
+        file(&data, &sim_url, SAFE_TOKEN, &keys, "").replacen(
+            &format!("app_secret = \"{PLAIN_SECRET}\"\ntoken = \"{PLAIN_TOKEN}\"\napi_base = \"{sim_url}\"\nmp_base = \"{sim_url}\""),
+            &format!(
+                "app_secret_file = \"{}\"\ntoken = \"{PLAIN_TOKEN}\"\napi_base = \"{upstream_url}\"\nmp_base = \"{upstream_url}\"",
+                secret_path.display()
+            ),
+            1,
+        )
+    };
+    let first = with_secret_file(&sim_url);
+    assert!(first.contains("app_secret_file"), "{first}");
+    write(&config_path, &first);
+    let binary = Binary::start(&config_path, &[]).await;
+    let plain_url = format!("{}/wechat/{PLAIN_APP}", binary.http_base());
+    let mut events = stream(&binary, OPS, &[PLAIN_APP]).await.unwrap();
+    let scan = |openid: &str| scan_xml("SCAN", openid, "poster-plain", "T-plain", now());
+    let mut client = binary.client().await;
+    let sim = upstream.simulator();
+
+    assert_eq!(
+        push_plain(&plain_url, PLAIN_TOKEN, &scan("o-before"))
+            .await
+            .0,
+        200
+    );
+    let ticket = client
+        .create_ticket(as_caller(ticket_request("before", PLAIN_APP), OPS))
+        .await
+        .unwrap()
+        .into_inner()
+        .ticket;
+    assert_eq!(sim.token_fetches_of(PLAIN_APP), 1);
+
+    // An admin resets the AppSecret in WeChat's console; the token then dies. The old
+    // secret is refused at once, and the log says which account needs the new one.
+    assert!(sim.reset_secret(PLAIN_APP, NEW_SECRET));
+    sim.invalidate_tokens();
+    let refused = client
+        .create_ticket(as_caller(ticket_request("refused", PLAIN_APP), OPS))
+        .await
+        .unwrap_err();
+    assert!(refused.message().contains("40125"), "{refused:?}");
+    binary
+        .logged(&format!(
+            "WeChat refused the AppSecret of account {PLAIN_APP}"
+        ))
+        .await;
+    assert_eq!(
+        account_metric(&binary, "wechat_qr_app_secret_rejected", PLAIN_APP).await,
+        1.0
+    );
+    assert_eq!(
+        account_metric(&binary, "wechat_qr_app_secret_rejected", SAFE_APP).await,
+        0.0
+    );
+    assert!(
+        !binary.log.lock().unwrap().contains(PLAIN_SECRET),
+        "no secret in the log"
+    );
+
+    // A call in flight across the reload: an image download the simulator holds.
+    sim.set_faults(wechat_qr::simulator::Faults {
+        showqrcode_latency_ms: 1500,
+        ..Default::default()
+    });
+    let images_before = sim.stats().image_requests;
+    let in_flight = tokio::spawn({
+        let mut client = client.clone();
+        let request = pb::GetImageRequest {
+            ticket: ticket.clone(),
+            account: PLAIN_APP.into(),
+            ..Default::default()
+        };
+        async move { client.get_image(as_caller(request, OPS)).await }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while sim.stats().image_requests == images_before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the download never started"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+
+    // The new secret lands in the secret file; SIGHUP puts it in force.
+    write(&secret_path, NEW_SECRET);
+    binary.signal("HUP");
+    binary
+        .logged(&format!(
+            "new upstream settings for {PLAIN_APP} (app_secret)"
+        ))
+        .await;
+    let image = in_flight.await.unwrap().unwrap().into_inner();
+    assert!(!image.image.is_empty(), "the call in flight finished");
+    sim.set_faults(wechat_qr::simulator::Faults::default());
+
+    // The next call fetches a token with the new secret.
+    client
+        .create_ticket(as_caller(ticket_request("after", PLAIN_APP), OPS))
+        .await
+        .unwrap();
+    assert_eq!(sim.token_fetches_of(PLAIN_APP), 2);
+    assert_eq!(
+        account_metric(&binary, "wechat_qr_app_secret_rejected", PLAIN_APP).await,
+        0.0
+    );
+    assert_eq!(
+        push_plain(&plain_url, PLAIN_TOKEN, &scan("o-rotated"))
+            .await
+            .0,
+        200
+    );
+
+    // The account moves to another WeChat endpoint with yet another secret: the base
+    // URLs and the secret change together, and the next call goes there.
+    let moved = {
+        let mut cfg = common::config();
+        cfg.simulator = true;
+        cfg.event_log = wechat_qr::config::EventLogKind::Memory;
+        cfg.accounts = vec![account(PLAIN_APP, NEWEST_SECRET, PLAIN_TOKEN, None)];
+        common::TestService::start_with(cfg).await
+    };
+    write(&secret_path, NEWEST_SECRET);
+    write(&config_path, &with_secret_file(&moved.simulator_url()));
+    binary.signal("HUP");
+    binary
+        .logged(&format!(
+            "new upstream settings for {PLAIN_APP} (app_secret, api_base, mp_base)"
+        ))
+        .await;
+    client
+        .create_ticket(as_caller(ticket_request("moved", PLAIN_APP), OPS))
+        .await
+        .unwrap();
+    assert_eq!(moved.simulator().token_fetches_of(PLAIN_APP), 1);
+    assert_eq!(moved.simulator().stats().qrcode_creates, 1);
+    assert_eq!(
+        sim.token_fetches_of(PLAIN_APP),
+        2,
+        "the old endpoint is not called"
+    );
+
+    // The stream stayed open through both reloads and missed nothing.
+    assert_eq!(
+        push_plain(&plain_url, PLAIN_TOKEN, &scan("o-moved"))
+            .await
+            .0,
+        200
+    );
+    let seen: Vec<String> = exactly(&mut events, 3)
+        .await
+        .into_iter()
+        .map(|e| e.openid)
+        .collect();
+    assert_eq!(seen, ["o-before", "o-rotated", "o-moved"]);
+    binary.stop().await;
+    moved.stop().await;
     upstream.stop().await;
 }
 

@@ -174,7 +174,12 @@ async fn bad_input_is_refused_without_events_and_the_server_keeps_serving() {
     let events = exactly(&mut everything, 1).await;
     assert_eq!(events[0].openid, "o-bad");
     let pushes = &service.running().metrics.webhook_pushes;
-    assert_eq!(pushes.with_label_values(&["ignored"]).get(), 1);
+    assert_eq!(
+        pushes
+            .with_label_values(&[wechat_qr::config::dev::APP_ID, "ignored"])
+            .get(),
+        1
+    );
     let channel = tonic::transport::Channel::from_shared(format!("http://{}", service.grpc_addr))
         .unwrap()
         .connect()

@@ -72,7 +72,7 @@ async fn one_captured_query_carries_no_forged_body_and_real_pushes_keep_flowing(
         .running()
         .metrics
         .webhook_pushes
-        .with_label_values(&["replayed"])
+        .with_label_values(&[wechat_qr::config::dev::APP_ID, "replayed"])
         .get();
     assert_eq!(refused, 1_000);
 }

@@ -346,7 +346,7 @@ fn forwarding_to(handler: &Handler) -> ServeConfig {
     cfg
 }
 
-/// `wechat_qr_webhook_forwards_total{outcome}` from /metrics.
+/// `wechat_qr_webhook_forwards_total{app_id,outcome}` of the simulator account from /metrics.
 async fn forwards(service: &TestService, outcome: &str) -> u64 {
     let text = service
         .http
@@ -357,7 +357,9 @@ async fn forwards(service: &TestService, outcome: &str) -> u64 {
         .text()
         .await
         .unwrap();
-    let needle = format!("wechat_qr_webhook_forwards_total{{outcome=\"{outcome}\"}} ");
+    let needle = format!(
+        "wechat_qr_webhook_forwards_total{{app_id=\"wx0000000000devsim\",outcome=\"{outcome}\"}} "
+    );
     text.lines()
         .find_map(|l| l.strip_prefix(needle.as_str()))
         .map_or(0, |v| v.trim().parse().unwrap())
@@ -829,7 +831,7 @@ async fn a_forward_that_leads_to_another_forwarding_wechat_qr_stops_at_the_first
         .await
         .unwrap();
     assert!(
-        metrics.contains("wechat_qr_webhook_pushes_total{outcome=\"forward_loop\"} 1"),
+        metrics.contains("wechat_qr_webhook_pushes_total{app_id=\"wx0000000000devsim\",outcome=\"forward_loop\"} 1"),
         "{metrics}"
     );
 }

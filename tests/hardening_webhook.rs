@@ -185,18 +185,18 @@ async fn metrics_and_health_live_on_the_admin_listener_only() {
     assert_eq!(
         metrics
             .webhook_handshakes
-            .with_label_values(&["accepted"])
+            .with_label_values(&[wechat_qr::config::dev::APP_ID, "accepted"])
             .get(),
         1
     );
     assert_eq!(
         metrics
             .webhook_pushes
-            .with_label_values(&["accepted"])
+            .with_label_values(&[wechat_qr::config::dev::APP_ID, "accepted"])
             .get()
             + metrics
                 .webhook_pushes
-                .with_label_values(&["handshake"])
+                .with_label_values(&[wechat_qr::config::dev::APP_ID, "handshake"])
                 .get(),
         0,
         "a handshake is no push"
@@ -488,7 +488,7 @@ async fn a_flood_of_bad_signatures_is_logged_at_a_bounded_pace_and_counted() {
         .unwrap();
     assert!(
         metrics.contains(&format!(
-            "wechat_qr_webhook_pushes_total{{outcome=\"bad_signature\"}} {BAD}"
+            "wechat_qr_webhook_pushes_total{{app_id=\"wx0000000000devsim\",outcome=\"bad_signature\"}} {BAD}"
         )),
         "every refusal is counted"
     );

@@ -132,48 +132,77 @@ async fn metrics_move_exactly_with_traffic() {
             r#"wechat_qr_grpc_request_duration_seconds_count{code="INVALID_ARGUMENT",method="CreateTicket"}"#,
             1.0,
         ),
-        (r#"wechat_qr_webhook_pushes_total{outcome="accepted"}"#, 1.0),
         (
-            r#"wechat_qr_webhook_pushes_total{outcome="duplicate"}"#,
+            r#"wechat_qr_webhook_pushes_total{app_id="wx0000000000devsim",outcome="accepted"}"#,
             1.0,
         ),
         (
-            r#"wechat_qr_webhook_pushes_total{outcome="bad_signature"}"#,
+            r#"wechat_qr_webhook_pushes_total{app_id="wx0000000000devsim",outcome="duplicate"}"#,
             1.0,
         ),
         (
-            r#"wechat_qr_webhook_pushes_total{outcome="malformed"}"#,
+            r#"wechat_qr_webhook_pushes_total{app_id="wx0000000000devsim",outcome="bad_signature"}"#,
             1.0,
         ),
         (
-            r#"wechat_qr_webhook_pushes_total{outcome="too_large"}"#,
+            r#"wechat_qr_webhook_pushes_total{app_id="wx0000000000devsim",outcome="malformed"}"#,
             1.0,
         ),
-        (r#"wechat_qr_webhook_pushes_total{outcome="ignored"}"#, 1.0),
-        ("wechat_qr_events_emitted_total", 1.0),
-        ("wechat_qr_events_delivered_total", 1.0),
+        (
+            r#"wechat_qr_webhook_pushes_total{app_id="wx0000000000devsim",outcome="too_large"}"#,
+            1.0,
+        ),
+        (
+            r#"wechat_qr_webhook_pushes_total{app_id="wx0000000000devsim",outcome="ignored"}"#,
+            1.0,
+        ),
+        (
+            r#"wechat_qr_events_emitted_total{app_id="wx0000000000devsim"}"#,
+            1.0,
+        ),
+        (
+            r#"wechat_qr_events_delivered_total{app_id="wx0000000000devsim"}"#,
+            1.0,
+        ),
         ("wechat_qr_subscribers", 1.0),
-        ("wechat_qr_token_fetches_total", 1.0),
-        ("wechat_qr_token_fetch_failures_total", 0.0),
         (
-            r#"wechat_qr_upstream_calls_total{endpoint="stable_token",result="0"}"#,
+            r#"wechat_qr_token_fetches_total{app_id="wx0000000000devsim"}"#,
             1.0,
         ),
         (
-            r#"wechat_qr_upstream_calls_total{endpoint="qrcode/create",result="0"}"#,
+            r#"wechat_qr_token_fetch_failures_total{app_id="wx0000000000devsim"}"#,
+            0.0,
+        ),
+        (
+            r#"wechat_qr_upstream_calls_total{app_id="wx0000000000devsim",endpoint="stable_token",result="0"}"#,
+            1.0,
+        ),
+        (
+            r#"wechat_qr_upstream_calls_total{app_id="wx0000000000devsim",endpoint="qrcode/create",result="0"}"#,
             2.0,
         ),
         (
-            r#"wechat_qr_upstream_calls_total{endpoint="showqrcode",result="0"}"#,
+            r#"wechat_qr_upstream_calls_total{app_id="wx0000000000devsim",endpoint="showqrcode",result="0"}"#,
             1.0,
         ),
-        ("wechat_qr_image_cache_hits_total", 1.0),
-        ("wechat_qr_image_cache_misses_total", 1.0),
+        (
+            r#"wechat_qr_image_cache_hits_total{app_id="wx0000000000devsim"}"#,
+            1.0,
+        ),
+        (
+            r#"wechat_qr_image_cache_misses_total{app_id="wx0000000000devsim"}"#,
+            1.0,
+        ),
     ];
     for (key, expected) in expectations {
         assert_eq!(get(&after, key), expected, "{key}");
     }
-    assert!(get(&after, "wechat_qr_image_cache_bytes") > 1000.0);
+    assert!(
+        get(
+            &after,
+            r#"wechat_qr_image_cache_bytes{app_id="wx0000000000devsim"}"#
+        ) > 1000.0
+    );
 
     // An upstream error is counted under its errcode.
     service
@@ -195,7 +224,7 @@ async fn metrics_move_exactly_with_traffic() {
     assert_eq!(
         get(
             &last,
-            r#"wechat_qr_upstream_calls_total{endpoint="qrcode/create",result="45009"}"#
+            r#"wechat_qr_upstream_calls_total{app_id="wx0000000000devsim",endpoint="qrcode/create",result="45009"}"#
         ),
         1.0
     );

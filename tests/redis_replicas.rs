@@ -438,7 +438,8 @@ async fn redis_killed_mid_load_answers_5xx_and_not_serving_then_loses_nothing_ac
         "a push is refused with 5xx while Redis is down: {status}"
     );
     // The metrics count it.
-    let refused = r#"wechat_qr_webhook_pushes_total{outcome="log_unavailable"}"#;
+    let refused =
+        r#"wechat_qr_webhook_pushes_total{app_id="wx0000000000devsim",outcome="log_unavailable"}"#;
     assert!(a.metric(refused).await + b.metric(refused).await >= 1.0);
     let dropped = r#"wechat_qr_subscriber_drops_total{reason="log_failed"}"#;
     assert_eq!(b.metric(dropped).await, 1.0);

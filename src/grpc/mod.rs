@@ -363,7 +363,7 @@ impl QrService {
         let metrics = self.metrics.clone();
         let stream = subscription.events.map(move |item| match item {
             Ok(delivery) => {
-                metrics.events_delivered.inc();
+                metrics.event_delivered(&delivery.event.app_id);
                 Ok(delivery)
             }
             Err(end) => {

@@ -11,6 +11,9 @@
 //!   the scan event for that ticket to the webhook, as WeChat would.
 //! - `POST /sim/invalidate-token`: every issued access_token stops working (as when
 //!   another process force-refreshes it); the next API call answers errcode 40001.
+//! - `POST /sim/reset-secret` `{"app_id": "...", "app_secret": "..."}`: what an admin's
+//!   "reset AppSecret" in WeChat's console does — the old secret stops working at once
+//!   (token fetches with it answer 40125); tokens already issued keep working.
 //! - `GET /sim/stats`: counters of token fetches, tickets created, images served, pushes.
 //! - `POST /sim/faults` (a [`Faults`] as JSON) / `GET` / `DELETE`: inject WeChat's bad
 //!   days — busy, quota, HTTP 500, connection resets, latency, token failures.
@@ -112,6 +115,17 @@ struct State {
     stable: HashMap<usize, String>,
     tickets: HashMap<String, Ticket>,
     faults: Faults,
+    /// AppSecrets reset since start (account index → the secret now accepted).
+    reset_secrets: HashMap<usize, String>,
+}
+
+/// `POST /sim/reset-secret`: the account's new AppSecret.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ResetSecret {
+    /// The account.
+    pub app_id: String,
+    /// The AppSecret accepted from now on (the old one is refused).
+    pub app_secret: String,
 }
 
 /// A request to push a scan.
@@ -256,6 +270,25 @@ impl Simulator {
         state.stable.clear();
     }
 
+    /// Resets the AppSecret of `app_id`, as an admin does in WeChat's console: only
+    /// `app_secret` is accepted from now on. False when the account is not simulated.
+    pub fn reset_secret(&self, app_id: &str, app_secret: &str) -> bool {
+        let Some(index) = self
+            .settings
+            .accounts
+            .iter()
+            .position(|a| a.app_id == app_id)
+        else {
+            return false;
+        };
+        self.state
+            .lock()
+            .expect("lock poisoned")
+            .reset_secrets
+            .insert(index, app_secret.to_owned());
+        true
+    }
+
     /// Token fetches that returned a token to `app_id`.
     pub fn token_fetches_of(&self, app_id: &str) -> u64 {
         self.counters
@@ -394,6 +427,15 @@ impl Simulator {
                 },
                 Err(e) => text(400, format!("bad scan request: {e}")),
             },
+            (Method::POST, "/sim/reset-secret") => {
+                match serde_json::from_slice::<ResetSecret>(&body) {
+                    Ok(reset) if self.reset_secret(&reset.app_id, &reset.app_secret) => {
+                        text(200, "ok")
+                    }
+                    Ok(reset) => text(404, format!("no simulated account {}", reset.app_id)),
+                    Err(e) => text(400, format!("bad reset: {e}")),
+                }
+            }
             (Method::POST, "/sim/invalidate-token") => {
                 self.invalidate_tokens();
                 text(200, "ok")
@@ -425,7 +467,17 @@ impl Simulator {
         else {
             return Err(ApiFailure(40013, "invalid appid".into()));
         };
-        if secret != self.settings.accounts[index].app_secret.expose() {
+        let accepted = match self
+            .state
+            .lock()
+            .expect("lock poisoned")
+            .reset_secrets
+            .get(&index)
+        {
+            Some(reset) => secret == reset,
+            None => secret == self.settings.accounts[index].app_secret.expose(),
+        };
+        if !accepted {
             return Err(ApiFailure(40125, "invalid appsecret".into()));
         }
         Ok(index)

@@ -50,6 +50,7 @@ impl Webhook {
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
             .as_secs();
+        self.metrics.replies.inc();
         let xml = reply::render(rule, &scanned, now);
         let body = match (
             encrypted,

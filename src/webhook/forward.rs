@@ -19,7 +19,7 @@ use crate::{
     config::{ForwardFailure, ForwardSettings, redact_url},
     http_server::HttpResponse,
     logging::LogBudget,
-    metrics::Metrics,
+    metrics::AccountMetrics,
 };
 
 /// Largest answer relayed from the handler. Passive replies are a few KiB; a larger
@@ -118,14 +118,15 @@ impl ForwardError {
 pub(crate) struct Forwarder {
     settings: ForwardSettings,
     http: reqwest::Client,
-    metrics: Arc<Metrics>,
+    /// The account's series.
+    metrics: Arc<AccountMetrics>,
     /// Paces the log lines of failed forwards (see [`FAILURES_LOGGED_PER_SECOND`]).
     failures_logged: Arc<LogBudget>,
 }
 
 impl Forwarder {
     /// A forwarder to `settings.url`, counting into `metrics`.
-    pub(crate) fn new(settings: ForwardSettings, metrics: Arc<Metrics>) -> Self {
+    pub(crate) fn new(settings: ForwardSettings, metrics: Arc<AccountMetrics>) -> Self {
         let mut http = reqwest::Client::builder()
             // A redirect would turn the POST into a GET without the body: relay it instead.
             .redirect(reqwest::redirect::Policy::none())
@@ -170,10 +171,7 @@ impl Forwarder {
             Ok(_) => "relayed",
             Err(e) => e.outcome(),
         };
-        self.metrics
-            .webhook_forwards
-            .with_label_values(&[outcome])
-            .inc();
+        self.metrics.forwards.inc(outcome);
         match &result {
             Ok(relayed) => tracing::debug!(status = relayed.status, "forwarded push answered"),
             Err(error) => {

@@ -33,7 +33,7 @@ use crate::{
     },
     http_server::{HttpResponse, text},
     logging::LogBudget,
-    metrics::Metrics,
+    metrics::{AccountMetrics, Metrics},
     protocol::{EncryptMode, crypto, signature},
 };
 use push::{DecodeError, Push};
@@ -246,7 +246,8 @@ pub struct Webhook {
     /// account (seals as they were before several accounts), the AppID for the others, so
     /// one account's `(timestamp, nonce)` never refuses another's push.
     seal_scope: Option<String>,
-    metrics: Arc<Metrics>,
+    /// The account's series, resolved at start.
+    metrics: Arc<AccountMetrics>,
     /// Paces the log lines of refused requests (see [`REFUSALS_LOGGED_PER_SECOND`]).
     refusals_logged: Arc<LogBudget>,
     /// The account's existing handler, when it has one; rebuilt on a reload.
@@ -263,6 +264,7 @@ impl Webhook {
         seals: Arc<SealBook>,
         metrics: Arc<Metrics>,
     ) -> Arc<Self> {
+        let metrics = metrics.account(&settings.app_id);
         let forwarder = Self::forwarder_for(&settings, &metrics);
         Arc::new(Self {
             seal_scope: (!first).then(|| settings.app_id.clone()),
@@ -293,7 +295,7 @@ impl Webhook {
 
     fn forwarder_for(
         settings: &WebhookSettings,
-        metrics: &Arc<Metrics>,
+        metrics: &Arc<AccountMetrics>,
     ) -> Option<Arc<forward::Forwarder>> {
         settings
             .forward
@@ -327,19 +329,28 @@ impl Webhook {
         async move {
             // Handshakes and pushes are counted apart, so the push counter counts pushes.
             let (counter, outcome, result) = if request.method() == Method::GET {
-                let counter = &self.metrics.webhook_handshakes;
+                let counter = &self.metrics.handshakes;
                 match self.handshake(&settings, request.uri().query()).await {
                     Ok(echo) => (counter, "accepted", Ok(text(200, echo))),
                     Err(e) => (counter, e.outcome(), Err(e)),
                 }
             } else {
-                let counter = &self.metrics.webhook_pushes;
+                let counter = &self.metrics.pushes;
                 match self.push(&settings, request).await {
                     Ok((outcome, answer)) => (counter, outcome.label(), Ok(answer)),
                     Err(e) => (counter, e.outcome(), Err(e)),
                 }
             };
-            counter.with_label_values(&[outcome]).inc();
+            counter.inc(outcome);
+            let status = match &result {
+                Ok(answer) => answer.status().as_u16(),
+                Err(error) => error.status(),
+            };
+            self.metrics.responses.inc(match status {
+                500.. => "5xx",
+                400.. => "4xx",
+                _ => "2xx",
+            });
             match result {
                 Ok(answer) => {
                     tracing::debug!(outcome, status = answer.status().as_u16(), "push answered");

@@ -5,6 +5,12 @@
 /// Errcodes meaning the access_token is invalid or expired: drop it, refetch, retry once.
 pub const TOKEN_ERRCODES: [i64; 3] = [40001, 40014, 42001];
 
+/// Errcodes a token fetch answers when the account's credentials are refused: 40001
+/// (invalid credential), 40125 (invalid AppSecret), 40013 (invalid AppID), 41004
+/// (AppSecret missing). WeChat stops accepting an AppSecret the moment an admin resets it,
+/// so these mean the service needs the new one.
+pub const CREDENTIAL_ERRCODES: [i64; 4] = [40001, 40125, 40013, 41004];
+
 /// Most bytes of WeChat's `errmsg` (or of any detail taken from an answer) kept in an
 /// error. WeChat's own are under 100 bytes; an upstream that answers a megabyte would
 /// otherwise overflow the gRPC status headers and hide the real error behind tonic's
@@ -116,6 +122,13 @@ impl WeChatError {
     /// Whether the access_token used was rejected (invalid or expired).
     pub fn is_token_rejected(&self) -> bool {
         self.errcode().is_some_and(|c| TOKEN_ERRCODES.contains(&c))
+    }
+
+    /// Whether a token fetch was refused because the account's credentials are (see
+    /// [`CREDENTIAL_ERRCODES`]): the AppSecret was reset or is wrong.
+    pub fn is_credential_rejected(&self) -> bool {
+        self.errcode()
+            .is_some_and(|c| CREDENTIAL_ERRCODES.contains(&c))
     }
 
     /// A 200 whose body is not what the API documents; `detail` is bounded, since parse

@@ -16,7 +16,7 @@ use std::{
 use moka::{Expiry, future::Cache};
 
 use super::{QrImage, WeChatError};
-use crate::metrics::Metrics;
+use crate::metrics::AccountMetrics;
 
 /// How long "no such ticket" is remembered.
 pub const NOT_FOUND_TTL: Duration = Duration::from_secs(30);
@@ -45,12 +45,12 @@ pub struct ImageCache {
     images: Cache<String, Cached>,
     /// Tickets WeChat answered 404 for, each for [`NOT_FOUND_TTL`].
     unknown: Cache<String, ()>,
-    metrics: Arc<Metrics>,
+    metrics: Arc<AccountMetrics>,
 }
 
 impl ImageCache {
     /// A cache holding at most `max_bytes` of images.
-    pub fn new(max_bytes: u64, metrics: Arc<Metrics>) -> Self {
+    pub fn new(max_bytes: u64, metrics: Arc<AccountMetrics>) -> Self {
         Self {
             images: Cache::builder()
                 .max_capacity(max_bytes)

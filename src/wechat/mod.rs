@@ -4,6 +4,10 @@
 //! [`PermanentTickets`]), `cgi-bin/showqrcode` for images ([`ImageCache`]). Every call is
 //! bounded by a deadline and retried only where that is safe ([`RetryPolicy`]). It speaks to the
 //! real hosts or, with the same code, to the simulator.
+//!
+//! An account's AppSecret and base URLs can change while it serves
+//! ([`WeChatClient::reload`], on SIGHUP): each call takes one snapshot of them, so calls in
+//! flight finish as they started and the next token fetch uses the new secret.
 
 mod error;
 mod images;
@@ -12,14 +16,19 @@ mod retry;
 mod shared_token;
 pub mod token;
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{Arc, RwLock},
+    time::Duration,
+};
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use url::Url;
 
-pub use error::{MAX_ERRMSG_BYTES, TOKEN_ERRCODES, TransportKind, WeChatError};
+pub use error::{
+    CREDENTIAL_ERRCODES, MAX_ERRMSG_BYTES, TOKEN_ERRCODES, TransportKind, WeChatError,
+};
 pub use images::{ImageCache, NOT_FOUND_TTL};
 pub use permanent::{KnownTicket, PermanentTickets, StoreError};
 pub use retry::RetryPolicy;
@@ -29,7 +38,7 @@ use token::{AccessToken, FetchMode, TokenCache, TokenFetcher};
 
 use crate::{
     config::{TokenSource, Upstream},
-    metrics::Metrics,
+    metrics::{AccountMetrics, Metrics},
     secret::Secret,
 };
 
@@ -142,51 +151,83 @@ struct TokenReply {
     expires_in: u64,
 }
 
-/// The HTTP side shared by the client and its token fetcher.
+/// What one call needs of the account's settings: its HTTP client, endpoints, AppSecret
+/// and limits. Replaced whole by a reload; a call holds one snapshot from start to end.
 #[derive(Debug)]
-struct Api {
+struct Endpoint {
     http: reqwest::Client,
     upstream: Upstream,
     policy: RetryPolicy,
-    metrics: Arc<Metrics>,
+}
+
+impl Endpoint {
+    fn new(upstream: Upstream) -> Result<Self, WeChatError> {
+        let mut http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(3))
+            .user_agent(concat!("wechat-qr/", env!("CARGO_PKG_VERSION")));
+        if is_loopback(&upstream.api_base) && is_loopback(&upstream.mp_base) {
+            // The simulator (or a test double) on loopback must not go through a proxy
+            // configured for the real WeChat.
+            http = http.no_proxy();
+        }
+        let http = http
+            .build()
+            .map_err(|e| WeChatError::transport("client", e))?;
+        Ok(Self {
+            http,
+            policy: RetryPolicy::new(upstream.attempts),
+            upstream,
+        })
+    }
+}
+
+/// The HTTP side shared by the client and its token fetcher.
+#[derive(Debug)]
+struct Api {
+    /// The settings in force; a std lock held only to clone the `Arc`.
+    current: RwLock<Arc<Endpoint>>,
+    /// The account's series, resolved at start.
+    metrics: Arc<AccountMetrics>,
 }
 
 impl Api {
-    /// A deadline for work nobody waits on directly (background token refresh).
-    fn own_deadline(&self) -> Instant {
-        Instant::now() + self.upstream.timeout
+    /// The settings in force, for one call.
+    fn current(&self) -> Arc<Endpoint> {
+        self.current.read().expect("endpoint lock poisoned").clone()
     }
 
     async fn fetch_token(&self, mode: FetchMode) -> Result<AccessToken, WeChatError> {
-        let (endpoint, request) = match &self.upstream.token_source {
+        let current = self.current();
+        let (http, upstream) = (&current.http, &current.upstream);
+        let (endpoint, request) = match &upstream.token_source {
             TokenSource::Stable => (
                 "stable_token",
-                self.http
-                    .post(endpoint(&self.upstream.api_base, "cgi-bin/stable_token"))
+                http.post(endpoint(&upstream.api_base, "cgi-bin/stable_token"))
                     .json(&serde_json::json!({
                         "grant_type": "client_credential",
-                        "appid": self.upstream.app_id,
-                        "secret": self.upstream.app_secret.expose(),
+                        "appid": upstream.app_id,
+                        "secret": upstream.app_secret.expose(),
                         "force_refresh": mode.force_refresh,
                     })),
             ),
             TokenSource::Token => {
-                let mut url = parse_url(&self.upstream.api_base, "cgi-bin/token", "token")?;
+                let mut url = parse_url(&upstream.api_base, "cgi-bin/token", "token")?;
                 url.query_pairs_mut()
                     .append_pair("grant_type", "client_credential")
-                    .append_pair("appid", &self.upstream.app_id)
-                    .append_pair("secret", self.upstream.app_secret.expose());
-                ("token", self.http.get(url))
+                    .append_pair("appid", &upstream.app_id)
+                    .append_pair("secret", upstream.app_secret.expose());
+                ("token", http.get(url))
             }
-            TokenSource::Url(url) => ("token service", self.http.get(url.clone())),
+            TokenSource::Url(url) => ("token service", http.get(url.clone())),
         };
         // Fetching a token changes nothing at WeChat (stable_token in normal mode, a
-        // central service) or only mints one more (cgi-bin/token): safe to repeat.
+        // central service) or only mints one more (cgi-bin/token): safe to repeat. Nobody
+        // waits on it directly (a background refresh), so it has its own deadline.
         let reply: TokenReply = with_retries(
             &self.metrics,
             endpoint,
-            self.policy,
-            self.own_deadline(),
+            current.policy,
+            Instant::now() + upstream.timeout,
             true,
             |left| {
                 let request = request
@@ -214,7 +255,9 @@ impl Api {
         }
         Ok(token)
     }
+}
 
+impl Endpoint {
     async fn qrcode_create(
         &self,
         request: &QrCodeRequest,
@@ -325,6 +368,8 @@ impl TokenFetcher for Fetcher {
 /// The client for one account: tokens, tickets, images.
 #[derive(Debug)]
 pub struct WeChatClient {
+    /// The AppID, fixed for the process's life (adding an account takes a restart).
+    app_id: String,
     api: Arc<Api>,
     tokens: Arc<TokenCache<Fetcher>>,
     images: ImageCache,
@@ -342,31 +387,20 @@ impl WeChatClient {
         upstream: Upstream,
         permanent: Arc<PermanentTickets>,
         shared: Option<Arc<SharedToken>>,
-        metrics: Arc<Metrics>,
+        metrics: &Metrics,
     ) -> Result<Self, WeChatError> {
-        let mut http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(3))
-            .user_agent(concat!("wechat-qr/", env!("CARGO_PKG_VERSION")));
-        if is_loopback(&upstream.api_base) && is_loopback(&upstream.mp_base) {
-            // The simulator (or a test double) on loopback must not go through a proxy
-            // configured for the real WeChat.
-            http = http.no_proxy();
-        }
-        let http = http
-            .build()
-            .map_err(|e| WeChatError::transport("client", e))?;
+        let metrics = metrics.account(&upstream.app_id);
         let images = ImageCache::new(upstream.image_cache_bytes, metrics.clone());
-        let policy = RetryPolicy::new(upstream.attempts);
         let refresh_at = upstream.refresh_at;
+        let app_id = upstream.app_id.clone();
         let api = Arc::new(Api {
-            http,
-            upstream,
-            policy,
+            current: RwLock::new(Arc::new(Endpoint::new(upstream)?)),
             metrics: metrics.clone(),
         });
         Ok(Self {
+            app_id,
             tokens: TokenCache::new(
-                api.upstream.app_id.clone(),
+                api.metrics.app_id.clone(),
                 Fetcher {
                     api: api.clone(),
                     shared,
@@ -386,7 +420,35 @@ impl WeChatClient {
 
     /// The AppID this client acts for.
     pub fn app_id(&self) -> &str {
-        &self.api.upstream.app_id
+        &self.app_id
+    }
+
+    /// Puts a reloaded AppSecret and base URLs (and the account's limits) in force.
+    /// Calls in flight finish with the settings they started with. A new AppSecret or
+    /// API base drops the cached access_token, so the next call fetches one with the
+    /// new secret at once: a wrong secret shows now, not at the next refresh hours
+    /// later. Says what changed (names only, never a value).
+    pub async fn reload(&self, upstream: Upstream) -> Result<Vec<&'static str>, WeChatError> {
+        let old = self.api.current();
+        let mut changed = Vec::new();
+        if old.upstream.app_secret != upstream.app_secret {
+            changed.push("app_secret");
+        }
+        if old.upstream.api_base != upstream.api_base {
+            changed.push("api_base");
+        }
+        if old.upstream.mp_base != upstream.mp_base {
+            changed.push("mp_base");
+        }
+        let fresh = Endpoint::new(upstream)?;
+        *self.api.current.write().expect("endpoint lock poisoned") = Arc::new(fresh);
+        if changed
+            .iter()
+            .any(|c| matches!(*c, "app_secret" | "api_base"))
+        {
+            self.tokens.forget().await;
+        }
+        Ok(changed)
     }
 
     /// Every permanent ticket this deployment minted.
@@ -396,7 +458,20 @@ impl WeChatClient {
 
     /// How many more permanent codes may be minted; `None` without a budget.
     pub async fn permanent_remaining(&self) -> Option<u64> {
-        self.permanent.remaining(&self.api.upstream.app_id).await
+        self.permanent.remaining(&self.app_id).await
+    }
+
+    /// Sets the budget gauges from the store (after a code is minted, at start and on a
+    /// reload).
+    pub async fn report_permanent_budget(&self) {
+        let budget = self.permanent.budget(&self.app_id);
+        let left = self.permanent.remaining(&self.app_id).await;
+        self.api.metrics.set_permanent_budget(budget.zip(left));
+    }
+
+    /// The account's series.
+    pub fn metrics(&self) -> &AccountMetrics {
+        &self.api.metrics
     }
 
     /// How many token fetches this client started.
@@ -406,12 +481,12 @@ impl WeChatClient {
 
     /// WeChat's `showqrcode` URL for a ticket, the ticket URL-encoded.
     pub fn image_url(&self, ticket: &str) -> String {
-        self.api.image_url(ticket)
+        self.api.current().image_url(ticket)
     }
 
     /// The deadline of a call: the caller's own, if any, capped by the configured ceiling.
     pub fn deadline(&self, caller_timeout: Option<Duration>) -> Instant {
-        let ceiling = self.api.upstream.timeout;
+        let ceiling = self.api.current().upstream.timeout;
         Instant::now() + caller_timeout.map_or(ceiling, |t| t.min(ceiling))
     }
 
@@ -426,20 +501,14 @@ impl WeChatClient {
             let (ticket, minted) = self
                 .permanent
                 .get_or_create(
-                    &self.api.upstream.app_id,
+                    &self.app_id,
                     &request.scene,
                     self.create_qrcode(request, deadline),
                 )
                 .await?;
             if minted {
                 self.api.metrics.permanent_minted.inc();
-                if let Some(left) = self.permanent.remaining(&self.api.upstream.app_id).await {
-                    self.api
-                        .metrics
-                        .permanent_budget_remaining
-                        .with_label_values(&[self.api.upstream.app_id.as_str()])
-                        .set(i64::try_from(left).unwrap_or(i64::MAX));
-                }
+                self.report_permanent_budget().await;
             } else {
                 tracing::debug!("permanent scene already minted; answered from the store");
             }
@@ -479,13 +548,14 @@ impl WeChatClient {
         deadline: Instant,
     ) -> Result<QrTicket, WeChatError> {
         // Not idempotent: a request that timed out may have minted a code already.
+        let current = self.api.current();
         with_retries(
             &self.api.metrics,
             "qrcode/create",
-            self.api.policy,
+            current.policy,
             deadline,
             false,
-            |left| self.api.qrcode_create(request, token, left),
+            |left| current.qrcode_create(request, token, left),
         )
         .await
     }
@@ -500,7 +570,8 @@ impl WeChatClient {
 
     /// A ticket's image, from the cache or downloaded once for all concurrent callers.
     pub async fn image(&self, ticket: &str, deadline: Instant) -> Result<QrImage, WeChatError> {
-        let ceiling = self.api.upstream.image_ttl;
+        let current = self.api.current();
+        let ceiling = current.upstream.image_ttl;
         let ttl = self.expiries.get(ticket).map_or(ceiling, |expires| {
             expires
                 .saturating_duration_since(Instant::now())
@@ -512,10 +583,10 @@ impl WeChatClient {
         let download = with_retries(
             &self.api.metrics,
             "showqrcode",
-            self.api.policy,
+            current.policy,
             deadline,
             true,
-            |left| self.api.showqrcode(ticket, left),
+            |left| current.showqrcode(ticket, left),
         );
         tokio::time::timeout_at(deadline, self.images.get_or_download(ticket, ttl, download))
             .await

@@ -123,8 +123,9 @@ pub struct PermanentTickets {
     /// An async lock held across the upstream call: permanent codes are rare, and
     /// serialising them is what makes "never twice" hold under concurrency.
     tickets: Mutex<HashMap<String, KnownTicket>>,
-    /// AppID → the most permanent codes the store may hold for it.
-    budgets: HashMap<String, u64>,
+    /// AppID → the most permanent codes the store may hold for it. A std lock held only
+    /// to read or replace one entry; a reload (SIGHUP) changes it while serving.
+    budgets: std::sync::RwLock<HashMap<String, u64>>,
 }
 
 impl PermanentTickets {
@@ -142,22 +143,38 @@ impl PermanentTickets {
         Ok(Self {
             records,
             tickets: Mutex::new(tickets),
-            budgets: HashMap::new(),
+            budgets: std::sync::RwLock::new(HashMap::new()),
         })
     }
 
     /// Caps the permanent codes kept for `app_id` at `budget` (`None`: no cap).
-    pub fn with_budget(mut self, app_id: &str, budget: Option<u64>) -> Self {
-        match budget {
-            Some(budget) => self.budgets.insert(app_id.to_owned(), budget),
-            None => self.budgets.remove(app_id),
-        };
+    pub fn with_budget(self, app_id: &str, budget: Option<u64>) -> Self {
+        self.set_budget(app_id, budget);
         self
+    }
+
+    /// Replaces the budget of `app_id` (`None`: no cap) for the next code minted; one
+    /// being minted finishes under the budget it started with.
+    pub fn set_budget(&self, app_id: &str, budget: Option<u64>) {
+        let mut budgets = self.budgets.write().expect("budget lock poisoned");
+        match budget {
+            Some(budget) => budgets.insert(app_id.to_owned(), budget),
+            None => budgets.remove(app_id),
+        };
+    }
+
+    /// The permanent budget of `app_id`; `None` without one.
+    pub fn budget(&self, app_id: &str) -> Option<u64> {
+        self.budgets
+            .read()
+            .expect("budget lock poisoned")
+            .get(app_id)
+            .copied()
     }
 
     /// How many more permanent codes `app_id` may mint; `None` without a budget.
     pub async fn remaining(&self, app_id: &str) -> Option<u64> {
-        let budget = *self.budgets.get(app_id)?;
+        let budget = self.budget(app_id)?;
         Some(budget.saturating_sub(count(&*self.tickets.lock().await, app_id)))
     }
 
@@ -182,7 +199,7 @@ impl PermanentTickets {
         if let Some(known) = tickets.get(&key) {
             return Ok((known.ticket.clone(), false));
         }
-        let budget = self.budgets.get(app_id).copied();
+        let budget = self.budget(app_id);
         // Shared by several replicas, a budget is the deployment's: an account's budgeted
         // codes are minted one at a time under a deployment-wide claim, counting what
         // every replica has minted (a single process holds no claim and knows them all).

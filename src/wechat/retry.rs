@@ -2,12 +2,12 @@
 //! [`WeChatError::is_retryable`]), with jittered exponential back-off, and never past the
 //! deadline — the caller's gRPC deadline or the configured ceiling, whichever is sooner.
 
-use std::time::Duration;
+use std::{borrow::Cow, time::Duration};
 
 use tokio::time::Instant;
 
 use super::{TransportKind, WeChatError};
-use crate::metrics::Metrics;
+use crate::metrics::AccountMetrics;
 
 /// How persistent to be.
 #[derive(Debug, Clone, Copy)]
@@ -41,7 +41,7 @@ impl RetryPolicy {
 /// Runs `call` (given the time left) until it succeeds, fails for good, runs out of
 /// tries, or the deadline passes.
 pub(crate) async fn with_retries<T, F, Fut>(
-    metrics: &Metrics,
+    metrics: &AccountMetrics,
     endpoint: &'static str,
     policy: RetryPolicy,
     deadline: Instant,
@@ -63,10 +63,7 @@ where
             Ok(result) => result,
             Err(_) => Err(WeChatError::DeadlineExceeded { endpoint }),
         };
-        metrics
-            .upstream_calls
-            .with_label_values(&[endpoint, &result_label(&result)])
-            .inc();
+        metrics.upstream_call(endpoint, &result_label(&result));
         if let Err(e @ WeChatError::DeadlineExceeded { .. }) = result {
             return Err(e);
         }
@@ -89,12 +86,13 @@ where
     }
 }
 
-/// The `result` label of `upstream_calls_total`.
-fn result_label<T>(result: &Result<T, WeChatError>) -> String {
+/// The `result` label of `upstream_calls_total`: borrowed for a success (the hot path
+/// allocates nothing), formatted only for an errcode or HTTP status.
+fn result_label<T>(result: &Result<T, WeChatError>) -> Cow<'static, str> {
     match result {
         Ok(_) => "0".into(),
-        Err(WeChatError::Api { errcode, .. }) => errcode.to_string(),
-        Err(WeChatError::HttpStatus { status, .. }) => format!("http_{status}"),
+        Err(WeChatError::Api { errcode, .. }) => errcode.to_string().into(),
+        Err(WeChatError::HttpStatus { status, .. }) => format!("http_{status}").into(),
         Err(WeChatError::TicketNotFound) => "http_404".into(),
         Err(WeChatError::Unreachable { kind, .. }) => match kind {
             TransportKind::Connect => "connect_error".into(),

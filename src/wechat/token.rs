@@ -25,7 +25,7 @@ use std::{
 use moka::{Expiry, future::Cache, ops::compute::Op};
 
 use super::WeChatError;
-use crate::{metrics::Metrics, secret::Secret};
+use crate::{logging::LogBudget, metrics::AccountMetrics, secret::Secret};
 
 /// WeChat allows a `force_refresh` of the stable token at most this often.
 pub const FORCE_REFRESH_INTERVAL: Duration = Duration::from_secs(30);
@@ -122,8 +122,11 @@ pub struct TokenCache<F> {
     /// Set when a rejected token was dropped: the next fetch asks for `force_refresh`.
     force_next: AtomicBool,
     last_force: Mutex<Option<Instant>>,
-    /// Counts fetches (and failures) in `token_fetches_total`.
-    metrics: Arc<Metrics>,
+    /// Counts fetches (and failures) in `token_fetches_total`, and flags a refused
+    /// AppSecret in `app_secret_rejected`.
+    metrics: Arc<AccountMetrics>,
+    /// Paces the error logged while the AppSecret is refused (one a second at most).
+    rejections_logged: Arc<LogBudget>,
 }
 
 impl<F> std::fmt::Debug for TokenCache<F> {
@@ -137,7 +140,12 @@ impl<F> std::fmt::Debug for TokenCache<F> {
 
 impl<F: TokenFetcher> TokenCache<F> {
     /// A cache for `account` that refreshes once a token is `refresh_at` (0..=1) old.
-    pub fn new(account: String, fetcher: F, refresh_at: f64, metrics: Arc<Metrics>) -> Arc<Self> {
+    pub fn new(
+        account: String,
+        fetcher: F,
+        refresh_at: f64,
+        metrics: Arc<AccountMetrics>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             account,
             fetcher: Arc::new(fetcher),
@@ -150,6 +158,7 @@ impl<F: TokenFetcher> TokenCache<F> {
             force_next: AtomicBool::new(false),
             last_force: Mutex::new(None),
             metrics,
+            rejections_logged: LogBudget::new("AppSecret refused", 1),
         })
     }
 
@@ -187,6 +196,13 @@ impl<F: TokenFetcher> TokenCache<F> {
         }
     }
 
+    /// Drops the cached token whatever it is (the AppSecret or API base changed), so the
+    /// next call fetches one. A fetch already running finishes and may still cache its
+    /// token: it was valid when fetched.
+    pub async fn forget(&self) {
+        self.tokens.invalidate(&self.account).await;
+    }
+
     /// Fetches started (for logs and tests).
     pub fn fetches(&self) -> u64 {
         self.metrics.token_fetches.get()
@@ -212,9 +228,24 @@ impl<F: TokenFetcher> TokenCache<F> {
         let mode = FetchMode {
             force_refresh: self.force_next.swap(false, Ordering::Relaxed) && self.may_force(),
         };
-        let token = self.fetcher.fetch(mode).await.inspect_err(|_| {
+        let token = self.fetcher.fetch(mode).await.inspect_err(|error| {
             self.metrics.token_fetch_failures.inc();
+            if error.is_credential_rejected() {
+                self.metrics.app_secret_rejected.set(1);
+                if self.rejections_logged.admit() {
+                    tracing::error!(
+                        app_id = self.account.as_str(),
+                        %error,
+                        "WeChat refused the AppSecret of account {}: it was reset in the \
+                         WeChat console or is wrong. Put the account's current AppSecret in \
+                         the configuration (app_secret, app_secret_file or app_secret_env) \
+                         and send SIGHUP; no restart is needed",
+                        self.account
+                    );
+                }
+            }
         })?;
+        self.metrics.app_secret_rejected.set(0);
         tracing::info!(
             expires_in = token.lifetime.as_secs(),
             force_refresh = mode.force_refresh,

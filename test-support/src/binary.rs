@@ -188,6 +188,20 @@ impl Binary {
             .unwrap()
     }
 
+    /// The sum of every series of metric `name`, whatever its labels (for one account's
+    /// series: the per-account metrics carry `app_id`).
+    pub async fn metric_total(&self, name: &str) -> f64 {
+        self.metrics()
+            .await
+            .lines()
+            .filter(|l| {
+                l.strip_prefix(name)
+                    .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
     /// The webhook listener's base URL (`http://host:port`).
     pub fn http_base(&self) -> String {
         let rest = self.webhook_url.strip_prefix("http://").unwrap();
