@@ -472,6 +472,8 @@ pub async fn start(
         grpc = grpc.tls_config(tls_config(tls)).map_err(StartError::Tls)?;
     }
     let grpc = grpc
+        // Outermost, so the caller's trace is the parent of everything the call does.
+        .layer(crate::telemetry::GrpcTraceLayer)
         // Callers are checked once, around every service; health and reflection pass.
         .layer(access.layer())
         .add_service(health_service)

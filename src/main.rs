@@ -13,6 +13,7 @@ use wechat_qr::{
     config::{FileConfig, ReplyMessage, ReplyOn, ReplyRule, SceneMatch, ServeConfig, redact_url},
     logging::{self, LogFormat},
     simulator::ScanRequest,
+    telemetry,
 };
 
 #[derive(Debug, Parser)]
@@ -87,8 +88,22 @@ fn main() -> ExitCode {
             }
         };
     }
-    logging::init(cli.log_format);
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime starts");
+    // The OTLP exporter's gRPC transport runs its connection on this runtime.
+    let traces = match runtime.block_on(async { telemetry::Traces::from_env() }) {
+        Ok(traces) => traces,
+        Err(message) => {
+            eprintln!("wechat-qr: {message}");
+            return ExitCode::FAILURE;
+        }
+    };
+    logging::init(cli.log_format, traces.as_ref());
+    if traces.is_some() {
+        tracing::info!(
+            endpoint = telemetry::endpoint_for_log().as_str(),
+            "exporting traces over OTLP"
+        );
+    }
     let result = match cli.command {
         None | Some(Command::Serve) => runtime.block_on(serve(cli.serve, cli.config)),
         Some(Command::SimulateScan(args)) => {
@@ -96,6 +111,10 @@ fn main() -> ExitCode {
         }
         Some(Command::CheckConfig { .. }) => unreachable!("answered before the runtime starts"),
     };
+    // The last spans go out while the runtime still drives the exporter's connection.
+    if let Some(traces) = traces {
+        traces.shutdown();
+    }
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {

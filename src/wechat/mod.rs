@@ -191,7 +191,8 @@ impl Api {
             |left| {
                 let request = request
                     .try_clone()
-                    .expect("token requests have plain bodies");
+                    .expect("token requests have plain bodies")
+                    .headers(crate::telemetry::inject());
                 async move {
                     let response = request
                         .timeout(left)
@@ -228,6 +229,7 @@ impl Api {
         let response = self
             .http
             .post(url)
+            .headers(crate::telemetry::inject())
             .json(&request.body())
             .timeout(left)
             .send()
@@ -249,6 +251,7 @@ impl Api {
         let response = self
             .http
             .get(self.image_url(ticket))
+            .headers(crate::telemetry::inject())
             .timeout(left)
             .send()
             .await

@@ -31,6 +31,7 @@ mod report;
 mod resume;
 mod rpc_load;
 mod stats;
+mod traces;
 mod waiters;
 
 use std::{process::ExitCode, time::Duration};
@@ -98,10 +99,12 @@ enum Scenario {
     /// Replicas on Redis: ingest through one vs the embedded store, CPU per push of the
     /// replica and redis-server, fan-out with subscribers spread over two replicas.
     Replicas,
+    /// CreateTicket with traces exported over OTLP to a local sink vs traces off.
+    Traces,
 }
 
 impl Scenario {
-    const EACH: [Self; 11] = [
+    const EACH: [Self; 12] = [
         Self::Ingest,
         Self::Reply,
         Self::Latency,
@@ -113,6 +116,7 @@ impl Scenario {
         Self::Waiters,
         Self::Stats,
         Self::Replicas,
+        Self::Traces,
     ];
 
     fn name(self) -> &'static str {
@@ -129,6 +133,7 @@ impl Scenario {
             Self::Recovery => "recovery",
             Self::Stats => "stats",
             Self::Replicas => "replicas",
+            Self::Traces => "traces",
         }
     }
 }
@@ -264,6 +269,7 @@ async fn run(cli: Cli) -> ExitCode {
             Scenario::Recovery => recovery::run(&scale).await,
             Scenario::Stats => stats::run(&scale).await,
             Scenario::Replicas => replicas::run(&scale).await,
+            Scenario::Traces => traces::run(&scale).await,
         };
         eprintln!(
             "   {} done in {:.1} s",
