@@ -544,6 +544,8 @@ pub async fn start(
         grpc = grpc.tls_config(tls_config(tls)).map_err(StartError::Tls)?;
     }
     let grpc = grpc
+        // Outermost, so the caller's trace is the parent of everything the call does.
+        .layer(crate::telemetry::GrpcTraceLayer)
         // Each call marks its connection busy (not idle, not to be closed to make room).
         .layer(grpc_connections.layer())
         // Callers are checked once, around every service; health and reflection pass.

@@ -28,8 +28,9 @@
 //! [`app::start`] wires it together: it binds the gRPC, webhook and admin listeners (and,
 //! when no WeChat credentials are configured, the [`simulator`]), and stops everything on
 //! one [`tokio_util::sync::CancellationToken`] — the webhook first, then the streams.
-//! [`metrics`] (served by the admin listener, apart from the webhook) and [`logging`] are
-//! what operators see; the web console (`/console/` on the admin listener) is what people
+//! [`metrics`] (served by the admin listener, apart from the webhook), [`logging`] and,
+//! when an OTLP endpoint is configured, [`telemetry`]'s traces are what operators see;
+//! the web console (`/console/` on the admin listener) is what people
 //! look at: a page embedded in the binary, calling the same services over gRPC-Web.
 //!
 //! No caller can hold the process's connections or descriptors: [`descriptors`] raises
@@ -61,6 +62,7 @@ pub mod protocol;
 pub mod secret;
 pub mod simulator;
 pub mod stats;
+pub mod telemetry;
 pub mod webhook;
 pub mod wechat;
 

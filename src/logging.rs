@@ -15,7 +15,11 @@ use std::{
 // tokio's clock, so tests can pause it.
 use tokio::time::Instant;
 
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::{
+    EnvFilter, Layer, layer::SubscriberExt, registry::LookupSpan, util::SubscriberInitExt,
+};
+
+use crate::telemetry::Traces;
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -27,16 +31,36 @@ pub enum LogFormat {
     Json,
 }
 
-/// Installs the global subscriber; `RUST_LOG` filters (default `info`).
-pub fn init(format: LogFormat) {
+/// Installs the global subscriber; `RUST_LOG` filters (default `info`). With `traces`,
+/// their layer sits beside the log with a filter of its own, so `RUST_LOG` keeps
+/// deciding what is logged and the trace spans below it stay out of the log; without,
+/// the log's filter is the only one, and spans below it are never created.
+pub fn init(format: LogFormat, traces: Option<&Traces>) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match traces {
+        None => tracing_subscriber::registry()
+            .with(filter)
+            .with(log_layer(format))
+            .init(),
+        Some(traces) => tracing_subscriber::registry()
+            .with(log_layer(format).with_filter(filter))
+            .with(traces.layer())
+            .init(),
+    }
+}
+
+/// The log lines, as `format` says.
+fn log_layer<S>(format: LogFormat) -> Box<dyn Layer<S> + Send + Sync>
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+{
+    let layer = tracing_subscriber::fmt::layer();
     match format {
-        LogFormat::Text => builder
+        LogFormat::Text => layer
             // Colour codes only for a terminal; files and collectors get plain text.
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-            .init(),
-        LogFormat::Json => builder.json().with_current_span(true).init(),
+            .boxed(),
+        LogFormat::Json => layer.json().with_current_span(true).boxed(),
     }
 }
 

@@ -14,6 +14,7 @@ use wechat_qr::{
     descriptors::{self, ConnectionPlan},
     logging::{self, LogFormat},
     simulator::ScanRequest,
+    telemetry,
 };
 
 #[derive(Debug, Parser)]
@@ -100,8 +101,27 @@ fn main() -> ExitCode {
             }
         };
     }
-    logging::init(cli.log_format);
-    // Before anything opens a descriptor: a soft limit of 1,024 (a common default) is
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime starts");
+    // The OTLP exporter's gRPC transport runs its connection on this runtime.
+    let traces = match runtime.block_on(async { telemetry::Traces::from_env() }) {
+        Ok(traces) => traces,
+        Err(message) => {
+            eprintln!("wechat-qr: {message}");
+            return ExitCode::FAILURE;
+        }
+    };
+    logging::init(cli.log_format, traces.as_ref());
+    if traces.is_some() {
+        tracing::info!(
+            // Without userinfo, query or fragment: a collector's API key may be there
+            // (headers, which may carry one too, are never shown).
+            endpoint = url::Url::parse(&telemetry::endpoint())
+                .map_or_else(|_| "<not a URL>".to_owned(), |url| redact_url(&url))
+                .as_str(),
+            "exporting traces over OTLP"
+        );
+    }
+    // Before anything else opens a descriptor: a soft limit of 1,024 (a common default) is
     // far below what the listeners' caps need, and the hard limit is ours to use.
     match descriptors::raise_limit() {
         Ok(limit) => tracing::info!(
@@ -116,7 +136,6 @@ fn main() -> ExitCode {
             "cannot raise the descriptor limit; the connection caps are sized from the soft limit"
         ),
     }
-    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime starts");
     let result = match cli.command {
         None | Some(Command::Serve) => runtime.block_on(serve(cli.serve, cli.config)),
         Some(Command::SimulateScan(args)) => {
@@ -124,6 +143,10 @@ fn main() -> ExitCode {
         }
         Some(Command::CheckConfig { .. }) => unreachable!("answered before the runtime starts"),
     };
+    // The last spans go out while the runtime still drives the exporter's connection.
+    if let Some(traces) = traces {
+        traces.shutdown();
+    }
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Response, header::CONTENT_TYPE, header::HeaderValue};
+use tracing::{Instrument, field::Empty};
 
 use crate::{
     config::{ForwardFailure, ForwardSettings, redact_url},
@@ -163,13 +164,31 @@ impl Forwarder {
 
     /// Forwards `push` and returns the handler's answer, counting the outcome.
     pub(crate) async fn forward(&self, push: Verbatim) -> Result<Relayed, ForwardError> {
-        let result = match tokio::time::timeout(self.settings.timeout, self.exchange(push)).await {
+        // For traces: the forward as a client span, its context sent to the handler. The
+        // handler's host only: its URL may carry credentials.
+        let span = tracing::debug_span!(
+            "webhook.forward",
+            otel.name = "forward to existing handler",
+            otel.kind = "client",
+            otel.status_code = Empty,
+            http.request.method = "POST",
+            server.address = self.settings.url.host_str().unwrap_or_default(),
+            http.response.status_code = Empty,
+            outcome = Empty,
+        );
+        let exchange = self.exchange(push).instrument(span.clone());
+        let result = match tokio::time::timeout(self.settings.timeout, exchange).await {
             Ok(result) => result,
             Err(_elapsed) => Err(ForwardError::Timeout),
         };
         let outcome = match &result {
             Ok(_) => "relayed",
             Err(e) => e.outcome(),
+        };
+        span.record("outcome", outcome);
+        match &result {
+            Ok(relayed) => span.record("http.response.status_code", relayed.status),
+            Err(_) => span.record("otel.status_code", "ERROR"),
         };
         self.metrics.forwards.inc(outcome);
         match &result {
@@ -192,6 +211,7 @@ impl Forwarder {
         let mut request = self
             .http
             .post(self.target(push.query.as_deref()))
+            .headers(crate::telemetry::inject())
             .header(hyper::header::VIA, VIA);
         if let Some(content_type) = push.content_type {
             request = request.header(CONTENT_TYPE, content_type);

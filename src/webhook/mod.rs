@@ -24,7 +24,7 @@ use std::{
 use bytes::Bytes;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::{Method, Request, body::Incoming};
-use tracing::Instrument;
+use tracing::{Instrument, field::Empty};
 
 use crate::{
     config::WebhookSettings,
@@ -323,10 +323,24 @@ impl Webhook {
                 .get("x-request-id")
                 .and_then(|v| v.to_str().ok()),
         );
-        let span = tracing::info_span!("push", %request_id, method = request.method().as_str());
         // One snapshot per request: a reload mid-request does not mix old and new keys.
         let settings = self.settings();
-        async move {
+        // For traces only (DEBUG, so never created while traces are off): the request as a
+        // server span, under the sender's `traceparent` if it sent one.
+        let server = tracing::debug_span!(
+            "webhook.request",
+            otel.name = %format_args!("webhook {}", request.method()),
+            otel.kind = "server",
+            otel.status_code = Empty,
+            http.request.method = request.method().as_str(),
+            http.response.status_code = Empty,
+            wechat.app_id = settings.app_id.as_str(),
+        );
+        crate::telemetry::extract(request.headers(), &server);
+        let span = server.in_scope(
+            || tracing::info_span!("push", %request_id, method = request.method().as_str()),
+        );
+        let answer = async move {
             // Handshakes and pushes are counted apart, so the push counter counts pushes.
             let (counter, outcome, result) = if request.method() == Method::GET {
                 let counter = &self.metrics.handshakes;
@@ -372,7 +386,13 @@ impl Webhook {
             }
         }
         .instrument(span)
-        .await
+        .instrument(server.clone())
+        .await;
+        server.record("http.response.status_code", answer.status().as_u16());
+        if answer.status().is_server_error() {
+            server.record("otel.status_code", "ERROR");
+        }
+        answer
     }
 
     /// WeChat's server-URL check: answer `echostr` verbatim if the signature holds.
@@ -461,7 +481,9 @@ impl Webhook {
                 request.headers().get(hyper::header::CONTENT_TYPE).cloned(),
             )
         });
-        let query = Query::parse(request.uri().query());
+        // The head stays borrowed by the query; only the body is consumed.
+        let (head, body) = request.into_parts();
+        let query = Query::parse(head.uri.query());
         let timestamp = query.required("timestamp")?.into_owned();
         let nonce = query.required("nonce")?.into_owned();
         check_timestamp(settings, &timestamp)?;
@@ -473,41 +495,49 @@ impl Webhook {
             Some("aes") => true,
             Some(_) => return Err(PushError::UnknownEncryptType),
         };
-        let (xml, raw, sealed) = if encrypted {
-            if settings.mode == EncryptMode::Plaintext {
-                return Err(PushError::EncryptedRefused);
+        // Signature, replay seal and (safe mode) decryption: nothing is believed before.
+        let verified = async {
+            if encrypted {
+                if settings.mode == EncryptMode::Plaintext {
+                    return Err(PushError::EncryptedRefused);
+                }
+                let msg_signature = query.required("msg_signature")?.into_owned();
+                let body = read_body(settings, &head.headers, body).await?;
+                let encrypt = push::decode_envelope(&body)?
+                    .encrypt
+                    .ok_or(DecodeError::MissingField("Encrypt"))?;
+                if !signature::verify(
+                    &settings.tokens,
+                    &[&timestamp, &nonce, &encrypt],
+                    &msg_signature,
+                ) {
+                    return Err(PushError::BadSignature);
+                }
+                let sealed = self
+                    .seal(settings, &timestamp, &nonce, &body, SealKind::Encrypted)
+                    .await?;
+                Ok::<_, PushError>((Bytes::from(decrypt(settings, &encrypt)?), body, sealed))
+            } else {
+                if settings.mode == EncryptMode::Safe {
+                    return Err(PushError::PlaintextRefused);
+                }
+                // Checked before the body is read: a forged push costs us no body.
+                check_signature(settings, &timestamp, &nonce, &query.required("signature")?)?;
+                let body = read_body(settings, &head.headers, body).await?;
+                let sealed = self
+                    .seal(settings, &timestamp, &nonce, &body, SealKind::Plaintext)
+                    .await?;
+                Ok::<_, PushError>((body.clone(), body, sealed))
             }
-            let msg_signature = query.required("msg_signature")?.into_owned();
-            let body = read_body(settings, request).await?;
-            let encrypt = push::decode_envelope(&body)?
-                .encrypt
-                .ok_or(DecodeError::MissingField("Encrypt"))?;
-            if !signature::verify(
-                &settings.tokens,
-                &[&timestamp, &nonce, &encrypt],
-                &msg_signature,
-            ) {
-                return Err(PushError::BadSignature);
-            }
-            let sealed = self
-                .seal(settings, &timestamp, &nonce, &body, SealKind::Encrypted)
-                .await?;
-            (Bytes::from(decrypt(settings, &encrypt)?), body, sealed)
-        } else {
-            if settings.mode == EncryptMode::Safe {
-                return Err(PushError::PlaintextRefused);
-            }
-            // Checked before the body is read: a forged push costs us no body.
-            check_signature(settings, &timestamp, &nonce, &query.required("signature")?)?;
-            let body = read_body(settings, request).await?;
-            let sealed = self
-                .seal(settings, &timestamp, &nonce, &body, SealKind::Plaintext)
-                .await?;
-            (body.clone(), body, sealed)
         };
+        let (xml, raw, sealed) = verified
+            .instrument(tracing::debug_span!("webhook.verify", encrypted))
+            .await?;
         let mut qr_scan = false;
         let mut scanned = None;
-        let accepted = match push::decode_push(&xml, received_time)? {
+        let decoded = tracing::debug_span!("webhook.decode")
+            .in_scope(|| push::decode_push(&xml, received_time))?;
+        let accepted = match decoded {
             Push::Event(mut event, key) => {
                 let key = key.for_account(&settings.app_id);
                 event.app_id = settings.app_id.clone();
@@ -515,7 +545,9 @@ impl Webhook {
                 if qr_scan && !settings.replies.is_empty() {
                     scanned = Some(reply::Scanned::of(&event));
                 }
-                self.append(event, key).await?
+                self.append(event, key)
+                    .instrument(tracing::debug_span!("webhook.append"))
+                    .await?
             }
             Push::Ignored { msg_type } => {
                 tracing::debug!(
@@ -527,7 +559,10 @@ impl Webhook {
         };
         // The answer only once the seal is durable too, so after a restart this query still
         // cannot carry another body (after an append this has already happened).
-        sealed.durable().await?;
+        sealed
+            .durable()
+            .instrument(tracing::debug_span!("webhook.sync"))
+            .await?;
         let verbatim = verbatim_head.map(|(query, content_type)| forward::Verbatim {
             query,
             content_type,
@@ -535,6 +570,7 @@ impl Webhook {
         });
         let answer = self
             .answer(settings, qr_scan, scanned, verbatim, encrypted)
+            .instrument(tracing::debug_span!("webhook.answer", qr_scan))
             .await;
         Ok((accepted, answer))
     }
@@ -600,18 +636,18 @@ fn check_timestamp(settings: &WebhookSettings, timestamp: &str) -> Result<(), Pu
 /// Reads the whole body within the size limit and the read timeout.
 async fn read_body(
     settings: &WebhookSettings,
-    request: Request<Incoming>,
+    headers: &hyper::HeaderMap,
+    body: Incoming,
 ) -> Result<Bytes, PushError> {
     let limit = settings.max_body_bytes;
-    let declared = request
-        .headers()
+    let declared = headers
         .get(hyper::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > limit as u64) {
         return Err(PushError::TooLarge(limit));
     }
-    let body = Limited::new(request.into_body(), limit);
+    let body = Limited::new(body, limit);
     match tokio::time::timeout(settings.body_read_timeout, body.collect()).await {
         Err(_elapsed) => Err(PushError::BodyTimeout),
         Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {

@@ -232,7 +232,8 @@ impl Api {
             |left| {
                 let request = request
                     .try_clone()
-                    .expect("token requests have plain bodies");
+                    .expect("token requests have plain bodies")
+                    .headers(crate::telemetry::inject());
                 async move {
                     let response = request
                         .timeout(left)
@@ -271,6 +272,7 @@ impl Endpoint {
         let response = self
             .http
             .post(url)
+            .headers(crate::telemetry::inject())
             .json(&request.body())
             .timeout(left)
             .send()
@@ -292,6 +294,7 @@ impl Endpoint {
         let response = self
             .http
             .get(self.image_url(ticket))
+            .headers(crate::telemetry::inject())
             .timeout(left)
             .send()
             .await

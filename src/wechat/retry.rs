@@ -5,6 +5,7 @@
 use std::{borrow::Cow, time::Duration};
 
 use tokio::time::Instant;
+use tracing::{Instrument, Span, field::Empty};
 
 use super::{TransportKind, WeChatError};
 use crate::metrics::AccountMetrics;
@@ -46,7 +47,41 @@ pub(crate) async fn with_retries<T, F, Fut>(
     policy: RetryPolicy,
     deadline: Instant,
     idempotent: bool,
+    call: F,
+) -> Result<T, WeChatError>
+where
+    F: FnMut(Duration) -> Fut,
+    Fut: Future<Output = Result<T, WeChatError>>,
+{
+    // For traces: the call, each attempt a child span whose context the request carries.
+    let span = tracing::debug_span!(
+        "wechat.call",
+        otel.name = %format_args!("wechat {endpoint}"),
+        otel.status_code = Empty,
+        wechat.endpoint = endpoint,
+        wechat.attempts = Empty,
+        wechat.result = Empty,
+    );
+    let result = attempts(metrics, endpoint, policy, deadline, idempotent, call, &span)
+        .instrument(span.clone())
+        .await;
+    if !span.is_disabled() {
+        span.record("wechat.result", result_label(&result).as_ref());
+        if result.is_err() {
+            span.record("otel.status_code", "ERROR");
+        }
+    }
+    result
+}
+
+async fn attempts<T, F, Fut>(
+    metrics: &AccountMetrics,
+    endpoint: &'static str,
+    policy: RetryPolicy,
+    deadline: Instant,
+    idempotent: bool,
     mut call: F,
+    traced: &Span,
 ) -> Result<T, WeChatError>
 where
     F: FnMut(Duration) -> Fut,
@@ -59,11 +94,28 @@ where
         if left.is_zero() {
             return Err(WeChatError::DeadlineExceeded { endpoint });
         }
-        let result = match tokio::time::timeout_at(deadline, call(left)).await {
+        let span = tracing::debug_span!(
+            "wechat.attempt",
+            otel.name = %format_args!("{endpoint} attempt {attempt}"),
+            otel.kind = "client",
+            otel.status_code = Empty,
+            wechat.endpoint = endpoint,
+            wechat.attempt = attempt,
+            wechat.result = Empty,
+        );
+        traced.record("wechat.attempts", attempt);
+        // Entered while the request is built too, so its `traceparent` names this attempt.
+        let call = span.in_scope(|| call(left)).instrument(span.clone());
+        let result = match tokio::time::timeout_at(deadline, call).await {
             Ok(result) => result,
             Err(_) => Err(WeChatError::DeadlineExceeded { endpoint }),
         };
-        metrics.upstream_call(endpoint, &result_label(&result));
+        let label = result_label(&result);
+        span.record("wechat.result", label.as_ref());
+        if result.is_err() {
+            span.record("otel.status_code", "ERROR");
+        }
+        metrics.upstream_call(endpoint, &label);
         if let Err(e @ WeChatError::DeadlineExceeded { .. }) = result {
             return Err(e);
         }

@@ -32,6 +32,7 @@ mod resume;
 mod rpc_load;
 mod slow_clients;
 mod stats;
+mod traces;
 mod waiters;
 
 use std::{process::ExitCode, time::Duration};
@@ -102,10 +103,12 @@ enum Scenario {
     /// Replicas on Redis: ingest through one vs the embedded store, CPU per push of the
     /// replica and redis-server, fan-out with subscribers spread over two replicas.
     Replicas,
+    /// CreateTicket with traces exported over OTLP to a local sink vs traces off.
+    Traces,
 }
 
 impl Scenario {
-    const EACH: [Self; 12] = [
+    const EACH: [Self; 13] = [
         Self::Ingest,
         Self::Reply,
         Self::Latency,
@@ -118,6 +121,7 @@ impl Scenario {
         Self::Waiters,
         Self::Stats,
         Self::Replicas,
+        Self::Traces,
     ];
 
     fn name(self) -> &'static str {
@@ -135,6 +139,7 @@ impl Scenario {
             Self::Recovery => "recovery",
             Self::Stats => "stats",
             Self::Replicas => "replicas",
+            Self::Traces => "traces",
         }
     }
 }
@@ -271,6 +276,7 @@ async fn run(cli: Cli) -> ExitCode {
             Scenario::Recovery => recovery::run(&scale).await,
             Scenario::Stats => stats::run(&scale).await,
             Scenario::Replicas => replicas::run(&scale).await,
+            Scenario::Traces => traces::run(&scale).await,
         };
         eprintln!(
             "   {} done in {:.1} s",
