@@ -20,14 +20,16 @@ use url::Url;
 use crate::{
     config::{Settings, Storage, TlsSettings},
     console::Console,
+    events::groups::{Groups, StoreError as GroupsStoreError},
     events::{Backend, EventLog, LogError, OpenError, Subscribers},
     grpc::{
-        Access, AccessError, Accounts, ChannelStatsService, MAX_STATS_RESPONSE_BYTES, QrService,
-        QrServiceRoutes,
+        Access, AccessError, Accounts, ChannelStatsService, ConsumerGroupService,
+        MAX_STATS_RESPONSE_BYTES, QrService, QrServiceRoutes,
     },
     metrics::Metrics,
     pb::{
         self, channel_stats_service_server::ChannelStatsServiceServer,
+        consumer_group_service_server::ConsumerGroupServiceServer,
         qr_service_server::QrServiceServer,
     },
     simulator::Simulator,
@@ -78,6 +80,9 @@ pub enum StartError {
     /// The channel statistics could not be opened.
     #[error(transparent)]
     Stats(#[from] StatsError),
+    /// The consumer groups' file could not be opened.
+    #[error(transparent)]
+    Groups(#[from] GroupsStoreError),
     /// The reflection service could not read the descriptor set.
     #[error("cannot build gRPC reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
@@ -125,6 +130,8 @@ pub struct Running {
     pub stats: Vec<ChannelStats>,
     /// Every metric, as `/metrics` serves them.
     pub metrics: Arc<Metrics>,
+    /// The consumer groups.
+    pub groups: Groups,
     /// Who may call the gRPC API; [`Access::replace`] reloads it.
     pub access: Access,
     tasks: JoinSet<()>,
@@ -438,6 +445,29 @@ pub async fn start(
     ))
     .max_decoding_message_size(max_request)
     .max_encoding_message_size(MAX_STATS_RESPONSE_BYTES);
+    // Consumer groups follow the log like the statistics do, with state of their own
+    // beside it; on Redis they are not available yet.
+    let groups = Groups::open(
+        log.clone(),
+        match &settings.storage {
+            Storage::Durable { dir } => Some(dir.as_path()),
+            Storage::Memory | Storage::Redis { .. } => None,
+        },
+        !matches!(settings.storage, Storage::Redis { .. }),
+        metrics.clone(),
+        streams_shutdown.clone(),
+    )
+    .await?;
+    health
+        .set_serving::<ConsumerGroupServiceServer<ConsumerGroupService>>()
+        .await;
+    let groups_service = ConsumerGroupServiceServer::new(ConsumerGroupService::new(
+        accounts.clone(),
+        groups.clone(),
+        metrics.clone(),
+        settings.limits,
+    ))
+    .max_decoding_message_size(max_request);
     let service = QrService::new(accounts.clone(), subscribers.clone(), metrics.clone());
     let qr_routes = QrServiceRoutes::new(service, settings.messages);
     // The console's gRPC-Web reaches these very instances: one hub, one set of caps, and
@@ -479,6 +509,7 @@ pub async fn start(
         .add_service(reflection_v1alpha)
         .add_service(qr_routes)
         .add_service(stats_service)
+        .add_service(groups_service)
         // TCP_NODELAY: small replies must not wait ~40 ms for the peer's delayed ACK
         // (tonic applies its own nodelay default only to listeners it binds itself).
         .serve_with_incoming_shutdown(TcpIncoming::from(grpc_listener).with_nodelay(Some(true)), {
@@ -519,6 +550,7 @@ pub async fn start(
         subscribers,
         stats,
         metrics,
+        groups,
         access,
         tasks,
     })

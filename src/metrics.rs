@@ -58,6 +58,15 @@ pub struct Metrics {
     /// 1 while the event log accepts writes; 0 while its disk is full or failing (pushes
     /// are then answered 503 and gRPC health says NOT_SERVING).
     pub event_log_writable: IntGauge,
+    /// Consumer group lag by account and group: pending events plus the log's events
+    /// after the group's position (refreshed each second).
+    pub group_lag: IntGaugeVec,
+    /// Consumer group events delivered and not yet acknowledged, by account and group.
+    pub group_pending: IntGaugeVec,
+    /// Consumer group deliveries after the first, by account and group.
+    pub group_redeliveries: IntCounterVec,
+    /// Consumer group events set aside as dead letters, by account and group.
+    pub group_dead_letters: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -87,6 +96,13 @@ impl Metrics {
         };
         let gauge = |name: &str, help: &str| {
             let g = IntGauge::new(name, help).expect("valid metric");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("unique metric");
+            g
+        };
+        let gauge_vec = |name: &str, help: &str, labels: &[&str]| {
+            let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
             registry
                 .register(Box::new(g.clone()))
                 .expect("unique metric");
@@ -187,6 +203,26 @@ impl Metrics {
             event_log_writable: gauge(
                 "event_log_writable",
                 "1 while the event log accepts writes, 0 while its storage fails",
+            ),
+            group_lag: gauge_vec(
+                "group_lag_events",
+                "consumer group events not yet acknowledged (pending plus unread)",
+                &["account", "group"],
+            ),
+            group_pending: gauge_vec(
+                "group_pending_events",
+                "consumer group events delivered or awaiting redelivery, not yet acknowledged",
+                &["account", "group"],
+            ),
+            group_redeliveries: counter_vec(
+                "group_redeliveries_total",
+                "consumer group deliveries after the first",
+                &["account", "group"],
+            ),
+            group_dead_letters: counter_vec(
+                "group_dead_letters_total",
+                "consumer group events set aside as dead letters",
+                &["account", "group"],
             ),
             registry,
         }

@@ -8,6 +8,7 @@ mod cursor;
 mod durable;
 mod fanout;
 mod filter;
+pub mod groups;
 mod log;
 mod memory;
 mod redis;
