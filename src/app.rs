@@ -446,14 +446,14 @@ pub async fn start(
     .max_decoding_message_size(max_request)
     .max_encoding_message_size(MAX_STATS_RESPONSE_BYTES);
     // Consumer groups follow the log like the statistics do, with state of their own
-    // beside it; on Redis they are not available yet.
+    // beside it (on Redis: Redis consumer groups on the log's stream).
     let groups = Groups::open(
         log.clone(),
         match &settings.storage {
             Storage::Durable { dir } => Some(dir.as_path()),
             Storage::Memory | Storage::Redis { .. } => None,
         },
-        !matches!(settings.storage, Storage::Redis { .. }),
+        backend.redis.clone(),
         metrics.clone(),
         streams_shutdown.clone(),
     )

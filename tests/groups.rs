@@ -550,3 +550,93 @@ async fn a_poison_event_becomes_a_dead_letter_and_is_replayed() {
     let status = status(&binary, "careful").await;
     assert_eq!((status.dead_letters, status.pending), (0, 0));
 }
+
+/// A replica on the shared Redis: the real binary with its own simulator and data dir.
+async fn start_replica(redis: &common::redis_server::RedisServer, dir: &Path) -> Binary {
+    let mut command = Binary::command();
+    command
+        .current_dir(dir)
+        .env("WECHAT_QR_GRPC_ADDR", "127.0.0.1:0")
+        .env("WECHAT_QR_HTTP_ADDR", "127.0.0.1:0")
+        .env("WECHAT_QR_ADMIN_ADDR", "127.0.0.1:0")
+        .env("WECHAT_QR_SIMULATOR_ADDR", "127.0.0.1:0")
+        .env("WECHAT_QR_DATA_DIR", dir.join("data"))
+        .env("WECHAT_QR_REDIS_URL", redis.url());
+    Binary::spawn(command).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn on_redis_members_of_two_replicas_share_a_group_and_survive_a_replica() {
+    const DEADLINE: u32 = 2;
+    let redis = common::redis_server::RedisServer::start();
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = start_replica(&redis, dir_a.path()).await;
+    let b = start_replica(&redis, dir_b.path()).await;
+    create(
+        &a,
+        pb::CreateGroupRequest {
+            name: "shared".into(),
+            ack_deadline_seconds: DEADLINE,
+            max_unacked_per_member: 10,
+            ..Default::default()
+        },
+    )
+    .await;
+    // The group made on A is B's too.
+    assert_eq!(
+        status(&b, "shared")
+            .await
+            .group
+            .unwrap()
+            .ack_deadline_seconds,
+        DEADLINE
+    );
+    let mut holder = PyMember::start(&a, "shared", "holder", "hold").await;
+    let pushed = push_all(&a.webhook_url, openids("shared", 50), 4).await;
+    assert_eq!(pushed.len(), 50);
+    holder.wait_for(|l| ids(l, "got").len() == 10).await;
+    let held: HashSet<String> = holder.ids("got").into_iter().collect();
+    // Members that work a while on each batch, so both have a share.
+    let on_a = PyMember::start_working(&a, "shared", "on-a", "ack", 300).await;
+    let on_b = PyMember::start_working(&b, "shared", "on-b", "ack", 300).await;
+    eventually(Duration::from_secs(30), "the other 40 acknowledged", || {
+        on_a.ids("acked").len() + on_b.ids("acked").len() == 40
+    })
+    .await;
+    let confirmed: HashSet<String> = on_a
+        .ids("acked")
+        .into_iter()
+        .chain(on_b.ids("acked"))
+        .collect();
+    assert!(confirmed.is_disjoint(&held));
+    assert!(
+        !on_b.ids("acked").is_empty(),
+        "the member on B shares the work"
+    );
+    let first: Vec<String> = on_a.ids("got").into_iter().chain(on_b.ids("got")).collect();
+    assert_eq!(first.len(), 40, "no event went to two healthy members");
+
+    // Replica A dies with its members; what its holder held reaches the member on B.
+    let killed = Instant::now();
+    a.kill9().await;
+    holder.kill9().await;
+    let before = on_b.ids("got").len();
+    eventually(
+        Duration::from_secs(u64::from(DEADLINE) + 10),
+        "the held events acknowledged on B",
+        || held.iter().all(|id| on_b.ids("acked").contains(id)),
+    )
+    .await;
+    let took = killed.elapsed();
+    assert!(
+        took <= Duration::from_secs(u64::from(DEADLINE) + 1),
+        "redelivered {took:?} after the replica died"
+    );
+    let again: Vec<String> = on_b.ids("got")[before..].to_vec();
+    assert!(
+        again.iter().all(|id| !confirmed.contains(id)),
+        "an acknowledged event came again"
+    );
+    let status = status(&b, "shared").await;
+    assert_eq!(status.pending, 0);
+}

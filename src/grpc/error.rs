@@ -252,7 +252,7 @@ impl From<ApiError> for Status {
                     GroupError::Store(_) | GroupError::Log(_) => {
                         (Code::Unavailable, "GROUP_STATE_UNAVAILABLE", HashMap::new())
                     }
-                    GroupError::Unsupported => (
+                    GroupError::Unsupported(_) => (
                         Code::FailedPrecondition,
                         "GROUPS_UNSUPPORTED",
                         HashMap::new(),

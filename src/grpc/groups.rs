@@ -380,6 +380,7 @@ impl pb::consumer_group_service_server::ConsumerGroupService for ConsumerGroupSe
             let member = self
                 .groups
                 .join(&account, &first.group, name)
+                .await
                 .map_err(ApiError::from)?;
             let first_acks = parse_acks(
                 &first.ack_ids,
@@ -418,6 +419,7 @@ impl pb::consumer_group_service_server::ConsumerGroupService for ConsumerGroupSe
             let member = self
                 .groups
                 .join(&account, &r.group, member_name(&r.member, peer))
+                .await
                 .map_err(ApiError::from)?;
             let (tx, rx) = mpsc::channel(4);
             tokio::spawn(serve_member(member, None, None, tx, |deliveries, _| {
@@ -472,6 +474,7 @@ impl pb::consumer_group_service_server::ConsumerGroupService for ConsumerGroupSe
             let (dead, total) = self
                 .groups
                 .dead_letters(&account, &r.name, page)
+                .await
                 .map_err(ApiError::from)?;
             Ok(Response::new(pb::ListDeadLettersResponse {
                 dead_letters: dead

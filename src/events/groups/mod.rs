@@ -18,6 +18,7 @@
 //! first, and read more from the log only when none is ready. One reader at a time per
 //! group (the `reader` lock) keeps two members from reading the same events.
 
+mod redis;
 mod store;
 
 use std::{
@@ -34,8 +35,9 @@ use tokio_util::sync::CancellationToken;
 pub use store::{GROUPS_FILE, StoreError};
 use store::{Mirror, Record, Store};
 
-use super::{Cursor, Event, EventKind, EventLog, Filter, LogError};
+use super::{Cursor, Event, EventKind, EventLog, Filter, LogError, RedisLog};
 use crate::metrics::Metrics;
+use redis::{RedisGroups, RedisMember};
 
 /// Events read from the log per read.
 const READ_BATCH: usize = 256;
@@ -161,9 +163,9 @@ pub enum GroupError {
     /// The groups file cannot be written.
     #[error("consumer group state not saved: {0}")]
     Store(String),
-    /// Consumer groups are not available on this engine.
-    #[error("consumer groups are not available with the Redis event log yet")]
-    Unsupported,
+    /// The operation is not available on this engine.
+    #[error("{0} is not available with the Redis event log yet")]
+    Unsupported(&'static str),
 }
 
 /// One pending event.
@@ -282,9 +284,12 @@ pub struct Groups {
 #[derive(Debug)]
 struct Inner {
     log: Arc<dyn EventLog>,
-    /// `None`: state only in memory (the in-memory log), or `supported` is false.
+    /// `None`: state only in memory (the in-memory log), or on Redis.
     store: Option<Store>,
-    supported: bool,
+    /// Set on Redis: every operation goes there instead.
+    redis: Option<Arc<RedisGroups>>,
+    /// Numbers this process's members.
+    members: std::sync::atomic::AtomicU64,
     groups: Mutex<BTreeMap<String, Arc<Group>>>,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
@@ -305,28 +310,37 @@ fn parse_cursor(text: &str) -> Option<Cursor> {
 }
 
 impl Groups {
-    /// Groups over `log`, remembered in `dir` when given (the embedded engine), only in
-    /// memory otherwise; `supported = false` refuses every call (an engine the groups do
-    /// not run on yet). Reaper tasks stop with `shutdown`.
+    /// Groups over `log`: on Redis (`redis`: the log and its URL) as Redis consumer
+    /// groups; else remembered in `dir` when given (the embedded engine), only in memory
+    /// otherwise. Reaper tasks and members stop with `shutdown`.
     pub async fn open(
         log: Arc<dyn EventLog>,
         dir: Option<&Path>,
-        supported: bool,
+        redis: Option<(Arc<RedisLog>, crate::secret::Secret)>,
         metrics: Arc<Metrics>,
         shutdown: CancellationToken,
     ) -> Result<Self, StoreError> {
         let (store, mirror) = match dir {
-            Some(dir) if supported => {
+            Some(dir) if redis.is_none() => {
                 let (store, mirror) = Store::open(dir)?;
                 (Some(store), mirror)
             }
             _ => (None, Mirror::default()),
         };
+        let redis = redis.map(|(log, url)| {
+            Arc::new(RedisGroups::new(
+                log,
+                url,
+                metrics.clone(),
+                shutdown.clone(),
+            ))
+        });
         let groups = Self {
             inner: Arc::new(Inner {
                 log,
                 store,
-                supported,
+                redis,
+                members: std::sync::atomic::AtomicU64::new(0),
                 groups: Mutex::new(BTreeMap::new()),
                 metrics,
                 shutdown,
@@ -449,16 +463,7 @@ impl Groups {
         group
     }
 
-    fn check_supported(&self) -> Result<(), GroupError> {
-        if self.inner.supported {
-            Ok(())
-        } else {
-            Err(GroupError::Unsupported)
-        }
-    }
-
     fn get(&self, account: &str, name: &str) -> Result<Arc<Group>, GroupError> {
-        self.check_supported()?;
         self.inner
             .groups
             .lock()
@@ -507,7 +512,10 @@ impl Groups {
 
     /// Creates a group starting at `start`; returns its position.
     pub async fn create(&self, mut spec: GroupSpec, start: Start) -> Result<Cursor, GroupError> {
-        self.check_supported()?;
+        if let Some(redis) = &self.inner.redis {
+            spec.create_ms = now_ms();
+            return redis.create(spec, start, self.oldest().await?).await;
+        }
         let position = match start {
             Start::Now => self.inner.log.head().await?,
             Start::Oldest => self.oldest().await?,
@@ -541,6 +549,9 @@ impl Groups {
 
     /// Deletes a group; its members' streams end.
     pub async fn delete(&self, account: &str, name: &str) -> Result<(), GroupError> {
+        if let Some(redis) = &self.inner.redis {
+            return redis.delete(account, name).await;
+        }
         let group = self.get(account, name)?;
         self.inner
             .groups
@@ -567,9 +578,11 @@ impl Groups {
     /// Every group of the accounts `visible` accepts, by account then name.
     pub async fn list(
         &self,
-        visible: impl Fn(&str) -> bool,
+        visible: impl Fn(&str) -> bool + Sync,
     ) -> Result<Vec<GroupStatus>, GroupError> {
-        self.check_supported()?;
+        if let Some(redis) = &self.inner.redis {
+            return redis.list(&visible).await;
+        }
         let groups: Vec<Arc<Group>> = self
             .inner
             .groups
@@ -590,6 +603,16 @@ impl Groups {
         name: &str,
         target: SeekTarget,
     ) -> Result<Cursor, GroupError> {
+        if let Some(redis) = &self.inner.redis {
+            let position = match target {
+                SeekTarget::Cursor(cursor) => {
+                    self.inner.log.read_after(cursor, 0).await?;
+                    cursor
+                }
+                SeekTarget::Time(time) => self.cursor_at(time).await?,
+            };
+            return redis.seek(account, name, position).await;
+        }
         let group = self.get(account, name)?;
         let _reading = group.reader.lock().await;
         let position = match target {
@@ -647,6 +670,10 @@ impl Groups {
         extend_by: Option<Duration>,
         nacks: &[Cursor],
     ) -> Result<AckOutcome, GroupError> {
+        if let Some(redis) = &self.inner.redis {
+            let acked = redis.ack(account, name, acks, extend, nacks).await?;
+            return Ok(AckOutcome { acked });
+        }
         let group = self.get(account, name)?;
         let (outcome, record) = self.apply_acks(&group, acks, extend, extend_by, nacks);
         if let Some(record) = record {
@@ -736,12 +763,15 @@ impl Groups {
     }
 
     /// Up to `page_size` dead letters, oldest first, and how many there are.
-    pub fn dead_letters(
+    pub async fn dead_letters(
         &self,
         account: &str,
         name: &str,
         page_size: usize,
     ) -> Result<(Vec<DeadLetter>, u64), GroupError> {
+        if let Some(redis) = &self.inner.redis {
+            return redis.dead_letters(account, name, page_size).await;
+        }
         let group = self.get(account, name)?;
         let state = group.state.lock().expect("group lock");
         Ok((
@@ -757,6 +787,9 @@ impl Groups {
         name: &str,
         cursors: &[Cursor],
     ) -> Result<u32, GroupError> {
+        if self.inner.redis.is_some() {
+            return Err(GroupError::Unsupported("replaying dead letters"));
+        }
         let group = self.get(account, name)?;
         let (replayed, durable) = {
             let mut state = group.state.lock().expect("group lock");
@@ -795,7 +828,21 @@ impl Groups {
     }
 
     /// Joins a group as a member named `name`.
-    pub fn join(&self, account: &str, name: &str, member: String) -> Result<Member, GroupError> {
+    pub async fn join(
+        &self,
+        account: &str,
+        name: &str,
+        member: String,
+    ) -> Result<Member, GroupError> {
+        if let Some(redis) = &self.inner.redis {
+            let serial = self
+                .inner
+                .members
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return Ok(Member(MemberKind::Redis(Box::new(
+                redis.join(account, name, member, serial).await?,
+            ))));
+        }
         let group = self.get(account, name)?;
         let id = {
             let mut state = group.state.lock().expect("group lock");
@@ -810,12 +857,12 @@ impl Groups {
             );
             id
         };
-        Ok(Member {
+        Ok(Member(MemberKind::Local(LocalMember {
             groups: self.clone(),
             changed: group.changed.subscribe(),
             group,
             id,
-        })
+        })))
     }
 }
 
@@ -919,10 +966,9 @@ async fn reap(group: std::sync::Weak<Group>, inner: Arc<Inner>, shutdown: Cancel
     }
 }
 
-/// A member of a group; leaving (dropping it) gives every event it holds back to the
-/// others at once.
+/// A member of a group on the embedded or in-memory engine.
 #[derive(Debug)]
-pub struct Member {
+struct LocalMember {
     groups: Groups,
     group: Arc<Group>,
     id: u64,
@@ -940,14 +986,14 @@ pub enum MemberEvent {
     ShuttingDown,
 }
 
-impl Member {
+impl LocalMember {
     /// The group's settings.
-    pub fn spec(&self) -> &GroupSpec {
+    fn spec(&self) -> &GroupSpec {
         &self.group.spec
     }
 
     /// Waits until there are events for this member (or the group or service ends).
-    pub async fn next(&mut self) -> Result<MemberEvent, GroupError> {
+    async fn next(&mut self) -> Result<MemberEvent, GroupError> {
         loop {
             self.changed.borrow_and_update();
             let taken = self.take();
@@ -1090,7 +1136,7 @@ impl Member {
 
     /// Applies acks, extensions and nacks at once; the future it returns resolves when
     /// the acknowledgements are durable, with the ids acknowledged.
-    pub fn ack(
+    fn ack(
         &self,
         acks: &[Cursor],
         extend: &[Cursor],
@@ -1110,7 +1156,7 @@ impl Member {
     }
 }
 
-impl Drop for Member {
+impl Drop for LocalMember {
     fn drop(&mut self) {
         let mut state = self.group.state.lock().expect("group lock");
         let held: Vec<Cursor> = state
@@ -1125,5 +1171,56 @@ impl Drop for Member {
         state.members.remove(&self.id);
         drop(state);
         self.group.changed.send_modify(|v| *v += 1);
+    }
+}
+
+/// A member of a group, on whichever engine runs; leaving (dropping it) gives every
+/// event it holds back to the others at once.
+#[derive(Debug)]
+pub struct Member(MemberKind);
+
+#[derive(Debug)]
+enum MemberKind {
+    /// The embedded or in-memory engine.
+    Local(LocalMember),
+    /// Redis.
+    Redis(Box<RedisMember>),
+}
+
+impl Member {
+    /// The group's settings.
+    pub fn spec(&self) -> &GroupSpec {
+        match &self.0 {
+            MemberKind::Local(m) => m.spec(),
+            MemberKind::Redis(m) => m.spec(),
+        }
+    }
+
+    /// Waits until there are events for this member (or the group or service ends).
+    pub async fn next(&mut self) -> Result<MemberEvent, GroupError> {
+        match &mut self.0 {
+            MemberKind::Local(m) => m.next().await,
+            MemberKind::Redis(m) => m.next().await,
+        }
+    }
+
+    /// Applies acks, extensions and nacks; the future resolves once the acknowledgements
+    /// are durable, with the ids acknowledged.
+    pub fn ack(
+        &mut self,
+        acks: &[Cursor],
+        extend: &[Cursor],
+        extend_by: Option<Duration>,
+        nacks: &[Cursor],
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<Vec<Cursor>, GroupError>> + Send + 'static>>
+    {
+        match &mut self.0 {
+            MemberKind::Local(m) => Box::pin(m.ack(acks, extend, extend_by, nacks)),
+            MemberKind::Redis(m) => {
+                // Redis applies them in order on one connection before the next read.
+                let applied = m.ack_commands(acks, extend, nacks);
+                Box::pin(applied)
+            }
+        }
     }
 }
