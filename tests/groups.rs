@@ -640,3 +640,300 @@ async fn on_redis_members_of_two_replicas_share_a_group_and_survive_a_replica() 
     let status = status(&b, "shared").await;
     assert_eq!(status.pending, 0);
 }
+
+async fn receive(
+    client: &mut ConsumerGroupServiceClient<Channel>,
+    group: &str,
+) -> tonic::Streaming<pb::ReceiveGroupResponse> {
+    client
+        .receive_group(pb::ReceiveGroupRequest {
+            group: group.into(),
+            member: "web".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+/// The next `n` deliveries of a ReceiveGroup stream.
+async fn take(
+    stream: &mut tonic::Streaming<pb::ReceiveGroupResponse>,
+    n: usize,
+) -> Vec<pb::GroupDelivery> {
+    let mut out = Vec::new();
+    while out.len() < n {
+        let response = tokio::time::timeout(Duration::from_secs(10), stream.message())
+            .await
+            .expect("deliveries in time")
+            .unwrap()
+            .unwrap();
+        out.extend(response.deliveries);
+    }
+    assert_eq!(out.len(), n);
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn receive_ack_and_seek_for_callers_that_cannot_stream_both_ways() {
+    let data = tempfile::tempdir().unwrap();
+    let binary = start(data.path()).await;
+    // Events from before the group: it starts at the oldest.
+    let mut pushed = openids("early", 5);
+    pushed.sort();
+    for openid in &pushed {
+        assert_eq!(
+            push_all(&binary.webhook_url, vec![openid.clone()], 1)
+                .await
+                .len(),
+            1
+        );
+    }
+    let mut client = groups_client(&binary).await;
+    let created = client
+        .create_group(pb::CreateGroupRequest {
+            name: "web".into(),
+            start: pb::GroupStart::Oldest.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        created.group.unwrap().ack_deadline_seconds,
+        30,
+        "the default deadline"
+    );
+    let again = client
+        .create_group(pb::CreateGroupRequest {
+            name: "web".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(again.code(), tonic::Code::AlreadyExists);
+    let bad = client
+        .create_group(pb::CreateGroupRequest {
+            name: "no spaces".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), tonic::Code::InvalidArgument);
+    assert!(bad.message().starts_with("name:"), "{}", bad.message());
+
+    let mut stream = receive(&mut client, "web").await;
+    let got = take(&mut stream, 5).await;
+    let openids_got: Vec<String> = got
+        .iter()
+        .map(|d| d.event.as_ref().unwrap().openid.clone())
+        .collect();
+    assert_eq!(openids_got, pushed, "log order to one member");
+    let ack = |ids: Vec<String>| pb::AckGroupEventsRequest {
+        group: "web".into(),
+        ack_ids: ids,
+        ..Default::default()
+    };
+    let ids: Vec<String> = got.iter().map(|d| d.ack_id.clone()).collect();
+    let acked = client
+        .ack_group_events(ack(ids[..3].to_vec()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(acked.acked, 3);
+    let twice = client
+        .ack_group_events(ack(ids[..3].to_vec()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(twice.acked, 0, "an ack is idempotent");
+    let listed = status(&binary, "web").await;
+    assert_eq!((listed.pending, listed.lag), (2, 2));
+    assert_eq!(listed.members[0].name, "web");
+    assert_eq!(listed.members[0].unacked, 2);
+
+    // Seek back to after the first event: the pending two are dropped, and everything
+    // after the cursor comes again, acknowledged or not.
+    let position = client
+        .seek_group(pb::SeekGroupRequest {
+            name: "web".into(),
+            target: Some(pb::seek_group_request::Target::Cursor(ids[0].clone())),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .position;
+    assert_eq!(position, ids[0]);
+    let redone = take(&mut stream, 4).await;
+    assert_eq!(
+        redone.iter().map(|d| d.ack_id.clone()).collect::<Vec<_>>(),
+        ids[1..].to_vec()
+    );
+    assert!(redone.iter().all(|d| d.delivery_count == 1));
+    let acked = client
+        .ack_group_events(ack(ids[1..].to_vec()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(acked.acked, 4);
+
+    // Seek to a time after every event: nothing is left to deliver.
+    let future = std::time::SystemTime::now() + Duration::from_secs(3600);
+    client
+        .seek_group(pb::SeekGroupRequest {
+            name: "web".into(),
+            target: Some(pb::seek_group_request::Target::Time(future.into())),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let listed = status(&binary, "web").await;
+    assert_eq!((listed.pending, listed.lag), (0, 0));
+
+    client
+        .delete_group(pb::DeleteGroupRequest {
+            name: "web".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let ended = tokio::time::timeout(Duration::from_secs(5), stream.message())
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(ended.code(), tonic::Code::NotFound, "{ended:?}");
+    let gone = client
+        .list_dead_letters(pb::ListDeadLettersRequest {
+            name: "web".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(gone.code(), tonic::Code::NotFound);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn groups_are_scoped_by_account_and_clients_permissions_apply() {
+    use sha2::{Digest, Sha256};
+    use wechat_qr::config::{AccountConfig, ClientConfig};
+    const PLAIN: &str = "wxplain000000000a1";
+    const OTHER: &str = "wxother000000000b2";
+    let client_config =
+        |name: &str, accounts: Option<Vec<String>>, methods: Option<Vec<String>>| ClientConfig {
+            name: name.into(),
+            token_sha256: Some(hex::encode(Sha256::digest(
+                format!("{name}-token").as_bytes(),
+            ))),
+            subject: None,
+            methods,
+            accounts,
+            permanent: false,
+        };
+    let mut cfg = common::config();
+    cfg.simulator = true;
+    cfg.accounts = vec![
+        AccountConfig {
+            token: Some(wechat_qr::secret::Secret::new("plain-webhook-token")),
+            ..AccountConfig::new(PLAIN, "plain-secret")
+        },
+        AccountConfig {
+            token: Some(wechat_qr::secret::Secret::new("other-webhook-token")),
+            ..AccountConfig::new(OTHER, "other-secret")
+        },
+    ];
+    cfg.clients = vec![
+        client_config("ops", None, None),
+        client_config("plain", Some(vec![PLAIN.into()]), None),
+        client_config("member", None, Some(vec!["ConsumeGroup".into()])),
+    ];
+    let service = common::TestService::start_with(cfg).await;
+    let mut client = ConsumerGroupServiceClient::connect(format!("http://{}", service.grpc_addr))
+        .await
+        .unwrap();
+    let group = |name: &str, account: &str| pb::CreateGroupRequest {
+        name: name.into(),
+        account: account.into(),
+        ..Default::default()
+    };
+    // With two accounts, a group names its account.
+    let unnamed = client
+        .create_group(as_caller("ops", group("g", "")))
+        .await
+        .unwrap_err();
+    assert_eq!(unnamed.code(), tonic::Code::InvalidArgument);
+    assert!(
+        unnamed.message().starts_with("account:"),
+        "{}",
+        unnamed.message()
+    );
+    client
+        .create_group(as_caller("ops", group("g", OTHER)))
+        .await
+        .unwrap();
+    client
+        .create_group(as_caller("plain", group("g", PLAIN)))
+        .await
+        .unwrap();
+    // The same name in two accounts is two groups; each client sees only its accounts'.
+    let denied = client
+        .create_group(as_caller("plain", group("h", OTHER)))
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), tonic::Code::PermissionDenied, "{denied:?}");
+    let seen = |groups: pb::ListGroupsResponse| {
+        groups
+            .groups
+            .into_iter()
+            .map(|g| g.group.unwrap().account)
+            .collect::<Vec<_>>()
+    };
+    let all = client
+        .list_groups(as_caller("ops", pb::ListGroupsRequest::default()))
+        .await
+        .unwrap();
+    assert_eq!(seen(all.into_inner()), [OTHER, PLAIN]);
+    let mine = client
+        .list_groups(as_caller("plain", pb::ListGroupsRequest::default()))
+        .await
+        .unwrap();
+    assert_eq!(seen(mine.into_inner()), [PLAIN]);
+    let join = client
+        .receive_group(as_caller(
+            "plain",
+            pb::ReceiveGroupRequest {
+                group: "g".into(),
+                account: OTHER.into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(join.code(), tonic::Code::PermissionDenied);
+    // A client allowed only ConsumeGroup cannot delete a group.
+    let delete = client
+        .delete_group(as_caller(
+            "member",
+            pb::DeleteGroupRequest {
+                name: "g".into(),
+                account: PLAIN.into(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(delete.code(), tonic::Code::PermissionDenied);
+    assert!(
+        delete.message().contains("method DeleteGroup"),
+        "{}",
+        delete.message()
+    );
+}
+
+fn as_caller<T>(name: &str, message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {name}-token").parse().unwrap(),
+    );
+    request
+}
