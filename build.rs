@@ -19,6 +19,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             &[
                 PathBuf::from("proto/wechat/qr/v1/qr_service.proto"),
                 PathBuf::from("proto/wechat/qr/v1/channel_stats.proto"),
+                PathBuf::from("proto/wechat/qr/v1/consumer_groups.proto"),
             ],
             &[PathBuf::from("proto"), include],
         )?;

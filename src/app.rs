@@ -21,15 +21,17 @@ use crate::{
     config::{Settings, Storage, TlsSettings},
     console::Console,
     descriptors::{ConnectionPlan, current_limit},
+    events::groups::{Groups, StoreError as GroupsStoreError},
     events::{Backend, EventLog, LogError, OpenError, Subscribers},
     grpc::{
-        Access, AccessError, Accounts, ChannelStatsService, MAX_STATS_RESPONSE_BYTES, QrService,
-        QrServiceRoutes,
+        Access, AccessError, Accounts, ChannelStatsService, ConsumerGroupService,
+        MAX_STATS_RESPONSE_BYTES, QrService, QrServiceRoutes,
     },
     grpc_listener::GrpcConnections,
     metrics::Metrics,
     pb::{
         self, channel_stats_service_server::ChannelStatsServiceServer,
+        consumer_group_service_server::ConsumerGroupServiceServer,
         qr_service_server::QrServiceServer,
     },
     simulator::Simulator,
@@ -80,6 +82,9 @@ pub enum StartError {
     /// The channel statistics could not be opened.
     #[error(transparent)]
     Stats(#[from] StatsError),
+    /// The consumer groups' file could not be opened.
+    #[error(transparent)]
+    Groups(#[from] GroupsStoreError),
     /// The reflection service could not read the descriptor set.
     #[error("cannot build gRPC reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
@@ -130,6 +135,8 @@ pub struct Running {
     pub stats: Vec<ChannelStats>,
     /// Every metric, as `/metrics` serves them.
     pub metrics: Arc<Metrics>,
+    /// The consumer groups.
+    pub groups: Groups,
     /// Who may call the gRPC API; [`Access::replace`] reloads it.
     pub access: Access,
     /// Every account's permanent tickets and budgets; [`Running::reload`] replaces budgets.
@@ -498,6 +505,29 @@ pub async fn start(
     ))
     .max_decoding_message_size(max_request)
     .max_encoding_message_size(MAX_STATS_RESPONSE_BYTES);
+    // Consumer groups follow the log like the statistics do, with state of their own
+    // beside it (on Redis: Redis consumer groups on the log's stream).
+    let groups = Groups::open(
+        log.clone(),
+        match &settings.storage {
+            Storage::Durable { dir } => Some(dir.as_path()),
+            Storage::Memory | Storage::Redis { .. } => None,
+        },
+        backend.redis.clone(),
+        metrics.clone(),
+        streams_shutdown.clone(),
+    )
+    .await?;
+    health
+        .set_serving::<ConsumerGroupServiceServer<ConsumerGroupService>>()
+        .await;
+    let groups_service = ConsumerGroupServiceServer::new(ConsumerGroupService::new(
+        accounts.clone(),
+        groups.clone(),
+        metrics.clone(),
+        settings.limits,
+    ))
+    .max_decoding_message_size(max_request);
     let service = QrService::new(accounts.clone(), subscribers.clone(), metrics.clone());
     let qr_routes = QrServiceRoutes::new(service, settings.messages);
     // The console's gRPC-Web reaches these very instances: one hub, one set of caps, and
@@ -555,6 +585,7 @@ pub async fn start(
         .add_service(reflection_v1alpha)
         .add_service(qr_routes)
         .add_service(stats_service)
+        .add_service(groups_service)
         .serve_with_incoming_shutdown(
             grpc_connections.serve(grpc_listener, shutdown.clone(), streams_shutdown.clone()),
             {
@@ -599,6 +630,7 @@ pub async fn start(
         subscribers,
         stats,
         metrics,
+        groups,
         access,
         permanent,
         simulator_base,

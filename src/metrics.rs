@@ -97,6 +97,15 @@ pub struct Metrics {
     /// With Redis storage: 1 while Redis answers, 0 while it is unreachable (the event
     /// log is then not writable either). `None` (not exported) with the embedded store.
     pub redis_up: Option<IntGauge>,
+    /// Consumer group lag by account and group: pending events plus the log's events
+    /// after the group's position (refreshed each second).
+    pub group_lag: IntGaugeVec,
+    /// Consumer group events delivered and not yet acknowledged, by account and group.
+    pub group_pending: IntGaugeVec,
+    /// Consumer group deliveries after the first, by account and group.
+    pub group_redeliveries: IntCounterVec,
+    /// Consumer group events set aside as dead letters, by account and group.
+    pub group_dead_letters: IntCounterVec,
     /// Each configured account's label children, in configuration order.
     accounts: Arc<Vec<Arc<AccountMetrics>>>,
 }
@@ -457,6 +466,26 @@ impl Metrics {
             redis_up: redis
                 .then(|| gauge("redis_up", "1 while Redis answers, 0 while it does not")),
             accounts: Arc::new(Vec::new()),
+            group_lag: gauge_vec(
+                "group_lag_events",
+                "consumer group events not yet acknowledged (pending plus unread)",
+                &["app_id", "group"],
+            ),
+            group_pending: gauge_vec(
+                "group_pending_events",
+                "consumer group events delivered or awaiting redelivery, not yet acknowledged",
+                &["app_id", "group"],
+            ),
+            group_redeliveries: counter_vec(
+                "group_redeliveries_total",
+                "consumer group deliveries after the first",
+                &["app_id", "group"],
+            ),
+            group_dead_letters: counter_vec(
+                "group_dead_letters_total",
+                "consumer group events set aside as dead letters",
+                &["app_id", "group"],
+            ),
             registry,
         };
         // Each reason exists, at 0, from the start: an alert's `increase()` needs it.

@@ -219,7 +219,22 @@ pub struct FileConfig {
 }
 
 /// The RPCs a client's `methods` may name.
-pub const METHODS: &[&str] = &["CreateTicket", "GetImage", "StreamEvents"];
+pub const METHODS: &[&str] = &[
+    "CreateTicket",
+    "GetImage",
+    "StreamEvents",
+    // Consumer groups: members need ConsumeGroup (or ReceiveGroup and AckGroupEvents);
+    // the rest is for whoever operates the groups.
+    "CreateGroup",
+    "ListGroups",
+    "DeleteGroup",
+    "SeekGroup",
+    "ConsumeGroup",
+    "ReceiveGroup",
+    "AckGroupEvents",
+    "ListDeadLetters",
+    "ReplayDeadLetters",
+];
 
 impl FileConfig {
     /// Reads and checks `path`. `server_ids` are the flag ids a top-level key may name.

@@ -8,6 +8,7 @@ mod cursor;
 mod durable;
 mod fanout;
 mod filter;
+pub mod groups;
 mod log;
 mod memory;
 mod redis;
@@ -114,6 +115,9 @@ pub struct Backend {
     pub records: Arc<dyn Records>,
     /// The replay guard's memory of accepted `(timestamp, nonce)` pairs.
     pub seals: Arc<SealBook>,
+    /// The log again when it is on Redis, with its URL: consumer groups read its stream
+    /// as Redis consumer groups.
+    pub redis: Option<(Arc<RedisLog>, crate::secret::Secret)>,
 }
 
 impl Backend {
@@ -141,24 +145,30 @@ impl Backend {
                     log: log.clone(),
                     records: log,
                     seals: Arc::new(seals),
+                    redis: None,
                 }
             }
             // Each replica remembers seals and asks the deployment's memory in Redis.
-            Storage::Redis { url, prefix } => Self {
-                log: RedisLog::open(url, prefix, &app_ids[0], retention).await?,
-                records: RedisRecords::open(url, prefix).await?,
-                seals: Arc::new(
-                    SealBook::new(seal_keep, max_seals, None)
-                        .expect("no store to read")
-                        .with_shared(RedisSeals::open(url, prefix).await?),
-                ),
-            },
+            Storage::Redis { url, prefix } => {
+                let log = RedisLog::open(url, prefix, &app_ids[0], retention).await?;
+                Self {
+                    log: log.clone(),
+                    redis: Some((log, url.clone())),
+                    records: RedisRecords::open(url, prefix).await?,
+                    seals: Arc::new(
+                        SealBook::new(seal_keep, max_seals, None)
+                            .expect("no store to read")
+                            .with_shared(RedisSeals::open(url, prefix).await?),
+                    ),
+                }
+            }
             Storage::Memory => Self {
                 log: MemoryLog::new(retention),
                 records: Arc::new(NoRecords),
                 seals: Arc::new(
                     SealBook::new(seal_keep, max_seals, None).expect("no store to read"),
                 ),
+                redis: None,
             },
         })
     }

@@ -349,6 +349,36 @@ impl RedisLog {
     }
 }
 
+/// What consumer groups on Redis (`groups/redis.rs`) need of the log: they read the same
+/// stream with `XREADGROUP` and decode its entries here.
+impl RedisLog {
+    /// The stream's key; the groups' keys share its hash tag.
+    pub(crate) fn stream_key(&self) -> &str {
+        &self.keys.stream
+    }
+
+    /// The command connection.
+    pub(crate) fn connection(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
+    /// The entry of the stream record `id` (`<seq>-0`) with the payload `payload`.
+    pub(crate) fn entry_of(&self, id: &str, payload: &[u8]) -> Result<Entry, LogError> {
+        let seq = id
+            .split('-')
+            .next()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| LogError::Unavailable(format!("redis: stream id {id:?}")))?;
+        Ok(Entry {
+            cursor: Cursor {
+                epoch: self.epoch.load(Ordering::Relaxed),
+                seq,
+            },
+            event: Arc::new(Stored::decode(payload)?.into_event(&self.owner)),
+        })
+    }
+}
+
 /// The replica's one blocking reader: wakes local waiters when the stream grows, and
 /// rechecks the head every [`BLOCK`] (a new epoch restarts offsets below the last seen).
 async fn read_loop(log: std::sync::Weak<RedisLog>, mut blocking: ConnectionManager) {

@@ -1,7 +1,7 @@
 //! Who may call the gRPC API, checked in one place: [`AccessLayer`] wraps the whole gRPC
 //! server, so the generated routes and the pre-encoded StreamEvents route alike are
 //! behind it. With no `[[clients]]` configured every call passes, as before; with any,
-//! each `QrService` and `ChannelStatsService` call must name a client — by
+//! each `QrService`, `ChannelStatsService` and `ConsumerGroupService` call must name a client — by
 //! `authorization: Bearer <token>`, whose SHA-256 is compared in constant time with every
 //! client's `token_sha256`, or by the subject (CN) of its verified TLS client certificate
 //! — and that client must be allowed the method and the served account. Health and
@@ -38,6 +38,7 @@ use crate::{config::ClientConfig, metrics::Metrics};
 const GUARDED: &[&str] = &[
     "/wechat.qr.v1.QrService/",
     "/wechat.qr.v1.ChannelStatsService/",
+    "/wechat.qr.v1.ConsumerGroupService/",
 ];
 
 /// Why a client list cannot be used.

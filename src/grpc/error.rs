@@ -15,7 +15,7 @@ use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::{
-    events::{LogError, StreamEnd, SubscribeError},
+    events::{LogError, StreamEnd, SubscribeError, groups::GroupError},
     stats::StatsError,
     wechat::WeChatError,
 };
@@ -63,6 +63,18 @@ pub enum ApiError {
     /// The channel statistics cannot answer.
     #[error(transparent)]
     Stats(#[from] StatsError),
+    /// A consumer group operation failed.
+    #[error(transparent)]
+    Group(GroupError),
+    /// A member's stream ended because its group was deleted.
+    #[error("consumer group {name:?} was deleted")]
+    GroupDeleted {
+        /// The group's name.
+        name: String,
+    },
+    /// A member's stream ended because the server is shutting down.
+    #[error("server shutting down; join the group again")]
+    GroupShuttingDown,
     /// A request names an AppID this service does not serve.
     #[error("{field}: unknown account {account}; configured: {configured}")]
     UnknownAccount {
@@ -99,6 +111,15 @@ pub fn quote(value: &str) -> String {
         .find(|&i| value.is_char_boundary(i))
         .unwrap_or(0);
     format!("{:?}…({} bytes)", &value[..cut], value.len())
+}
+
+impl From<GroupError> for ApiError {
+    fn from(error: GroupError) -> Self {
+        match error {
+            GroupError::Log(e) => Self::Log(e),
+            other => Self::Group(other),
+        }
+    }
 }
 
 impl ApiError {
@@ -183,6 +204,13 @@ fn upstream_metadata(error: &WeChatError) -> HashMap<String, String> {
     metadata
 }
 
+fn group_metadata(account: &str, name: &str) -> HashMap<String, String> {
+    HashMap::from([
+        ("account".to_owned(), account.to_owned()),
+        ("group".to_owned(), name.to_owned()),
+    ])
+}
+
 fn resume_metadata(resume_after: impl ToString) -> HashMap<String, String> {
     HashMap::from([("resume_after".to_owned(), resume_after.to_string())])
 }
@@ -245,6 +273,38 @@ impl From<ApiError> for Status {
                 HashMap::new(),
                 message,
             ),
+            ApiError::Group(e) => {
+                let (code, reason, metadata) = match e {
+                    GroupError::NotFound { account, name } => (
+                        Code::NotFound,
+                        "GROUP_NOT_FOUND",
+                        group_metadata(account, name),
+                    ),
+                    GroupError::AlreadyExists { account, name } => (
+                        Code::AlreadyExists,
+                        "GROUP_ALREADY_EXISTS",
+                        group_metadata(account, name),
+                    ),
+                    GroupError::Store(_) | GroupError::Log(_) => {
+                        (Code::Unavailable, "GROUP_STATE_UNAVAILABLE", HashMap::new())
+                    }
+                    GroupError::Unsupported(_) => (
+                        Code::FailedPrecondition,
+                        "GROUPS_UNSUPPORTED",
+                        HashMap::new(),
+                    ),
+                };
+                (code, reason, metadata, message)
+            }
+            ApiError::GroupDeleted { name } => (
+                Code::NotFound,
+                "GROUP_NOT_FOUND",
+                HashMap::from([("group".to_owned(), name.clone())]),
+                message,
+            ),
+            ApiError::GroupShuttingDown => {
+                (Code::Unavailable, "SHUTTING_DOWN", HashMap::new(), message)
+            }
             ApiError::UnknownAccount { field, account, .. } => (
                 Code::NotFound,
                 "ACCOUNT_NOT_FOUND",

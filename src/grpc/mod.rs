@@ -1,11 +1,13 @@
 //! The `wechat.qr.v1.QrService` implementation: validates requests, calls the upstream
 //! client for tickets and images, and turns event-log subscriptions into gRPC streams;
-//! `stats.rs` serves `wechat.qr.v1.ChannelStatsService` from the channel statistics.
+//! `stats.rs` serves `wechat.qr.v1.ChannelStatsService` from the channel statistics, and
+//! `groups.rs` serves `wechat.qr.v1.ConsumerGroupService` from the consumer groups.
 //! Who may call is decided in `auth.rs`, a layer around the whole server.
 //! Every failure goes through [`ApiError`] and becomes a `Status` in `error.rs`.
 
 mod auth;
 mod error;
+mod groups;
 mod stats;
 mod validate;
 mod wire;
@@ -21,6 +23,7 @@ use tonic::{Request, Response, Status};
 
 pub use auth::{Access, AccessError, AccessLayer, Caller, Guarded};
 pub use error::{ApiError, ERROR_DOMAIN, MAX_QUOTED_BYTES, quote};
+pub use groups::ConsumerGroupService;
 pub use stats::{ChannelStatsService, MAX_RESPONSE_BYTES as MAX_STATS_RESPONSE_BYTES};
 pub use wire::QrServiceRoutes;
 

@@ -156,23 +156,7 @@ pub(crate) fn stream_events(
             ));
         }
     }
-    let kinds = request
-        .types
-        .iter()
-        .map(|&raw| match pb::EventType::try_from(raw) {
-            Ok(pb::EventType::Subscribe) => Ok(EventKind::Subscribe),
-            Ok(pb::EventType::Scan) => Ok(EventKind::Scan),
-            Ok(pb::EventType::Unsubscribe) => Ok(EventKind::Unsubscribe),
-            Ok(pb::EventType::Unspecified) => Err(ApiError::invalid(
-                "types",
-                "EVENT_TYPE_UNSPECIFIED is not a filter; omit types for all events",
-            )),
-            Err(_) => Err(ApiError::invalid(
-                "types",
-                format!("unknown event type {raw}"),
-            )),
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let kinds = kinds(&request.types)?;
     let resume_after = if request.resume_after.is_empty() {
         None
     } else {
@@ -189,4 +173,24 @@ pub(crate) fn stream_events(
         kinds,
         resume_after,
     })
+}
+
+/// The event kinds of a `types` filter field.
+pub(crate) fn kinds(types: &[i32]) -> Result<Vec<EventKind>, ApiError> {
+    types
+        .iter()
+        .map(|&raw| match pb::EventType::try_from(raw) {
+            Ok(pb::EventType::Subscribe) => Ok(EventKind::Subscribe),
+            Ok(pb::EventType::Scan) => Ok(EventKind::Scan),
+            Ok(pb::EventType::Unsubscribe) => Ok(EventKind::Unsubscribe),
+            Ok(pb::EventType::Unspecified) => Err(ApiError::invalid(
+                "types",
+                "EVENT_TYPE_UNSPECIFIED is not a filter; omit types for all events",
+            )),
+            Err(_) => Err(ApiError::invalid(
+                "types",
+                format!("unknown event type {raw}"),
+            )),
+        })
+        .collect()
 }
