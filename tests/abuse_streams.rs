@@ -475,7 +475,10 @@ async fn a_ticket_wechat_does_not_know_is_remembered_apart_from_the_images() {
         49.0
     );
     // Misses take nothing from the image cache.
-    assert_eq!(binary.metric_total("wechat_qr_image_cache_bytes").await, 0.0);
+    assert_eq!(
+        binary.metric_total("wechat_qr_image_cache_bytes").await,
+        0.0
+    );
 }
 
 #[tokio::test]
