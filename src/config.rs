@@ -64,19 +64,19 @@ pub struct ServeConfig {
     /// from the descriptor limit; a value that does not fit is refused at start.
     #[arg(long, env = "WECHAT_QR_MAX_GRPC_CONNECTIONS")]
     pub max_grpc_connections: Option<usize>,
-    /// Most connections one client address holds open on the webhook and the admin
-    /// listener; past it a new connection from that address is closed at once. WeChat's
-    /// push servers stay far below the default.
+    /// Most connections one client address holds open on the webhook; past it a new
+    /// connection from that address is closed at once. WeChat's push servers stay far
+    /// below the default. (The admin listener has no per-address limit: on loopback every
+    /// client shares one address, so its cap is the bound.)
     #[arg(
         long,
         env = "WECHAT_QR_MAX_CONNECTIONS_PER_ADDRESS",
         default_value_t = 256
     )]
     pub max_connections_per_address: usize,
-    /// Reverse proxies (IP addresses, comma-separated) in front of the webhook and admin
-    /// listeners: their own connections are not counted per address; each is counted
-    /// against the client address the proxy names (`X-Real-IP`, else the last
-    /// `X-Forwarded-For` entry).
+    /// Reverse proxies (IP addresses, comma-separated) in front of the webhook: their own
+    /// connections are not counted per address; each is counted against the client
+    /// address the proxy names (`X-Real-IP`, else the last `X-Forwarded-For` entry).
     #[arg(long, env = "WECHAT_QR_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Vec<std::net::IpAddr>,
     /// How long an HTTP client (webhook, admin) may take to send a request's head, from
@@ -674,7 +674,7 @@ pub struct ConnectionSettings {
     pub max_webhook: Option<usize>,
     /// The gRPC listener's cap as configured; `None`: sized from the descriptor limit.
     pub max_grpc: Option<usize>,
-    /// Connections one client address may hold on the webhook and admin listeners.
+    /// Connections one client address may hold on the webhook (the admin listener has none).
     pub per_address: usize,
     /// Proxies whose connections are counted against the address they forward for.
     pub trusted_proxies: Vec<std::net::IpAddr>,
