@@ -1042,3 +1042,83 @@ async fn on_redis_an_extension_sets_the_deadline_and_redeliveries_are_counted() 
     assert_eq!(acked.acked, 2);
     assert_eq!(status(&binary, "extended").await.pending, 0);
 }
+
+/// The README's worked example, `examples/python/group_worker.py`, run as a user runs it:
+/// two workers (two replicas) create-or-join one group, and every scan is handled once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_python_group_worker_example_handles_each_scan_once_across_two_workers() {
+    const EVENTS: usize = 40;
+    let data = tempfile::tempdir().unwrap();
+    let binary = start(data.path()).await;
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let workers: Vec<(tokio::process::Child, Arc<Mutex<Vec<String>>>)> = (1..=2)
+        .map(|n| {
+            let mut child = tokio::process::Command::new(python())
+                .arg(repo.join("examples/python/group_worker.py"))
+                .args(["--addr", &binary.grpc_addr, "--group", "coupons"])
+                .args(["--name", &format!("worker-{n}")])
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .kill_on_drop(true)
+                .spawn()
+                .unwrap_or_else(|e| panic!("{} not runnable: {e}", python().display()));
+            let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
+            let lines: Arc<Mutex<Vec<String>>> = Arc::default();
+            let collected = lines.clone();
+            tokio::spawn(async move {
+                while let Ok(Some(line)) = out.next_line().await {
+                    collected.lock().unwrap().push(line);
+                }
+            });
+            (child, lines)
+        })
+        .collect();
+    // Both joined before the scans: the group starts at "now".
+    let mut client = groups_client(&binary).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let listed = client
+            .list_groups(pb::ListGroupsRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
+        if listed.groups.first().is_some_and(|g| g.members.len() == 2) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "two workers joined: {listed:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let pushed = push_all(&binary.webhook_url, openids("coupon", EVENTS), 4).await;
+    assert_eq!(pushed.len(), EVENTS);
+    let handled = || -> Vec<String> {
+        workers
+            .iter()
+            .flat_map(|(_, lines)| lines.lock().unwrap().clone())
+            .collect()
+    };
+    eventually(Duration::from_secs(60), "every scan handled", || {
+        handled().len() >= EVENTS
+    })
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while status(&binary, "coupons").await.pending > 0 {
+        assert!(Instant::now() < deadline, "every handling acknowledged");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let lines = handled();
+    let mut got: Vec<String> = lines
+        .iter()
+        .map(|l| {
+            let parts: Vec<&str> = l.split(' ').collect();
+            assert_eq!(parts[0], "handled", "{l}");
+            assert_eq!(parts[2], "EVENT_TYPE_SCAN", "{l}");
+            assert_eq!(parts[3], "delivery=1", "{l}");
+            parts[1].to_owned()
+        })
+        .collect();
+    got.sort();
+    let mut want = pushed.clone();
+    want.sort();
+    assert_eq!(got, want, "each scan handled exactly once");
+    drop(workers);
+}
