@@ -1047,27 +1047,47 @@ async fn on_redis_an_extension_sets_the_deadline_and_redeliveries_are_counted() 
 /// two workers (two replicas) create-or-join one group, and every scan is handled once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_python_group_worker_example_handles_each_scan_once_across_two_workers() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    two_workers_handle_each_scan_once(|addr, n| {
+        let mut command = tokio::process::Command::new(python());
+        command
+            .arg(repo.join("examples/python/group_worker.py"))
+            .args(["--addr", addr, "--group", "coupons"])
+            .args(["--name", &format!("worker-{n}")]);
+        command
+    })
+    .await;
+}
+
+/// Two workers made by `worker(grpc address, n)` join the "coupons" group; 40 scans are
+/// each handled once, as a first delivery, and all acknowledged.
+async fn two_workers_handle_each_scan_once(
+    worker: impl Fn(&str, usize) -> tokio::process::Command,
+) {
     const EVENTS: usize = 40;
     let data = tempfile::tempdir().unwrap();
     let binary = start(data.path()).await;
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     let workers: Vec<(tokio::process::Child, Arc<Mutex<Vec<String>>>)> = (1..=2)
         .map(|n| {
-            let mut child = tokio::process::Command::new(python())
-                .arg(repo.join("examples/python/group_worker.py"))
-                .args(["--addr", &binary.grpc_addr, "--group", "coupons"])
-                .args(["--name", &format!("worker-{n}")])
+            let mut child = worker(&binary.grpc_addr, n)
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
                 .kill_on_drop(true)
                 .spawn()
-                .unwrap_or_else(|e| panic!("{} not runnable: {e}", python().display()));
+                .unwrap_or_else(|e| panic!("worker {n} not runnable: {e}"));
             let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
+            let mut err = BufReader::new(child.stderr.take().unwrap()).lines();
             let lines: Arc<Mutex<Vec<String>>> = Arc::default();
             let collected = lines.clone();
             tokio::spawn(async move {
                 while let Ok(Some(line)) = out.next_line().await {
                     collected.lock().unwrap().push(line);
+                }
+            });
+            tokio::spawn(async move {
+                while let Ok(Some(line)) = err.next_line().await {
+                    eprintln!("worker {n}: {line}");
                 }
             });
             (child, lines)
