@@ -640,3 +640,204 @@ async fn the_access_recipes_work_over_tls_and_mtls() {
     tls.stop().await;
     mtls.stop().await;
 }
+
+/// The next `n` deliveries of a group stream, within 20 s.
+async fn group_deliveries(
+    stream: &mut tonic::Streaming<pb::ReceiveGroupResponse>,
+    n: usize,
+) -> Vec<pb::GroupDelivery> {
+    let mut out = Vec::new();
+    while out.len() < n {
+        let response = tokio::time::timeout(Duration::from_secs(20), stream.message())
+            .await
+            .expect("deliveries in time")
+            .expect("the stream stays open")
+            .expect("a response");
+        out.extend(response.deliveries);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_consumer_group_recipes_work() {
+    use pb::consumer_group_service_client::ConsumerGroupServiceClient;
+    assert_grpcurl_installed();
+    let recipes = recipes_of("Consumer groups");
+    let service = TestService::start().await;
+    let addr = service.grpc_addr.to_string();
+    let scratch = Scratch(std::env::temp_dir().join(format!(
+        "wechat-qr-group-recipes-{}-{}",
+        std::process::id(),
+        rand::random::<u64>()
+    )));
+    std::fs::create_dir_all(&scratch.0).unwrap();
+    let mut groups = ConsumerGroupServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    let ack = |ack_ids: Vec<String>, nack_ids: Vec<String>| pb::AckGroupEventsRequest {
+        group: "coupons".into(),
+        ack_ids,
+        nack_ids,
+        ..Default::default()
+    };
+    let mut member = None;
+    let (mut first, mut dead) = (String::new(), String::new());
+    let mut seen = BTreeSet::new();
+    for recipe in &recipes {
+        let method = recipe
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("wechat.qr.v1.ConsumerGroupService/"))
+            .unwrap_or_else(|| panic!("a recipe this test does not check: {recipe}"));
+        seen.insert(method.to_owned());
+        let cursor = if recipe.contains("SeekGroup") {
+            &first
+        } else {
+            &dead
+        };
+        let command = fill(recipe, &addr, "", Some(cursor));
+        let output = run(&command, &scratch.0).await;
+        let answer = json(recipe, &output);
+        match method {
+            "CreateGroup" => {
+                assert_eq!(answer["group"]["name"], "coupons", "{answer}");
+                assert_eq!(answer["group"]["maxDeliveries"], 5, "{answer}");
+                // Two new followers; the second is poison: given back until it is a
+                // dead letter (five deliveries).
+                let mut stream = groups
+                    .receive_group(pb::ReceiveGroupRequest {
+                        group: "coupons".into(),
+                        member: "web".into(),
+                        ..Default::default()
+                    })
+                    .await
+                    .unwrap()
+                    .into_inner();
+                let ticket = create(&service, Scene::SceneStr("coupon-poster".into()), true)
+                    .await
+                    .ticket;
+                for openid in ["oFine", "oPoison"] {
+                    let event = Pushed {
+                        ticket: ticket.clone(),
+                        scene: "coupon-poster".into(),
+                        openid,
+                        new_follower: true,
+                    };
+                    push(&service, &event).await;
+                }
+                let got = group_deliveries(&mut stream, 2).await;
+                first = got[0].ack_id.clone();
+                assert_eq!(got[0].event.as_ref().unwrap().openid, "oFine");
+                let mut poison = got[1].clone();
+                groups
+                    .ack_group_events(ack(vec![first.clone()], vec![]))
+                    .await
+                    .unwrap();
+                for count in 1..=5 {
+                    assert_eq!(poison.delivery_count, count);
+                    groups
+                        .ack_group_events(ack(vec![], vec![poison.ack_id.clone()]))
+                        .await
+                        .unwrap();
+                    if count < 5 {
+                        poison = group_deliveries(&mut stream, 1).await.remove(0);
+                    }
+                }
+                let deadline = Instant::now() + Duration::from_secs(20);
+                loop {
+                    let letters = groups
+                        .list_dead_letters(pb::ListDeadLettersRequest {
+                            name: "coupons".into(),
+                            ..Default::default()
+                        })
+                        .await
+                        .unwrap()
+                        .into_inner();
+                    if letters.total == 1 {
+                        break;
+                    }
+                    assert!(Instant::now() < deadline, "a dead letter: {letters:?}");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                member = Some(stream);
+            }
+            "ListGroups" => {
+                let group = &answer["groups"][0];
+                assert_eq!(group["group"]["name"], "coupons", "{answer}");
+                assert!(group["position"].is_string(), "{answer}");
+                // proto3 JSON: 64-bit counts are strings; zero counts are left out.
+                assert_eq!(group["deadLetters"], "1", "{answer}");
+                assert_eq!(group["redeliveries"], "4", "{answer}");
+                assert!(group.get("pending").is_none(), "{answer}");
+                assert!(group.get("lag").is_none(), "{answer}");
+                assert_eq!(group["members"][0]["name"], "web", "{answer}");
+            }
+            "ListDeadLetters" => {
+                assert_eq!(answer["total"], "1", "{answer}");
+                let letter = &answer["deadLetters"][0];
+                assert_eq!(letter["event"]["openid"], "oPoison", "{answer}");
+                assert_eq!(letter["deliveryCount"], 5, "{answer}");
+                dead = letter["cursor"].as_str().unwrap().to_owned();
+            }
+            "ReplayDeadLetters" if recipe.contains("cursors") => {
+                assert_eq!(answer["replayed"], 1, "{answer}");
+                let stream = member.as_mut().expect("created first");
+                let again = group_deliveries(stream, 1).await;
+                assert_eq!(
+                    (again[0].ack_id.as_str(), again[0].delivery_count),
+                    (dead.as_str(), 1)
+                );
+                groups
+                    .ack_group_events(ack(vec![dead.clone()], vec![]))
+                    .await
+                    .unwrap();
+            }
+            "ReplayDeadLetters" => {
+                assert!(answer.get("replayed").is_none(), "nothing left: {answer}");
+            }
+            "SeekGroup" if recipe.contains("cursor") => {
+                assert_eq!(answer["position"], first.as_str(), "{answer}");
+                // Everything after the cursor comes again, acknowledged or not.
+                let stream = member.as_mut().expect("created first");
+                let again = group_deliveries(stream, 1).await;
+                assert_eq!(again[0].event.as_ref().unwrap().openid, "oPoison");
+                assert_eq!(again[0].delivery_count, 1);
+            }
+            "SeekGroup" => {
+                // Before both events: the group's position is before the first again.
+                assert!(answer["position"].is_string(), "{answer}");
+                assert_ne!(answer["position"], first.as_str(), "{answer}");
+            }
+            "DeleteGroup" => {
+                let listed = groups
+                    .list_groups(pb::ListGroupsRequest::default())
+                    .await
+                    .unwrap()
+                    .into_inner();
+                assert!(listed.groups.is_empty(), "{listed:?}");
+                let stream = member.as_mut().expect("created first");
+                let ended = loop {
+                    match tokio::time::timeout(Duration::from_secs(20), stream.message())
+                        .await
+                        .expect("the stream ends in time")
+                    {
+                        Ok(Some(_)) => continue,
+                        Ok(None) => panic!("ended without a status"),
+                        Err(status) => break status,
+                    }
+                };
+                assert_eq!(ended.code(), tonic::Code::NotFound, "{ended:?}");
+            }
+            other => panic!("a recipe this test does not check: {other}: {recipe}"),
+        }
+    }
+    let expected = [
+        "CreateGroup",
+        "DeleteGroup",
+        "ListDeadLetters",
+        "ListGroups",
+        "ReplayDeadLetters",
+        "SeekGroup",
+    ];
+    assert_eq!(seen, expected.iter().map(|s| s.to_string()).collect());
+    service.stop().await;
+}

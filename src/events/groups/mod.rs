@@ -671,7 +671,9 @@ impl Groups {
         nacks: &[Cursor],
     ) -> Result<AckOutcome, GroupError> {
         if let Some(redis) = &self.inner.redis {
-            let acked = redis.ack(account, name, acks, extend, nacks).await?;
+            let acked = redis
+                .ack(account, name, acks, extend, extend_by, nacks)
+                .await?;
             return Ok(AckOutcome { acked });
         }
         let group = self.get(account, name)?;
@@ -787,8 +789,8 @@ impl Groups {
         name: &str,
         cursors: &[Cursor],
     ) -> Result<u32, GroupError> {
-        if self.inner.redis.is_some() {
-            return Err(GroupError::Unsupported("replaying dead letters"));
+        if let Some(redis) = &self.inner.redis {
+            return redis.replay(account, name, cursors).await;
         }
         let group = self.get(account, name)?;
         let (replayed, durable) = {
@@ -1218,7 +1220,7 @@ impl Member {
             MemberKind::Local(m) => Box::pin(m.ack(acks, extend, extend_by, nacks)),
             MemberKind::Redis(m) => {
                 // Redis applies them in order on one connection before the next read.
-                let applied = m.ack_commands(acks, extend, nacks);
+                let applied = m.ack_commands(acks, extend, extend_by, nacks);
                 Box::pin(applied)
             }
         }

@@ -8,11 +8,17 @@
 //! (min-idle = the deadline), which also counts its deliveries; an extension is an
 //! `XCLAIM ... JUSTID` to the holder (its idle time restarts); a nack, or a member leaving,
 //! sets the entries' idle time past the deadline so the next `XAUTOCLAIM` takes them.
-//! Lag and pending come from `XINFO GROUPS`, members from `XINFO CONSUMERS`.
+//! Lag and pending come from `XINFO GROUPS`, members from `XINFO CONSUMERS` (a consumer
+//! counts as a member while it holds events or was active in the last 10 s, so a member
+//! that went away stays listed up to 10 s: Redis keeps no connection state).
+//! A dead letter is acknowledged and recorded aside; a replay puts it back in the pending
+//! list with `XCLAIM ... RETRYCOUNT 0 FORCE`, idle past the deadline, so the next
+//! `XAUTOCLAIM` of any member delivers it afresh (the entry must still be retained).
 //!
-//! Beside the stream (same hash tag): `:groups`, a hash of each group's settings, and
-//! `:dead:<account>/<name>`, a hash of its dead letters (entry id → deliveries and time).
-//! Replaying dead letters is not available on Redis yet.
+//! Beside the stream (same hash tag): `:groups`, a hash of each group's settings,
+//! `:redeliveries`, a hash of each group's redelivery count (`XAUTOCLAIM`s of entries
+//! delivered before, counted by every replica), and `:dead:<account>/<name>`, a hash of
+//! its dead letters (entry id → deliveries and time).
 
 use std::{
     collections::HashMap,
@@ -45,6 +51,9 @@ const BLOCK: Duration = Duration::from_millis(200);
 const RELEASED_IDLE_MS: u64 = 1 << 40;
 /// A consumer idle this long (and holding nothing) is not listed as a member.
 const MEMBER_IDLE: Duration = Duration::from_secs(10);
+/// The consumer replayed dead letters are parked on until a member claims them: never a
+/// member's name (those are `<replica>.<n>.<name>`), so never listed.
+const REPLAY_CONSUMER: &str = "replayed";
 
 fn failed(e: redis::RedisError) -> GroupError {
     GroupError::Log(LogError::Unavailable(format!("redis: {e}")))
@@ -65,6 +74,7 @@ pub(super) struct RedisGroups {
     conn: ConnectionManager,
     url: crate::secret::Secret,
     registry: String,
+    redeliveries: String,
     dead_prefix: String,
     /// Names this replica's consumers, so two replicas' members never share a name.
     replica: String,
@@ -84,6 +94,7 @@ impl RedisGroups {
         Self {
             conn: log.connection(),
             registry: format!("{tag}:groups"),
+            redeliveries: format!("{tag}:redeliveries"),
             dead_prefix: format!("{tag}:dead:"),
             replica: format!("{:08x}", rand::random::<u32>()),
             log,
@@ -182,6 +193,10 @@ impl RedisGroups {
             .arg(&self.registry)
             .arg(&key)
             .ignore()
+            .cmd("HDEL")
+            .arg(&self.redeliveries)
+            .arg(&key)
+            .ignore()
             .cmd("DEL")
             .arg(format!("{}{key}", self.dead_prefix))
             .ignore()
@@ -210,6 +225,11 @@ impl RedisGroups {
             return Ok(Vec::new());
         }
         let head = self.log.head().await?;
+        let redeliveries: HashMap<String, u64> = redis::cmd("HGETALL")
+            .arg(&self.redeliveries)
+            .query_async(&mut conn)
+            .await
+            .map_err(failed)?;
         let infos: StreamInfoGroupsReply = redis::cmd("XINFO")
             .arg("GROUPS")
             .arg(self.stream())
@@ -246,6 +266,7 @@ impl RedisGroups {
             let mut members: Vec<MemberInfo> = consumers
                 .consumers
                 .iter()
+                .filter(|c| c.name != REPLAY_CONSUMER)
                 .filter(|c| c.pending > 0 || (c.idle as u128) < MEMBER_IDLE.as_millis())
                 .map(|c| MemberInfo {
                     // `<replica>.<n>.<name>`: the name the member joined with.
@@ -263,7 +284,7 @@ impl RedisGroups {
                 pending: info.pending as u64,
                 lag: info.pending as u64 + unread,
                 dead_letters: dead,
-                redeliveries: 0,
+                redeliveries: redeliveries.get(&key).copied().unwrap_or(0),
                 members,
             });
         }
@@ -317,14 +338,16 @@ impl RedisGroups {
         name: &str,
         acks: &[Cursor],
         extend: &[Cursor],
+        extend_by: Option<Duration>,
         nacks: &[Cursor],
     ) -> Result<Vec<Cursor>, GroupError> {
-        self.spec(account, name).await?;
+        let spec = self.spec(account, name).await?;
         let key = format!("{account}/{name}");
         let mut conn = self.conn.clone();
-        // Whoever holds them keeps them, with their idle time restarted or pushed past
-        // the deadline.
-        for (ids, idle) in [(extend, 0), (nacks, RELEASED_IDLE_MS)] {
+        // Whoever holds them keeps them, with their idle time set so the deadline falls
+        // `extend_by` from now, or pushed past the deadline.
+        let extended_idle = extension_idle_ms(&spec, extend_by);
+        for (ids, idle) in [(extend, extended_idle), (nacks, RELEASED_IDLE_MS)] {
             for &cursor in ids {
                 let id = id_of(cursor);
                 let holder: StreamPendingCountReply = redis::cmd("XPENDING")
@@ -384,6 +407,64 @@ impl RedisGroups {
         Ok((out, total))
     }
 
+    /// Puts dead letters (all when `cursors` is empty) back in the pending list with no
+    /// deliveries, idle past the deadline: the next `XAUTOCLAIM` of any member takes them.
+    /// Entries trimmed from the stream since are dropped from the list, not replayed.
+    pub(super) async fn replay(
+        &self,
+        account: &str,
+        name: &str,
+        cursors: &[Cursor],
+    ) -> Result<u32, GroupError> {
+        self.spec(account, name).await?;
+        let key = format!("{account}/{name}");
+        let dead_key = format!("{}{key}", self.dead_prefix);
+        let mut conn = self.conn.clone();
+        let dead: Vec<u64> = redis::cmd("HKEYS")
+            .arg(&dead_key)
+            .query_async(&mut conn)
+            .await
+            .map_err(failed)?;
+        let chosen: Vec<u64> = if cursors.is_empty() {
+            dead
+        } else {
+            cursors
+                .iter()
+                .map(|c| c.seq)
+                .filter(|seq| dead.contains(seq))
+                .collect()
+        };
+        if chosen.is_empty() {
+            return Ok(0);
+        }
+        let mut xclaim = redis::cmd("XCLAIM");
+        xclaim
+            .arg(self.stream())
+            .arg(&key)
+            .arg(REPLAY_CONSUMER)
+            .arg(0);
+        for seq in &chosen {
+            xclaim.arg(format!("{seq}-0"));
+        }
+        xclaim
+            .arg("IDLE")
+            .arg(RELEASED_IDLE_MS)
+            .arg("RETRYCOUNT")
+            .arg(0)
+            .arg("FORCE")
+            .arg("JUSTID");
+        let mut hdel = redis::cmd("HDEL");
+        hdel.arg(&dead_key);
+        for seq in &chosen {
+            hdel.arg(seq);
+        }
+        // Pending first, then out of the list: a crash between leaves it in both, and a
+        // second replay is harmless (FORCE on a pending entry only moves it).
+        let claimed: Vec<String> = xclaim.query_async(&mut conn).await.map_err(failed)?;
+        hdel.query_async::<u64>(&mut conn).await.map_err(failed)?;
+        Ok(u32::try_from(claimed.len()).unwrap_or(u32::MAX))
+    }
+
     pub(super) async fn join(
         self: &Arc<Self>,
         account: &str,
@@ -396,17 +477,34 @@ impl RedisGroups {
         let blocking = crate::events::connect_redis(&self.url, BLOCK + Duration::from_secs(2))
             .await
             .map_err(|e| GroupError::Log(LogError::Unavailable(e.to_string())))?;
+        let consumer = format!("{}.{serial}.{member}", self.replica);
         Ok(RedisMember {
             groups: self.clone(),
-            filter: spec.filter(),
             key: spec.key(),
-            consumer: format!("{}.{serial}.{member}", self.replica),
-            spec,
-            blocking,
+            consumer: consumer.clone(),
             held: HashMap::new(),
-            claim_from: "0-0".to_owned(),
+            reader: Some(Reader {
+                groups: self.clone(),
+                filter: spec.filter(),
+                key: spec.key(),
+                consumer,
+                spec: spec.clone(),
+                blocking,
+                claim_from: "0-0".to_owned(),
+            }),
+            reading: None,
+            spec,
         })
     }
+}
+
+/// The idle time that puts an entry's deadline `extend_by` from now. Redis measures a
+/// deadline as idle time reaching the group's deadline and cannot set an idle time below
+/// zero, so an extension longer than the group's deadline restarts the deadline instead.
+fn extension_idle_ms(spec: &GroupSpec, extend_by: Option<Duration>) -> u64 {
+    let deadline_ms = u64::from(spec.ack_deadline_seconds) * 1000;
+    let by_ms = extend_by.map_or(deadline_ms, |by| by.as_millis() as u64);
+    deadline_ms.saturating_sub(by_ms)
 }
 
 async fn xack(
@@ -454,14 +552,34 @@ async fn claim(
 pub(super) struct RedisMember {
     groups: Arc<RedisGroups>,
     spec: GroupSpec,
+    key: String,
+    consumer: String,
+    /// Events this member holds, with their local deadline (after which another
+    /// member may have claimed them).
+    held: HashMap<Cursor, Instant>,
+    /// What reads Redis for this member: here between reads, inside `reading` during one.
+    reader: Option<Reader>,
+    /// The read under way. It runs as a task of its own so that a caller that stops
+    /// waiting (the gRPC loop selects between deliveries and incoming acks) loses nothing:
+    /// entries Redis handed this consumer are delivered by the next call.
+    reading: Option<tokio::task::JoinHandle<(Reader, ReadResult)>>,
+}
+
+/// An entry Redis handed this consumer: its cursor, event and delivery count.
+type Fetched = (Cursor, Arc<crate::events::Event>, u32);
+/// What one read brought.
+type ReadResult = Result<Vec<Fetched>, redis::RedisError>;
+
+/// The Redis side of a member's reads: it owns the blocking connection and where the
+/// next `XAUTOCLAIM` scan continues.
+#[derive(Debug)]
+struct Reader {
+    groups: Arc<RedisGroups>,
+    spec: GroupSpec,
     filter: Filter,
     key: String,
     consumer: String,
     blocking: ConnectionManager,
-    /// Events this member holds, with their local deadline (after which another
-    /// member may have claimed them).
-    held: HashMap<Cursor, Instant>,
-    /// Where the next `XAUTOCLAIM` scan continues.
     claim_from: String,
 }
 
@@ -478,31 +596,41 @@ impl RedisMember {
 
     pub(super) async fn next(&mut self) -> Result<MemberEvent, GroupError> {
         loop {
-            if self.groups.shutdown.is_cancelled() {
-                return Ok(MemberEvent::ShuttingDown);
-            }
-            let room = self.room();
-            if room == 0 {
-                tokio::select! {
-                    () = tokio::time::sleep(BLOCK) => continue,
-                    () = self.groups.shutdown.cancelled() => return Ok(MemberEvent::ShuttingDown),
+            if self.reading.is_none() {
+                if self.groups.shutdown.is_cancelled() {
+                    return Ok(MemberEvent::ShuttingDown);
                 }
+                let room = self.room();
+                if room == 0 {
+                    tokio::select! {
+                        () = tokio::time::sleep(BLOCK) => continue,
+                        () = self.groups.shutdown.cancelled() => return Ok(MemberEvent::ShuttingDown),
+                    }
+                }
+                let reader = self.reader.take().expect("a reader between reads");
+                self.reading = Some(tokio::spawn(reader.read(room)));
             }
-            let claimed = match self.claim_expired(room).await {
-                Ok(claimed) => claimed,
-                Err(e) if is_nogroup(&e) => return Ok(MemberEvent::Deleted),
-                Err(e) => return Err(failed(e)),
+            // Awaiting the handle by reference: dropping this future leaves the task running.
+            let handle = self.reading.as_mut().expect("a read under way");
+            let joined = handle.await;
+            self.reading = None;
+            let (reader, read) = match joined {
+                Ok(done) => done,
+                Err(e) => {
+                    return Err(GroupError::Log(LogError::Unavailable(format!(
+                        "redis read task: {e}"
+                    ))));
+                }
             };
-            if !claimed.is_empty() {
-                return Ok(MemberEvent::Deliveries(claimed));
-            }
-            let shutdown = self.groups.shutdown.clone();
-            let read = tokio::select! {
-                read = self.read_new(room) => read,
-                () = shutdown.cancelled() => return Ok(MemberEvent::ShuttingDown),
-            };
+            self.reader = Some(reader);
             match read {
-                Ok(fresh) if !fresh.is_empty() => return Ok(MemberEvent::Deliveries(fresh)),
+                Ok(fetched) if !fetched.is_empty() => {
+                    let deliveries = fetched
+                        .into_iter()
+                        .map(|(cursor, event, deliveries)| self.deliver(cursor, event, deliveries))
+                        .collect();
+                    return Ok(MemberEvent::Deliveries(deliveries));
+                }
                 Ok(_) => {}
                 Err(e) if is_nogroup(&e) => return Ok(MemberEvent::Deleted),
                 Err(e) => return Err(failed(e)),
@@ -526,12 +654,95 @@ impl RedisMember {
         }
     }
 
+    /// Applies acks, extensions (`extend_by`, at most the group's deadline: see
+    /// [`extension_idle_ms`]) and nacks; the future sends them.
+    pub(super) fn ack_commands(
+        &mut self,
+        acks: &[Cursor],
+        extend: &[Cursor],
+        extend_by: Option<Duration>,
+        nacks: &[Cursor],
+    ) -> impl Future<Output = Result<Vec<Cursor>, GroupError>> + Send + 'static {
+        let idle = extension_idle_ms(&self.spec, extend_by);
+        let deadline = Duration::from_secs(u64::from(self.spec.ack_deadline_seconds))
+            .saturating_sub(Duration::from_millis(idle));
+        for cursor in extend {
+            if let Some(d) = self.held.get_mut(cursor) {
+                *d = Instant::now() + deadline;
+            }
+        }
+        for cursor in nacks.iter().chain(acks) {
+            self.held.remove(cursor);
+        }
+        let groups = self.groups.clone();
+        let (key, consumer) = (self.key.clone(), self.consumer.clone());
+        let (acks, extend, nacks) = (acks.to_vec(), extend.to_vec(), nacks.to_vec());
+        async move {
+            let mut conn = groups.conn.clone();
+            claim(&mut conn, groups.stream(), &key, &consumer, &extend, idle).await?;
+            claim(
+                &mut conn,
+                groups.stream(),
+                &key,
+                &consumer,
+                &nacks,
+                RELEASED_IDLE_MS,
+            )
+            .await?;
+            xack(&mut conn, groups.stream(), &key, &acks).await
+        }
+    }
+
+    /// Gives every held event back at once (the member leaves), and what a read under
+    /// way fetches for it.
+    pub(super) fn leave(&mut self) {
+        let held: Vec<Cursor> = self.held.drain().map(|(c, _)| c).collect();
+        let reading = self.reading.take();
+        if held.is_empty() && reading.is_none() {
+            return;
+        }
+        let groups = self.groups.clone();
+        let (key, consumer) = (self.key.clone(), self.consumer.clone());
+        tokio::spawn(async move {
+            let mut held = held;
+            if let Some(reading) = reading
+                && let Ok((_, Ok(fetched))) = reading.await
+            {
+                held.extend(fetched.into_iter().map(|(cursor, _, _)| cursor));
+            }
+            let mut conn = groups.conn.clone();
+            let _ = claim(
+                &mut conn,
+                groups.stream(),
+                &key,
+                &consumer,
+                &held,
+                RELEASED_IDLE_MS,
+            )
+            .await;
+        });
+    }
+}
+
+impl Reader {
+    /// One read of up to `room` entries: expired ones first, else new ones (blocking up
+    /// to [`BLOCK`]).
+    async fn read(mut self, room: usize) -> (Self, ReadResult) {
+        match self.claim_expired(room).await {
+            Ok(claimed) if claimed.is_empty() => {}
+            done => return (self, done),
+        }
+        let shutdown = self.groups.shutdown.clone();
+        let read = tokio::select! {
+            read = self.read_new(room) => read,
+            () = shutdown.cancelled() => Ok(Vec::new()),
+        };
+        (self, read)
+    }
+
     /// Takes over entries idle past the deadline (expired, nacked, or left by a member
     /// that went away); those past `max_deliveries` become dead letters.
-    async fn claim_expired(
-        &mut self,
-        room: usize,
-    ) -> Result<Vec<GroupDelivery>, redis::RedisError> {
+    async fn claim_expired(&mut self, room: usize) -> Result<Vec<Fetched>, redis::RedisError> {
         let groups = self.groups.clone();
         let mut conn = groups.conn.clone();
         let deadline_ms = u64::from(self.spec.ack_deadline_seconds) * 1000;
@@ -567,6 +778,7 @@ impl RedisMember {
             .collect();
         let mut out = Vec::new();
         let mut dead = Vec::new();
+        let mut redelivered = 0u64;
         let (account, name) = (self.spec.account.clone(), self.spec.name.clone());
         let labels = [account.as_str(), name.as_str()];
         for entry in &reply.claimed {
@@ -582,12 +794,23 @@ impl RedisMember {
                 dead.push((decoded.cursor, deliveries - 1));
                 continue;
             }
+            if deliveries > 1 {
+                redelivered += 1;
+            }
+            out.push((decoded.cursor, decoded.event, deliveries));
+        }
+        if redelivered > 0 {
             groups
                 .metrics
                 .group_redeliveries
                 .with_label_values(&labels)
-                .inc();
-            out.push(self.deliver(decoded.cursor, decoded.event, deliveries));
+                .inc_by(redelivered);
+            redis::cmd("HINCRBY")
+                .arg(&groups.redeliveries)
+                .arg(&self.key)
+                .arg(redelivered)
+                .query_async::<()>(&mut conn)
+                .await?;
         }
         if !dead.is_empty() {
             let dead_key = format!("{}{}", groups.dead_prefix, self.key);
@@ -617,7 +840,7 @@ impl RedisMember {
 
     /// New entries for this consumer, blocking up to [`BLOCK`]; those the filter does
     /// not match are acknowledged at once.
-    async fn read_new(&mut self, room: usize) -> Result<Vec<GroupDelivery>, redis::RedisError> {
+    async fn read_new(&mut self, room: usize) -> Result<Vec<Fetched>, redis::RedisError> {
         let stream = self.groups.stream().to_owned();
         let reply: Option<StreamReadReply> = redis::cmd("XREADGROUP")
             .arg("GROUP")
@@ -646,7 +869,7 @@ impl RedisMember {
             };
             match decoded {
                 Some(e) if self.filter.matches(&e.event) => {
-                    out.push(self.deliver(e.cursor, e.event, 1));
+                    out.push((e.cursor, e.event, 1));
                 }
                 Some(e) => skipped.push(e.cursor),
                 None => {}
@@ -661,64 +884,6 @@ impl RedisMember {
                 })?;
         }
         Ok(out)
-    }
-
-    /// Applies acks, extensions (by the group's deadline: Redis restarts the idle time)
-    /// and nacks; the future sends them.
-    pub(super) fn ack_commands(
-        &mut self,
-        acks: &[Cursor],
-        extend: &[Cursor],
-        nacks: &[Cursor],
-    ) -> impl Future<Output = Result<Vec<Cursor>, GroupError>> + Send + 'static {
-        let deadline = Duration::from_secs(u64::from(self.spec.ack_deadline_seconds));
-        for cursor in extend {
-            if let Some(d) = self.held.get_mut(cursor) {
-                *d = Instant::now() + deadline;
-            }
-        }
-        for cursor in nacks.iter().chain(acks) {
-            self.held.remove(cursor);
-        }
-        let groups = self.groups.clone();
-        let (key, consumer) = (self.key.clone(), self.consumer.clone());
-        let (acks, extend, nacks) = (acks.to_vec(), extend.to_vec(), nacks.to_vec());
-        async move {
-            let mut conn = groups.conn.clone();
-            claim(&mut conn, groups.stream(), &key, &consumer, &extend, 0).await?;
-            claim(
-                &mut conn,
-                groups.stream(),
-                &key,
-                &consumer,
-                &nacks,
-                RELEASED_IDLE_MS,
-            )
-            .await?;
-            xack(&mut conn, groups.stream(), &key, &acks).await
-        }
-    }
-
-    /// Gives every held event back at once (the member leaves).
-    pub(super) fn leave(&mut self) {
-        let held: Vec<Cursor> = self.held.drain().map(|(c, _)| c).collect();
-        if held.is_empty() {
-            return;
-        }
-        let groups = self.groups.clone();
-        let (key, consumer) = (self.key.clone(), self.consumer.clone());
-        tokio::spawn(async move {
-            let mut conn = groups.conn.clone();
-            let _ = claim(
-                &mut conn,
-                groups.stream(),
-                &key,
-                &consumer,
-                &held,
-                RELEASED_IDLE_MS,
-            )
-            .await;
-        });
     }
 }
 
