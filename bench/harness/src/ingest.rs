@@ -36,6 +36,7 @@ use tokio::task::JoinSet;
 
 use crate::{
     Outcome, Result, Scale,
+    device::{self, Prepared},
     grpc::{self, Tally, Waited},
     histogram::Histogram,
     http_load::{self, Schedule},
@@ -52,10 +53,18 @@ const MAX_POOL: u64 = 600_000;
 const ACK_RATE: f64 = 2_000.0;
 /// Connections the paced pushes are spread over (as in the latency scenario).
 const ACK_CONNECTIONS: usize = 32;
-/// The most the durable log's p99 acknowledgement may take at `ACK_RATE`.
-const TARGET_ACK_P99: Duration = Duration::from_millis(10);
-/// The least share of the in-memory log's ingest the durable log must keep.
+/// The most the durable log's p99 acknowledgement may take at `ACK_RATE`, as a multiple
+/// of the device's own append + `fdatasync` p99 measured in the same run (issue 21).
+const TARGET_ACK_P99_FACTOR: f64 = 3.0;
+/// The least share of the in-memory log's ingest the durable log must keep, 16 connections.
 const TARGET_DURABLE_RATIO: f64 = 0.8;
+/// The least share of bare hyper's `success` the durable log must keep, 128 connections.
+const TARGET_DURABLE_VS_HYPER: f64 = 0.5;
+/// The most CPU per push the durable log may cost at `ACK_RATE`, as a multiple of the
+/// in-memory log's.
+const TARGET_CPU_FACTOR: f64 = 1.5;
+/// The most bytes written to storage per push, as a multiple of the encoded record.
+const TARGET_WRITTEN_FACTOR: f64 = 2.0;
 
 /// Connections of the high-concurrency comparison, as a multiple of `scale.connections`.
 const MANY: usize = 8;
@@ -205,24 +214,45 @@ pub(crate) async fn run(scale: &Scale, python: bool) -> Result<Outcome> {
                 None,
             ));
         }
+        // The encoded records the durable log holds by now: what one push must write.
+        let records = device::log_records(&durable.service.data_dir)?;
         for (at, connections) in [(3, many), (0, few)] {
             let (ours, in_memory, hyper) = (&targets[at], &targets[at + 1], &targets[at + 2]);
-            // The target applies where pushes arrive together, as from WeChat's many
-            // connections; at 16 the row shows what fewer waiting pushes leave of it.
-            let target = (connections == many).then_some(TARGET_DURABLE_RATIO);
+            // Issue 21's targets, set on plaintext pushes: durable ≥ 0.8 of in-memory at
+            // 16 connections, ≥ 0.5 of bare hyper at 128.
+            let vs_memory = (!safe && connections == few).then_some(TARGET_DURABLE_RATIO);
+            let vs_hyper = (!safe && connections == many).then_some(TARGET_DURABLE_VS_HYPER);
             outcome.rows.push(Row::throughput(
                 format!("webhook ingest, {mode}, durable log (default), {connections} conns: vs in-memory log"),
                 ours.best,
                 "in-memory log",
                 in_memory.best,
-                target,
+                vs_memory,
             ));
             outcome.rows.push(Row::throughput(
                 format!("webhook ingest, {mode}, durable log (default), {connections} conns: vs bare hyper"),
                 ours.best,
                 "bare hyper `success`",
                 hyper.best,
-                None,
+                vs_hyper,
+            ));
+            let written = ours.written_per_push();
+            let record = records.per_event();
+            let mut row = Row::plain(
+                format!(
+                    "webhook ingest, {mode}, durable log, {connections} conns: bytes written to storage per push"
+                ),
+                format!("{} B", report::thousands(written)),
+            );
+            row.baseline = format!(
+                "{} B (encoded event record; {} B with seal records)",
+                report::thousands(record.round() as u64),
+                report::thousands(records.log_per_event().round() as u64)
+            );
+            row.ratio = report::times(written as f64 / record.max(1.0));
+            outcome.rows.push(row.with_target(
+                "≤ 2× the record",
+                (written as f64) <= TARGET_WRITTEN_FACTOR * record,
             ));
             outcome.notes.push(format!(
                 "ingest, {mode}, {connections} connections: the durable service wrote {} B to storage per acknowledged push (`write_bytes` of /proc/PID/io over the measured windows), the in-memory one {} B",
@@ -238,7 +268,33 @@ pub(crate) async fn run(scale: &Scale, python: bool) -> Result<Outcome> {
             report::thousands(memory.tally.delivered()),
         ));
         if !safe {
-            let (durable_acks, memory_acks) =
+            // The device's floor, on the file system of the durable log, records of its size.
+            let record = (records.per_event().round() as usize).max(64);
+            let dir = durable.service.data_dir.clone();
+            let syncs = scale.latency_pushes as usize;
+            let floors = tokio::task::spawn_blocking(move || -> Result<_> {
+                let zero = device::append_fdatasync(&dir, record, syncs, Prepared::ZeroFilled)?;
+                let fallocated =
+                    device::append_fdatasync(&dir, record, syncs, Prepared::Fallocated)?;
+                Ok((zero, fallocated))
+            })
+            .await??;
+            let (floor, fallocated) = floors;
+            for (h, prepared) in [
+                (&floor, Prepared::ZeroFilled),
+                (&fallocated, Prepared::Fallocated),
+            ] {
+                outcome.rows.push(Row::plain(
+                    format!(
+                        "device: append {record} B + fdatasync p50 / p99, {}, data-dir file system, {} times",
+                        prepared.describe(),
+                        report::thousands(h.count())
+                    ),
+                    device::summary(h),
+                ));
+            }
+            let floor_p99 = device::p99(&floor);
+            let (durable_acks, memory_acks, cpu) =
                 ack_latency(scale, &factory, &durable, &memory).await?;
             let summary = |h: &Histogram| match (h.quantile(0.5), h.quantile(0.99)) {
                 (Some(p50), Some(p99)) => {
@@ -260,10 +316,38 @@ pub(crate) async fn run(scale: &Scale, python: bool) -> Result<Outcome> {
                     report::times(a.as_secs_f64() / b.as_secs_f64().max(1e-9))
                 );
             }
-            let met = durable_acks
-                .quantile(0.99)
-                .is_some_and(|p99| p99 <= TARGET_ACK_P99);
-            outcome.rows.push(row.with_target("p99 ≤ 10 ms", met));
+            outcome.rows.push(row);
+            // The issue's target: against the device's own sync, zero-filled file.
+            if let Some(p99) = durable_acks.quantile(0.99) {
+                let mut row = Row::plain(
+                    format!(
+                        "webhook ack latency p99, {} pushes/s, durable log: vs device append + fdatasync p99",
+                        report::thousands(ACK_RATE as u64)
+                    ),
+                    report::duration(p99),
+                );
+                row.baseline =
+                    format!("{} (device, zero-filled file)", report::duration(floor_p99));
+                row.ratio = report::times(p99.as_secs_f64() / floor_p99.as_secs_f64().max(1e-9));
+                outcome.rows.push(row.with_target(
+                    "≤ 3× device p99",
+                    p99.as_secs_f64() <= TARGET_ACK_P99_FACTOR * floor_p99.as_secs_f64(),
+                ));
+            }
+            let [durable_cpu, memory_cpu] = cpu;
+            let mut row = Row::plain(
+                format!(
+                    "service CPU per push at {} pushes/s, 1 subscriber, durable log",
+                    report::thousands(ACK_RATE as u64)
+                ),
+                report::duration(durable_cpu),
+            );
+            row.baseline = format!("{} (in-memory log)", report::duration(memory_cpu));
+            let factor = durable_cpu.as_secs_f64() / memory_cpu.as_secs_f64().max(1e-9);
+            row.ratio = report::times(factor);
+            outcome
+                .rows
+                .push(row.with_target("≤ 1.5×", factor <= TARGET_CPU_FACTOR));
             outcome.notes.push(format!(
                 "ack latency, plaintext: {} pushes per log over {ACK_CONNECTIONS} connections, logs at full retention; p99.9 / slowest acknowledgement: durable {}, in-memory {}",
                 report::thousands(durable_acks.count()),
@@ -287,14 +371,17 @@ fn tail(h: &Histogram) -> String {
 }
 
 /// Acknowledgement latency at `ACK_RATE`, durable and in-memory in interleaved runs of
-/// `scale.latency_pushes` each, `scale.rounds` runs per log, one histogram per log.
+/// `scale.latency_pushes` each, `scale.rounds` runs per log, one histogram per log; and
+/// each service's CPU time (user + system) per push over those runs.
 async fn ack_latency(
     scale: &Scale,
     factory: &PushFactory,
     durable: &Subscribed,
     memory: &Subscribed,
-) -> Result<(Histogram, Histogram)> {
+) -> Result<(Histogram, Histogram, [Duration; 2])> {
     let histograms = [Arc::new(Histogram::new()), Arc::new(Histogram::new())];
+    let mut cpu = [Duration::ZERO; 2];
+    let mut pushes = [0u64; 2];
     // Indexes far from those of the throughput rounds: every push is new to both logs.
     let mut next_index = 1 << 40;
     for _ in 0..scale.rounds {
@@ -303,6 +390,7 @@ async fn ack_latency(
             let pool = factory.pool(next_index, count);
             next_index += count;
             let schedule = Schedule::new(ACK_RATE, Duration::from_millis(100));
+            let cpu_before = target.service.process.cpu_time()?;
             http_load::paced_acks(
                 target.service.webhook_addr,
                 pool,
@@ -311,12 +399,23 @@ async fn ack_latency(
                 Some(histograms[i].clone()),
             )
             .await?;
+            cpu[i] += target
+                .service
+                .process
+                .cpu_time()?
+                .saturating_sub(cpu_before);
+            pushes[i] += count;
             caught_up(&target.tally, target.accepted(count)).await?;
         }
     }
     let [durable, memory] = histograms;
     let unwrap = |h: Arc<Histogram>| Arc::try_unwrap(h).map_err(|_| "histogram still shared");
-    Ok((unwrap(durable)?, unwrap(memory)?))
+    let per_push = |i: usize| cpu[i] / u32::try_from(pushes[i].max(1)).unwrap_or(u32::MAX);
+    Ok((
+        unwrap(durable)?,
+        unwrap(memory)?,
+        [per_push(0), per_push(1)],
+    ))
 }
 
 impl<'a> Target<'a> {

@@ -15,6 +15,7 @@
 
 mod baselines;
 mod create_ticket;
+mod device;
 mod get_image;
 mod grpc;
 mod histogram;
@@ -169,6 +170,8 @@ struct Scale {
     settle: Duration,
     /// Events replayed by the resume scenario.
     resume_events: u64,
+    /// Events retained when the recovery scenario kills and restarts (issue 21: 1,000,000).
+    recovery_events: u64,
     /// Events counted into the statistics before the stats scenario's queries.
     stats_events: u64,
 }
@@ -187,6 +190,7 @@ impl Scale {
             idle_subscribers: 10_000,
             settle: Duration::from_secs(1),
             resume_events: 100_000,
+            recovery_events: 1_000_000,
             stats_events: 1_000_000,
         }
     }
@@ -204,6 +208,7 @@ impl Scale {
             idle_subscribers: 100,
             settle: Duration::from_millis(200),
             resume_events: 1_000,
+            recovery_events: 1_000,
             stats_events: 20_000,
         }
     }

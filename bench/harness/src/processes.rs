@@ -38,6 +38,8 @@ pub(crate) struct Service {
     pub(crate) webhook_addr: SocketAddr,
     /// Its simulator's base URL.
     pub(crate) simulator_url: String,
+    /// Its data directory (the log's segments are in `log/`).
+    pub(crate) data_dir: std::path::PathBuf,
     /// Its data directory, removed when the service is; `None` for a directory the
     /// caller owns ([`Service::start_in`]).
     _data: Option<DataDir>,
@@ -115,6 +117,7 @@ impl Service {
             webhook_addr: addr_of_url(&binary.webhook_url)?,
             simulator_url: binary.announced.remove("simulator_url").unwrap_or_default(),
             process: binary.process,
+            data_dir: dir.to_owned(),
             _data: data,
         })
     }

@@ -1,15 +1,16 @@
 //! Recovery: how long a `wechat-qr` killed with `kill -9` takes to serve again on a data
 //! directory holding a full retention, and what it holds in memory once back.
 //!
-//! A durable service is filled past its retention (`scale.resume_events` retained — the
-//! default 100,000 in the full run — from 1.2 times as many pushes, so retention has pruned
-//! the oldest), a cursor of its oldest retained event is read, and its resume is recorded
-//! in full. Then, in interleaved rounds: a start on an empty data directory (the
-//! baseline), and a `kill -9` of the filled service followed by a restart on its data
-//! directory. Each start is timed from spawning the process until gRPC health answers
-//! `SERVING`, and until the first event of a `StreamEvents` resuming the old cursor has
-//! been decoded (on the empty directory the same call answers `OUT_OF_RANGE`: a new
-//! epoch); then, after a pause to settle, its RSS is read from `/proc/PID/status`.
+//! A durable service is filled past its retention (`scale.recovery_events` retained —
+//! 1,000,000 in the full run, issue 21's figure, ten times the default retention — from
+//! 1.2 times as many pushes, so retention has pruned the oldest), a cursor of its oldest
+//! retained event is read, and its resume is recorded in full. Then, in interleaved
+//! rounds: a start on an empty data directory (the baseline), and a `kill -9` of the
+//! filled service followed by a restart on its data directory. Each start is timed from
+//! spawning the process until gRPC health answers `SERVING`, and until the first event
+//! of a `StreamEvents` resuming the old cursor has been decoded (on the empty directory
+//! the same call answers `OUT_OF_RANGE`: a new epoch); then, after a pause to settle,
+//! its RSS is read from `/proc/PID/status`.
 //!
 //! After the first restart the old cursor's resume must yield exactly the events it
 //! yielded before the kill (same cursors, same users, same order, none missing, none
@@ -56,14 +57,20 @@ type Seen = (String, Option<u64>);
 
 /// Fills, then restarts in rounds.
 pub(crate) async fn run(scale: &Scale) -> Result<Outcome> {
-    let retained = scale.resume_events;
+    let retained = scale.recovery_events;
     let pushed = retained * 6 / 5;
     let retain = retained.to_string();
-    // The full run keeps the default retention; `--quick` sets a small one.
+    // Room for every retained event (a few hundred bytes each) under the byte retention.
+    let retain_bytes = (retained * 1024).max(256 * 1024 * 1024).to_string();
+    // The default retention when it is the count wanted; otherwise (the full run's
+    // 1,000,000, `--quick`'s small one) a count, with bytes enough to hold it.
     let env: Vec<(&str, &str)> = if retained == DEFAULT_RETENTION {
         Vec::new()
     } else {
-        vec![("WECHAT_QR_RETAIN_EVENTS", retain.as_str())]
+        vec![
+            ("WECHAT_QR_RETAIN_EVENTS", retain.as_str()),
+            ("WECHAT_QR_RETAIN_BYTES", retain_bytes.as_str()),
+        ]
     };
     let data = DataDir::new()?;
     let mut service = Service::start_in(&data.0, &env).await?;

@@ -15,8 +15,8 @@ use crate::{
     report::{self, Row},
 };
 
-/// The least replay rate wanted.
-const TARGET_RATE: f64 = 200_000.0;
+/// The least replay rate wanted (issue 21: at the disk's limit, as before the store).
+const TARGET_RATE: f64 = 1_000_000.0;
 
 /// Fills the log, then replays it.
 pub(crate) async fn run(scale: &Scale) -> Result<Outcome> {
@@ -89,7 +89,7 @@ pub(crate) async fn run(scale: &Scale) -> Result<Outcome> {
                 ),
                 report::rate(rate),
             )
-            .with_target("≥ 200,000/s", rate >= TARGET_RATE),
+            .with_target("≥ 1,000,000/s", rate >= TARGET_RATE),
         ],
         notes: vec![format!(
             "resume: {} events replayed in {}",
