@@ -126,8 +126,9 @@ fn judge(kind: SealKind, same_body: bool, seal: &Seal) -> SealCheck {
 }
 
 /// The default number of seals held: 20,000 pushes a second for 90 s, or 6,000 a second
-/// for a whole 300-second window. The hash map is sized for it up front (2^21 slots of
-/// 25 bytes), so about 67 MB once full, 37 bytes a seal ([`SealBook::heap_bytes`]). The
+/// for a whole 300-second window. The hash map grows with the seals held, to 2^21 slots
+/// of 25 bytes at this count, so about 67 MB once full, 37 bytes a seal
+/// ([`SealBook::heap_bytes`]). The
 /// number is the setting's default, so it is defined with the settings (layers run down).
 pub const DEFAULT_MAX_SEALS: usize = crate::config::DEFAULT_REPLAY_GUARD_SEALS;
 
@@ -229,6 +230,12 @@ impl Inner {
                 self.seals.remove(&key);
             }
         }
+        // After a burst, give the table back once it is mostly empty (a rehash of what
+        // is left, rarely: only past 64 Ki slots and below an eighth full).
+        let capacity = self.seals.capacity();
+        if capacity > 65_536 && self.seals.len() < capacity / 8 {
+            self.seals.shrink_to(self.seals.len() * 2);
+        }
     }
 }
 
@@ -293,7 +300,11 @@ impl SealBook {
             max,
             hasher: RandomState::new(),
             inner: Mutex::new(Inner {
-                seals: HashMap::with_capacity_and_hasher(max, BuildHasherDefault::default()),
+                // Not sized for `max` up front: the table's pages would become resident
+                // one random slot at a time, so a quiet service would end up holding the
+                // whole 67 MB for a few thousand seals. It grows with the traffic instead,
+                // to the same table at `max`.
+                seals: HashMap::with_hasher(BuildHasherDefault::default()),
                 ..Inner::default()
             }),
             store: None,
@@ -363,8 +374,7 @@ impl SealBook {
         self.hasher.hash_one((seal.timestamp, seal.nonce.as_str()))
     }
 
-    /// Heap bytes the memory holds now: the hash map's table (allocated for `max` seals
-    /// up front) and the per-second queues. An estimate from capacities, checked against
+    /// Heap bytes the memory holds now: the hash map's table and the per-second queues. An estimate from capacities, checked against
     /// a counting allocator in `tests/seal_memory.rs`.
     pub fn heap_bytes(&self) -> usize {
         let inner = self.inner.lock().expect("seal lock poisoned");
