@@ -264,6 +264,9 @@ pub enum EmptyBecause {
     Replaced,
 }
 
+/// The page cache of the statistics file.
+const STATS_CACHE_BYTES: usize = 8 * 1024 * 1024;
+
 impl StatsStore {
     /// Opens (or creates) the store file at `path` for the account `app_id`.
     pub fn open_file(
@@ -272,10 +275,16 @@ impl StatsStore {
         retain_days: u32,
     ) -> Result<(Self, Found), StatsError> {
         let existed = path.exists();
-        let db = Database::create(path).map_err(|e| StatsError::Open {
-            path: path.to_owned(),
-            reason: e.to_string(),
-        })?;
+        // redb's default page cache is 1 GiB, filled as the file grows: the users table
+        // grows with every distinct OpenID, so without a bound the cache would follow it
+        // into memory. The store's reads are a few dozen records per query.
+        let db = Database::builder()
+            .set_cache_size(STATS_CACHE_BYTES)
+            .create(path)
+            .map_err(|e| StatsError::Open {
+                path: path.to_owned(),
+                reason: e.to_string(),
+            })?;
         Self::prepare(db, app_id, retain_days, existed)
     }
 
