@@ -13,7 +13,10 @@
 use std::{
     collections::{BTreeSet, HashMap},
     net::IpAddr,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -103,6 +106,10 @@ pub(crate) struct Admitted {
     registry: Arc<Registry>,
     id: u64,
     close: CancellationToken,
+    /// Requests or streams in flight on this connection. Counted here, outside the
+    /// registry's lock: only a change between none and some takes the lock (an HTTP/2
+    /// connection with many calls in flight takes it rarely).
+    calls: Arc<AtomicUsize>,
 }
 
 /// A request or stream in flight on a connection: it is not evictable until dropped.
@@ -110,6 +117,7 @@ pub(crate) struct Admitted {
 pub(crate) struct Busy {
     registry: Arc<Registry>,
     id: u64,
+    calls: Arc<AtomicUsize>,
 }
 
 impl Registry {
@@ -194,6 +202,7 @@ impl Registry {
             registry: self.clone(),
             id,
             close,
+            calls: Arc::default(),
         })
     }
 
@@ -300,7 +309,14 @@ impl Admitted {
 
     /// Marks a request or stream in flight until the guard is dropped.
     pub(crate) fn busy(&self) -> Busy {
-        self.registry.busy(self.id)
+        if self.calls.fetch_add(1, Ordering::AcqRel) == 0 {
+            self.registry.sync_busy(self.id, &self.calls);
+        }
+        Busy {
+            registry: self.registry.clone(),
+            id: self.id,
+            calls: self.calls.clone(),
+        }
     }
 
     /// Counts a trusted proxy's connection against `address`, the client it forwards
@@ -362,33 +378,30 @@ impl Drop for Admitted {
 }
 
 impl Registry {
-    fn busy(self: &Arc<Self>, id: u64) -> Busy {
+    /// Brings the entry's busy mark up to date with its count of calls, after the count
+    /// went from none to some or back. Read under the lock, the count is the latest: of
+    /// two such changes racing, whichever takes the lock last sees the final count.
+    fn sync_busy(&self, id: u64, calls: &AtomicUsize) {
         let mut inner = self.lock();
-        if let Some(entry) = inner.connections.get_mut(&id) {
-            entry.busy += 1;
+        let busy = calls.load(Ordering::Acquire);
+        let Some(entry) = inner.connections.get_mut(&id) else {
+            return;
+        };
+        entry.busy = busy;
+        if busy > 0 {
             if let Some((waiting, since)) = entry.waiting.take() {
                 inner.waiting.remove(&(waiting, since, id));
             }
-        }
-        Busy {
-            registry: self.clone(),
-            id,
+        } else {
+            inner.set_waiting(id, Waiting::Request);
         }
     }
 }
 
 impl Drop for Busy {
     fn drop(&mut self) {
-        let mut inner = self.registry.lock();
-        let idle = match inner.connections.get_mut(&self.id) {
-            Some(entry) => {
-                entry.busy -= 1;
-                entry.busy == 0
-            }
-            None => false,
-        };
-        if idle {
-            inner.set_waiting(self.id, Waiting::Request);
+        if self.calls.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.registry.sync_busy(self.id, &self.calls);
         }
     }
 }

@@ -124,6 +124,7 @@ impl GrpcConnections {
                     .expect("peer map lock")
                     .insert(peer, admitted.clone());
                 let connection = Connection {
+                    close: admitted.closed(),
                     closed: Box::pin(admitted.closed().cancelled_owned()),
                     stream,
                     peer,
@@ -203,6 +204,9 @@ pub(crate) struct Connection {
     stream: TcpStream,
     peer: SocketAddr,
     admitted: Arc<Admitted>,
+    /// The registry's close of this connection, checked on every read and write.
+    close: CancellationToken,
+    /// The same close as a future, polled only when the socket waits.
     closed: Pin<Box<WaitForCancellationFutureOwned>>,
     /// `Some` until the HTTP/2 handshake is seen complete (plaintext only).
     preface: Option<Preface>,
@@ -222,11 +226,35 @@ impl Drop for Connection {
 }
 
 impl Connection {
-    fn check_closed(&mut self, cx: &mut Context<'_>) -> std::io::Result<()> {
-        match self.closed.as_mut().poll(cx) {
-            Poll::Ready(()) => Err(std::io::ErrorKind::ConnectionAborted.into()),
-            Poll::Pending => Ok(()),
+    /// Refuses IO once the registry closed this connection. The cancellation is an
+    /// atomic load on every call; its waker is registered only when the socket itself
+    /// has to wait (HTTP/2 always has a read pending, so a close of an idle connection is
+    /// still noticed), not on every read and write of a busy connection.
+    fn check_closed(&mut self, cx: &mut Context<'_>, pending: bool) -> std::io::Result<()> {
+        let closed = if pending {
+            self.closed.as_mut().poll(cx).is_ready()
+        } else {
+            self.close.is_cancelled()
+        };
+        if closed {
+            Err(std::io::ErrorKind::ConnectionAborted.into())
+        } else {
+            Ok(())
         }
+    }
+
+    /// [`check_closed`](Self::check_closed) around one poll of the socket.
+    fn guarded<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        io: impl FnOnce(&mut Self, &mut Context<'_>) -> Poll<std::io::Result<T>>,
+    ) -> Poll<std::io::Result<T>> {
+        self.check_closed(cx, false)?;
+        let polled = io(self, cx);
+        if polled.is_pending() {
+            self.check_closed(cx, true)?;
+        }
+        polled
     }
 }
 
@@ -237,9 +265,8 @@ impl AsyncRead for Connection {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
         // HTTP/2 always has a read pending, so this is where a close is noticed.
-        self.check_closed(cx)?;
         let before = buf.filled().len();
-        ready!(Pin::new(&mut self.stream).poll_read(cx, buf))?;
+        ready!(self.guarded(cx, |this, cx| Pin::new(&mut this.stream).poll_read(cx, buf)))?;
         let this = &mut *self;
         if let Some(preface) = &mut this.preface
             && preface.read(&buf.filled()[before..])
@@ -257,8 +284,9 @@ impl AsyncWrite for Connection {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        self.check_closed(cx)?;
-        Pin::new(&mut self.stream).poll_write(cx, buf)
+        self.guarded(cx, |this, cx| {
+            Pin::new(&mut this.stream).poll_write(cx, buf)
+        })
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -274,8 +302,9 @@ impl AsyncWrite for Connection {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        self.check_closed(cx)?;
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+        self.guarded(cx, |this, cx| {
+            Pin::new(&mut this.stream).poll_write_vectored(cx, bufs)
+        })
     }
 
     fn is_write_vectored(&self) -> bool {

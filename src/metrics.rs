@@ -108,7 +108,13 @@ pub struct Metrics {
     pub group_dead_letters: IntCounterVec,
     /// Each configured account's label children, in configuration order.
     accounts: Arc<Vec<Arc<AccountMetrics>>>,
+    /// The `OK` series of the [`HOT_RPCS`], each resolved by its first call: a call then
+    /// costs no label hashing or lookup.
+    rpc_ok: Arc<[std::sync::OnceLock<(IntCounter, Histogram)>; HOT_RPCS.len()]>,
 }
+
+/// The calls made many times a second, whose `OK` series are kept resolved.
+const HOT_RPCS: [&str; 3] = ["CreateTicket", "GetImage", "StreamEvents"];
 
 /// Upstream endpoints, whose success counters are resolved per account at start.
 const ENDPOINTS: &[&str] = &[
@@ -466,6 +472,7 @@ impl Metrics {
             redis_up: redis
                 .then(|| gauge("redis_up", "1 while Redis answers, 0 while it does not")),
             accounts: Arc::new(Vec::new()),
+            rpc_ok: Arc::default(),
             group_lag: gauge_vec(
                 "group_lag_events",
                 "consumer group events not yet acknowledged (pending plus unread)",
@@ -556,6 +563,20 @@ impl Metrics {
 
     /// Records one finished gRPC call.
     pub fn observe_rpc(&self, method: &str, code: tonic::Code, took: Duration) {
+        if code == tonic::Code::Ok
+            && let Some(hot) = HOT_RPCS.iter().position(|&m| m == method)
+        {
+            let (requests, latency) = self.rpc_ok[hot].get_or_init(|| {
+                let labels = [method, code_name(code)];
+                (
+                    self.grpc_requests.with_label_values(&labels),
+                    self.grpc_latency.with_label_values(&labels),
+                )
+            });
+            requests.inc();
+            latency.observe(took.as_secs_f64());
+            return;
+        }
         let labels = [method, code_name(code)];
         self.grpc_requests.with_label_values(&labels).inc();
         self.grpc_latency

@@ -471,11 +471,12 @@ impl Webhook {
         request: Request<Incoming>,
     ) -> Result<(Accepted, HttpResponse), PushError> {
         let received_time = SystemTime::now();
-        if self.forwarder().is_some() && forward::forwarded_by_us(request.headers()) {
+        let forwards = self.forwarder().is_some();
+        if forwards && forward::forwarded_by_us(request.headers()) {
             return Err(PushError::ForwardLoop);
         }
         // What a forward repeats, taken before the request is consumed.
-        let verbatim_head = self.forwarder().map(|_| {
+        let verbatim_head = forwards.then(|| {
             (
                 request.uri().query().map(str::to_owned),
                 request.headers().get(hyper::header::CONTENT_TYPE).cloned(),
