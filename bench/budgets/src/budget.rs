@@ -86,11 +86,7 @@ pub(crate) fn table(rows: &[(String, Verdict)]) -> String {
             verdict.measured,
             verdict.budget,
             verdict.ratio(),
-            if verdict.fails() {
-                "  OVER BUDGET"
-            } else {
-                ""
-            }
+            if verdict.fails() { "  OVER BUDGET" } else { "" }
         );
     }
     out

@@ -184,8 +184,16 @@ fn check(path: &Path, update: bool, runs: usize, only: &[Scenario]) -> Result<bo
 /// operations and of one without, counted side by side.
 fn count(scenario: Scenario, scratch: &Path, run: usize) -> Result<u64, String> {
     let ops = scenario.ops();
-    let with = callgrind(scenario, ops, &scratch.join(format!("{}-{run}-n", scenario.name())));
-    let without = callgrind(scenario, 0, &scratch.join(format!("{}-{run}-0", scenario.name())));
+    let with = callgrind(
+        scenario,
+        ops,
+        &scratch.join(format!("{}-{run}-n", scenario.name())),
+    );
+    let without = callgrind(
+        scenario,
+        0,
+        &scratch.join(format!("{}-{run}-0", scenario.name())),
+    );
     let (with, without) = (with?, without?);
     let (with, without) = (wait_total(with)?, wait_total(without)?);
     per_operation(with, without, ops).ok_or_else(|| {
@@ -238,9 +246,7 @@ fn wait_total(counting: Counting) -> Result<u64, String> {
         out,
         what,
     } = counting;
-    let status = child
-        .wait()
-        .map_err(|e| format!("valgrind {what}: {e}"))?;
+    let status = child.wait().map_err(|e| format!("valgrind {what}: {e}"))?;
     if !status.success() {
         return Err(format!("valgrind {what} failed: {status}"));
     }

@@ -142,7 +142,9 @@ async fn run_in(scenario: Scenario, ops: u64) -> Result<(), String> {
     let config = Flags::try_parse_from(&args)
         .map_err(|e| format!("configuration: {e}"))?
         .serve;
-    let settings = config.resolve().map_err(|e| format!("configuration: {e}"))?;
+    let settings = config
+        .resolve()
+        .map_err(|e| format!("configuration: {e}"))?;
     let shutdown = CancellationToken::new();
     let running = app::start(settings, shutdown.clone())
         .await
