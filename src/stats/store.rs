@@ -27,8 +27,8 @@ use std::{
 };
 
 use redb::{
-    Database, ReadableDatabase, ReadableTable, Table, TableDefinition, WriteTransaction,
-    backends::InMemoryBackend,
+    Database, Durability, ReadableDatabase, ReadableTable, Table, TableDefinition,
+    WriteTransaction, backends::InMemoryBackend,
 };
 
 use super::{
@@ -409,12 +409,22 @@ impl StatsStore {
 
     /// Counts `entries` (in log order) and records the last one's cursor, in one
     /// transaction. `now` (Unix seconds) decides what is too old to keep.
-    pub fn apply(&self, entries: &[Entry], now: i64) -> Result<(), StatsError> {
+    ///
+    /// `durable`: the commit is synced before this returns. Otherwise it is redb's
+    /// non-durable commit (no sync): a crash may roll it back, together with the cursor
+    /// it wrote, and the events are counted again from the log; the next durable commit
+    /// (or [`StatsStore::flush`], or closing the store) makes it permanent.
+    pub fn apply(&self, entries: &[Entry], now: i64, durable: bool) -> Result<(), StatsError> {
         let Some(last) = entries.last() else {
             return Ok(());
         };
         self.with_db(|db| {
-            let write = db.begin_write().map_err(store_error)?;
+            let mut write = db.begin_write().map_err(store_error)?;
+            if !durable {
+                write
+                    .set_durability(Durability::None)
+                    .map_err(store_error)?;
+            }
             let cutoff = self.cutoff_day(now);
             {
                 let mut batch = Batch::open(&write)?;
@@ -423,6 +433,14 @@ impl StatsStore {
                 }
                 batch.finish(encode_cursor(last.cursor))?;
             }
+            write.commit().map_err(store_error)
+        })
+    }
+
+    /// Makes every commit so far durable (one synced empty commit).
+    pub fn flush(&self) -> Result<(), StatsError> {
+        self.with_db(|db| {
+            let write = db.begin_write().map_err(store_error)?;
             write.commit().map_err(store_error)
         })
     }

@@ -112,7 +112,7 @@ fn fill(dir: &std::path::Path, count: u64, now: u64) -> Result<(Generated, Durat
             }),
         });
         if batch.len() == FILL_BATCH || seq == count {
-            store.apply(&batch, now as i64)?;
+            store.apply(&batch, now as i64, true)?;
             batch.clear();
         }
     }
