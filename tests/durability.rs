@@ -214,6 +214,93 @@ async fn kill_9_under_load_loses_no_acknowledged_push_and_breaks_no_cursor() {
     binary.stop().await;
 }
 
+/// The channel statistics sync their store at most once a second (their counting is
+/// redone from the log after a crash): `kill -9` under load, several times, and every
+/// event the log holds is counted exactly once after the last restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_under_load_leaves_statistics_counting_each_logged_event_once() {
+    const ROUNDS: usize = 4;
+    let data = tempfile::tempdir().unwrap();
+    let mut push_number = 0u64;
+    for round in 0..ROUNDS {
+        let binary = start(data.path(), &[]).await;
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut workers = Vec::new();
+        for worker in 0..6u64 {
+            let (stop, url) = (stop.clone(), binary.webhook_url.clone());
+            let first = push_number + worker * 100_000;
+            workers.push(tokio::spawn(async move {
+                let http = reqwest::Client::builder().no_proxy().build().unwrap();
+                for i in 0.. {
+                    if stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    let (query, body) = push_for(&format!("o-s{round}-w{worker}-{i}"), first + i);
+                    if post(&http, &url, &query, &body).await.is_none() {
+                        return;
+                    }
+                }
+            }));
+        }
+        // Long enough for several of the statistics' unsynced commits and a synced one.
+        tokio::time::sleep(Duration::from_millis(700 + rand::random_range(0..900))).await;
+        binary.kill9().await;
+        stop.store(true, Ordering::Relaxed);
+        for worker in workers {
+            worker.await.unwrap();
+        }
+        push_number += 1_000_000;
+    }
+    let binary = start(data.path(), &[]).await;
+    let epoch = {
+        let mut client = binary.client().await;
+        let mut stream = client
+            .stream_events(pb::StreamEventsRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
+        let http = reqwest::Client::builder().no_proxy().build().unwrap();
+        let (query, body) = push_for("o-stats-last", push_number);
+        post(&http, &binary.webhook_url, &query, &body).await;
+        stream.message().await.unwrap().unwrap().cursor[..8].to_owned()
+    };
+    let logged = whole_log(&binary, &epoch).await.len() as u64;
+    assert!(logged > 100, "only {logged} events were logged under load");
+    let mut stats = pb::channel_stats_service_client::ChannelStatsServiceClient::connect(format!(
+        "http://{}",
+        binary.grpc_addr
+    ))
+    .await
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let scenes = stats
+            .list_scenes(pb::ListScenesRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .scenes;
+        let scans: u64 = scenes
+            .iter()
+            .filter(|s| s.scene == "42")
+            .map(|s| s.totals.as_ref().map_or(0, |t| t.scans))
+            .sum();
+        assert!(
+            scans <= logged,
+            "{scans} scans counted of {logged} logged events: some counted twice"
+        );
+        if scans == logged {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "statistics stuck at {scans} scans of {logged} logged events"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    binary.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn retention_by_bytes_bounds_disk_and_memory_under_a_flood() {
     let data = tempfile::tempdir().unwrap();
