@@ -213,11 +213,14 @@ async fn post_to(binary: &Binary, query: &str, body: &str) -> (u16, String) {
 }
 
 fn outcome(metrics: &str, outcome: &str) -> u64 {
-    let prefix = format!("wechat_qr_webhook_pushes_total{{outcome=\"{outcome}\"}} ");
+    // Labelled by account too: the sum over accounts.
+    let label = format!("outcome=\"{outcome}\"}} ");
     metrics
         .lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .map_or(0, |v| v.parse().unwrap())
+        .filter(|l| l.starts_with("wechat_qr_webhook_pushes_total{"))
+        .filter_map(|l| l.split_once(&label).map(|(_, v)| v))
+        .map(|v| v.parse::<u64>().unwrap())
+        .sum()
 }
 
 #[tokio::test]
