@@ -26,7 +26,9 @@ use common::{
 };
 use wechat_qr::{
     config::{Retention, dev},
-    events::{Cursor, DurableLog, EventLog, LOG_DIR, STORE_FILE},
+    events::{
+        Appended, Cursor, DedupKey, DurableLog, Event, EventKind, EventLog, LOG_DIR, STORE_FILE,
+    },
     pb,
 };
 
@@ -453,4 +455,72 @@ async fn a_data_directory_of_the_previous_release_is_migrated_once_and_cursors_s
         data.path().join(STORE_FILE).exists(),
         "the store of records stays"
     );
+}
+
+/// A log whose segments are the smallest (64 KiB), so a few hundred pushes roll it.
+fn small_segments(data: &Path) -> Arc<DurableLog> {
+    DurableLog::open(
+        data,
+        &[dev::APP_ID.to_owned()],
+        Retention {
+            max_events: 1_000_000,
+            max_age: Duration::from_secs(86_400),
+            max_bytes: 512 * 1024,
+        },
+        Duration::from_secs(300),
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+async fn append_many(log: &DurableLog, from: u64, count: u64) {
+    for n in from..from + count {
+        let openid = format!("roll-{n}-{}", "x".repeat(200));
+        let event = Event {
+            kind: EventKind::Scan,
+            openid: openid.clone(),
+            scene: "7".to_owned(),
+            ticket: "t".repeat(200),
+            account: "gh_test".to_owned(),
+            app_id: dev::APP_ID.to_owned(),
+            create_time: n,
+            received_time: std::time::SystemTime::now(),
+            new_follower: false,
+        };
+        let key = DedupKey::new(&openid, n, "SCAN", "7");
+        let appended = log.append(event, key).await.unwrap();
+        assert!(matches!(appended, Appended::New(_)), "{appended:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn segments_roll_into_the_spare_made_ahead_and_a_left_over_spare_breaks_nothing() {
+    let data = tempfile::tempdir().unwrap();
+    let log = small_segments(data.path());
+    // ~500 bytes a record: 400 of them fill three 64 KiB segments and start a fourth.
+    append_many(&log, 0, 400).await;
+    log.close().await;
+    drop(log);
+    let rolled = segments(data.path());
+    assert!(rolled.len() >= 4, "the log rolled: {rolled:?}");
+    let spare = data.path().join(LOG_DIR).join("next-segment.spare");
+    assert!(spare.exists(), "the next segment is made ahead");
+    assert_eq!(served(data.path()).await.len(), 400);
+
+    // A crash while the spare was being made leaves anything in it: it is never read,
+    // and made afresh.
+    std::fs::write(&spare, b"not a segment at all").unwrap();
+    // A crash right after a roll renamed the spare leaves an empty newest segment.
+    let next = served(data.path()).await.len() as u64 + 1;
+    let empty = data.path().join(LOG_DIR).join(format!("{next:020}.seg"));
+    std::fs::write(&empty, vec![0u8; 64 * 1024]).unwrap();
+    let log = small_segments(data.path());
+    append_many(&log, 400, 400).await;
+    log.close().await;
+    drop(log);
+    let served = served(data.path()).await;
+    assert_eq!(served.len(), 800, "every event once, in order");
+    for (n, openid) in served.iter().enumerate() {
+        assert!(openid.starts_with(&format!("roll-{n}-")), "{n}: {openid}");
+    }
+    assert!(segments(data.path()).len() >= 7);
 }

@@ -8,14 +8,21 @@
 //! log at start-up: the sparse offset index of each segment, the de-duplication keys of
 //! the last [`DEDUP_WINDOW`] and the seals still inside the replay window. Retention
 //! (count, age, bytes) moves the log's start event by event and deletes a segment once
-//! none of its events is retained. The epoch, the account and the permanent-scene
-//! records, rarely written, stay in a small redb file beside the log (`wechat-qr.redb`,
-//! which also held the events before this format: it is migrated once, on first open).
+//! none of its events is retained. The next segment is created ahead (pre-allocated and
+//! synced, on a thread of its own) as `log/next-segment.spare`: a full segment rolls by
+//! renaming it, and the first group written into it syncs the directory with its data
+//! (its name is durable before any of it is acknowledged), so a push waits for no
+//! allocation or file sync of a new segment, only for that directory sync. The epoch,
+//! the account and the permanent-scene records, rarely written, stay in a small redb
+//! file beside the log (`wechat-qr.redb`, which also held the events before this
+//! format: it is migrated once, on first open).
 //!
 //! Recovery: a damaged record at the end of the newest segment is a write the crash
 //! interrupted, never acknowledged: it is cut off, and one warning line says what was
 //! dropped. A damaged record anywhere else is corruption: the start is refused, naming
 //! the segment and the byte offset, since acknowledged events would otherwise vanish.
+//! Recovery reads only segment names: a spare a crash left behind is created afresh,
+//! and a renamed spare nothing was synced into is an empty newest segment.
 //!
 //! A failed write or sync (a full disk, an I/O error) fails the appends of that group
 //! with [`LogError::Unavailable`] — the segment is cut back to where the group began, so
@@ -80,6 +87,10 @@ pub(super) const DEDUP_WINDOW: Duration = Duration::from_secs(300);
 const SEGMENT_BYTES: (u64, u64) = (64 * 1024, 64 * 1024 * 1024);
 /// Growth of a segment past its pre-allocation, at least.
 const GROW_STEP: u64 = 1024 * 1024;
+/// The next segment, created (pre-allocated and synced) ahead of need so that a roll
+/// renames it rather than creating a file on a push's path. Not a segment name, so
+/// recovery never reads it; one a crash leaves behind is created afresh.
+const SPARE_FILE: &str = "next-segment.spare";
 /// Why the data directory cannot be used. Each names the path and the cause.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
@@ -334,6 +345,11 @@ struct Writer {
     doomed: Vec<Segment>,
     /// The group being written.
     buf: Vec<u8>,
+    /// The next segment being created off the push path; a roll takes it.
+    spare: Option<std::thread::JoinHandle<std::io::Result<Active>>>,
+    /// The active segment's name is not yet synced into the directory (it was renamed
+    /// from the spare): the first group written into it syncs the directory too.
+    name_unsynced: bool,
     head: watch::Sender<u64>,
     writable: watch::Sender<bool>,
 }
@@ -492,10 +508,13 @@ impl DurableLog {
             pending: Vec::new(),
             doomed: Vec::new(),
             buf: Vec::with_capacity(1024 * 1024),
+            spare: None,
+            name_unsynced: false,
             head: head.clone(),
             writable: writable.clone(),
         };
         writer.enforce(now_ms);
+        writer.prepare_spare();
         let log = Self {
             epoch,
             file: file.clone(),
@@ -948,7 +967,17 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
 
 /// Creates (pre-allocated, synced, its name synced) the segment of `first_seq`.
 fn create_segment(log_dir: &Path, first_seq: u64, bytes: u64) -> std::io::Result<Active> {
-    let path = log_dir.join(segment::segment_name(first_seq));
+    create_file(
+        log_dir,
+        &log_dir.join(segment::segment_name(first_seq)),
+        first_seq,
+        bytes,
+    )
+}
+
+/// Creates (pre-allocated, synced, its name synced) the file `path` for a segment.
+fn create_file(log_dir: &Path, path: &Path, first_seq: u64, bytes: u64) -> std::io::Result<Active> {
+    let path = path.to_owned();
     let file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -1181,6 +1210,14 @@ enum Reply {
 
 impl Writer {
     fn run(mut self, requests: &mpsc::Receiver<Request>) {
+        self.serve(requests);
+        // No thread of the log touches the directory once it is closed.
+        if let Some(spare) = self.spare.take() {
+            let _ = spare.join();
+        }
+    }
+
+    fn serve(&mut self, requests: &mpsc::Receiver<Request>) {
         // Age-based retention needs a clock even when no push arrives.
         let period =
             (self.retention.max_age / 10).clamp(Duration::from_millis(50), Duration::from_secs(10));
@@ -1411,7 +1448,16 @@ impl Writer {
             }
             self.active.file.write_all_at(&self.buf, self.active.pos)?;
             self.active.file.sync_data()
-        })();
+        })()
+        .and_then(|()| {
+            // A segment renamed from the spare: its name is durable only with this sync
+            // of the directory, and its first records must not outlive a crash without it.
+            if self.name_unsynced {
+                sync_dir(&self.log_dir)?;
+                self.name_unsynced = false;
+            }
+            Ok(())
+        });
         match result {
             Ok(()) => {
                 self.active.pos = end;
@@ -1434,12 +1480,61 @@ impl Writer {
         }
     }
 
-    /// Starts a new segment for the next event.
+    /// Starts creating the next segment on a thread of its own, off the push path.
+    fn prepare_spare(&mut self) {
+        if self.spare.is_some() {
+            return;
+        }
+        let (log_dir, bytes) = (self.log_dir.clone(), self.segment_bytes);
+        let spawned = std::thread::Builder::new()
+            .name("event-log-spare".to_owned())
+            .spawn(move || create_file(&log_dir, &log_dir.join(SPARE_FILE), 0, bytes));
+        match spawned {
+            Ok(handle) => self.spare = Some(handle),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot start creating the next segment ahead: it is created when needed");
+            }
+        }
+    }
+
+    /// The spare segment renamed to the segment of `first_seq`, if it was created.
+    fn take_spare(&mut self, first_seq: u64) -> Option<Active> {
+        let created = match self.spare.take()?.join() {
+            Ok(Ok(spare)) => spare,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "the next segment could not be created ahead: it is created now");
+                return None;
+            }
+            Err(_) => return None,
+        };
+        let path = self.log_dir.join(segment::segment_name(first_seq));
+        if let Err(e) = std::fs::rename(&created.path, &path) {
+            tracing::warn!(error = %e, "the next segment created ahead could not be renamed: it is created now");
+            return None;
+        }
+        Some(Active {
+            path,
+            first_seq,
+            ..created
+        })
+    }
+
+    /// Starts a new segment for the next event: the spare, renamed (its name synced
+    /// with the first group written into it), or, without one, a segment created now.
     fn roll(&mut self) -> std::io::Result<()> {
-        let active = create_segment(&self.log_dir, self.next_seq, self.segment_bytes)?;
+        let (active, renamed) = match self.take_spare(self.next_seq) {
+            Some(active) => (active, true),
+            None => (
+                create_segment(&self.log_dir, self.next_seq, self.segment_bytes)?,
+                false,
+            ),
+        };
+        // A segment created now has its name synced already.
+        self.name_unsynced = renamed;
         let reader = active.reader()?;
         // The old segment keeps its allocation: a few unused bytes, not worth a sync.
         self.active = active;
+        self.prepare_spare();
         self.shared
             .write()
             .expect("log lock poisoned")
