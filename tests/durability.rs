@@ -20,7 +20,7 @@ use std::{
 
 use common::{
     TOKEN,
-    data_dir::{command, event_store_bytes, post, start, whole_log},
+    data_dir::{command, epoch_by_push, event_store_bytes, post, start, whole_log},
     now, scan_xml, signed_query,
 };
 use tonic::Code;
@@ -253,16 +253,8 @@ async fn kill_9_under_load_leaves_statistics_counting_each_logged_event_once() {
     }
     let binary = start(data.path(), &[]).await;
     let epoch = {
-        let mut client = binary.client().await;
-        let mut stream = client
-            .stream_events(pb::StreamEventsRequest::default())
-            .await
-            .unwrap()
-            .into_inner();
-        let http = reqwest::Client::builder().no_proxy().build().unwrap();
         let (query, body) = push_for("o-stats-last", push_number);
-        post(&http, &binary.webhook_url, &query, &body).await;
-        stream.message().await.unwrap().unwrap().cursor[..8].to_owned()
+        epoch_by_push(&binary, &query, &body).await
     };
     let logged = whole_log(&binary, &epoch).await.len() as u64;
     assert!(logged > 100, "only {logged} events were logged under load");
@@ -354,15 +346,8 @@ async fn retention_by_bytes_bounds_disk_and_memory_under_a_flood() {
         "memory keeps growing: {sizes:?} (phase, bytes, RSS KiB)"
     );
     let epoch = {
-        let mut client = binary.client().await;
-        let mut stream = client
-            .stream_events(pb::StreamEventsRequest::default())
-            .await
-            .unwrap()
-            .into_inner();
         let (query, body) = push_for("o-last", 999_999);
-        post(&http, &binary.webhook_url, &query, &body).await;
-        stream.message().await.unwrap().unwrap().cursor[..8].to_owned()
+        epoch_by_push(&binary, &query, &body).await
     };
     let mut client = binary.client().await;
     let status = client

@@ -21,7 +21,7 @@ use std::{
 use common::{
     TOKEN,
     binary::logged_field,
-    data_dir::{command, post, start, whole_log},
+    data_dir::{command, epoch_by_push, post, start, whole_log},
     now, scan_xml, signed_query,
 };
 use wechat_qr::{
@@ -270,15 +270,8 @@ async fn a_torn_tail_is_cut_with_one_log_line_and_nothing_acknowledged_goes() {
         lines[0]
     );
     let epoch = {
-        let mut client = binary.client().await;
-        let mut stream = client
-            .stream_events(pb::StreamEventsRequest::default())
-            .await
-            .unwrap()
-            .into_inner();
         let (query, body) = push("torn-after", PUSHES);
-        post(&http, &binary.webhook_url, &query, &body).await;
-        stream.message().await.unwrap().unwrap().cursor[..8].to_owned()
+        epoch_by_push(&binary, &query, &body).await
     };
     let all: Vec<String> = whole_log(&binary, &epoch)
         .await
@@ -331,15 +324,8 @@ async fn a_flipped_byte_in_an_older_segment_is_never_served_and_refuses_the_star
     flip(&oldest, offset);
     // While running: a reader reaching the damaged record gets an error, not the event.
     let epoch = {
-        let mut client = binary.client().await;
-        let mut stream = client
-            .stream_events(pb::StreamEventsRequest::default())
-            .await
-            .unwrap()
-            .into_inner();
         let (query, body) = push("flip-last", n);
-        post(&http, &binary.webhook_url, &query, &body).await;
-        stream.message().await.unwrap().unwrap().cursor[..8].to_owned()
+        epoch_by_push(&binary, &query, &body).await
     };
     let mut client = binary.client().await;
     let mut stream = client

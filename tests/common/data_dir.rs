@@ -42,6 +42,20 @@ pub async fn post(
     Some((status, response.text().await.ok()?))
 }
 
+/// The log's epoch (the first 8 characters of a cursor), learnt by subscribing and then
+/// sending the push `query` + `body`: the cursor the subscriber receives carries it.
+pub async fn epoch_by_push(binary: &Binary, query: &str, body: &str) -> String {
+    let mut client = binary.client().await;
+    let mut stream = client
+        .stream_events(pb::StreamEventsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    post(&http, &binary.webhook_url, query, body).await;
+    stream.message().await.unwrap().unwrap().cursor[..8].to_owned()
+}
+
 /// Every event the log holds, oldest first, read over StreamEvents from before the
 /// first event, with the cursor of each.
 pub async fn whole_log(binary: &Binary, epoch: &str) -> Vec<(String, String)> {
