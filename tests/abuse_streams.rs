@@ -84,8 +84,14 @@ async fn big_filter_streams_are_refused_past_the_memory_budget_before_rss_grows_
     let mut refusals = Vec::new();
     // Connections opened until the service as a whole refuses; each takes streams until
     // its own share is spent. The count caps (20,000 / 200,000) would allow them all.
+    // The clients stay alive beside their streams: a stream dropped after its client
+    // is cancelled only if the connection's task is still there to send RST_STREAM,
+    // and hyper may end that task once its last handle is gone (1 run in 5 then kept
+    // the bytes charged past the deadline below).
+    let mut clients = Vec::new();
     'connections: for _ in 0..40 {
         let mut client = connection(&binary).await;
+        clients.push(client.clone());
         for _ in 0..400 {
             match client.stream_events(big_filter(held.len())).await {
                 Ok(stream) => held.push(stream.into_inner()),
