@@ -70,26 +70,50 @@ impl ImageCache {
     }
 
     /// The image of `ticket`, downloading it (once for all concurrent callers) on a miss
-    /// and keeping it for `ttl`.
-    pub async fn get_or_download<Fut>(
+    /// and keeping it for `ttl`. `download` is called only on a miss.
+    pub async fn get_or_download<F, Fut>(
         &self,
         ticket: &str,
         ttl: Duration,
-        download: Fut,
+        download: F,
     ) -> Result<QrImage, WeChatError>
     where
+        F: FnOnce() -> Fut,
         Fut: Future<Output = Result<QrImage, WeChatError>>,
     {
         if self.unknown.contains_key(ticket) {
             self.metrics.image_unknown_ticket_hits.inc();
             return Err(WeChatError::TicketNotFound);
         }
+        // A hit is the common case and needs none of the miss path's machinery. The
+        // miss path's future (moka's shared initialisation, the download with its
+        // retries and HTTP client) is tens of kilobytes: held inline, it was copied
+        // whole at every layer of every call, hits included (40 % of a hit's
+        // instructions were memcpy), so it lives in its own allocation, made on a miss.
+        if let Some(cached) = self.images.get(ticket).await {
+            self.metrics.image_cache_hits.inc();
+            return Ok(cached.image);
+        }
+        Box::pin(self.download(ticket, ttl, download)).await
+    }
+
+    /// The miss path of [`Self::get_or_download`].
+    async fn download<F, Fut>(
+        &self,
+        ticket: &str,
+        ttl: Duration,
+        download: F,
+    ) -> Result<QrImage, WeChatError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<QrImage, WeChatError>>,
+    {
         let downloaded = AtomicBool::new(false);
         let cached = self
             .images
             .try_get_with_by_ref(ticket, async {
                 downloaded.store(true, Ordering::Relaxed);
-                match download.await {
+                match download().await {
                     Ok(image) => Ok(Cached { image, ttl }),
                     // An error, so the image cache keeps nothing; every caller waiting
                     // on this download shares it.
@@ -113,6 +137,7 @@ impl ImageCache {
                 .image_cache_bytes
                 .set(i64::try_from(self.images.weighted_size()).unwrap_or(i64::MAX));
         } else {
+            // Another caller's download, shared.
             self.metrics.image_cache_hits.inc();
         }
         Ok(cached.image)

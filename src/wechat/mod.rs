@@ -501,21 +501,9 @@ impl WeChatClient {
         deadline: Instant,
     ) -> Result<QrTicket, WeChatError> {
         if request.expire_seconds.is_none() {
-            let (ticket, minted) = self
-                .permanent
-                .get_or_create(
-                    &self.app_id,
-                    &request.scene,
-                    self.create_qrcode(request, deadline),
-                )
-                .await?;
-            if minted {
-                self.api.metrics.permanent_minted.inc();
-                self.report_permanent_budget().await;
-            } else {
-                tracing::debug!("permanent scene already minted; answered from the store");
-            }
-            return Ok(ticket);
+            // Boxed: the store's future is large and only permanent codes need it; inline,
+            // every temporary code's future would carry (and copy) it.
+            return Box::pin(self.create_permanent(request, deadline)).await;
         }
         let ticket = self.create_qrcode(request, deadline).await?;
         if let Some(seconds) = ticket.expire_seconds {
@@ -523,6 +511,29 @@ impl WeChatClient {
                 ticket.ticket.clone(),
                 Instant::now() + Duration::from_secs(seconds),
             );
+        }
+        Ok(ticket)
+    }
+
+    /// A permanent code: answered from the store when its scene was minted before.
+    async fn create_permanent(
+        &self,
+        request: &QrCodeRequest,
+        deadline: Instant,
+    ) -> Result<QrTicket, WeChatError> {
+        let (ticket, minted) = self
+            .permanent
+            .get_or_create(
+                &self.app_id,
+                &request.scene,
+                self.create_qrcode(request, deadline),
+            )
+            .await?;
+        if minted {
+            self.api.metrics.permanent_minted.inc();
+            self.report_permanent_budget().await;
+        } else {
+            tracing::debug!("permanent scene already minted; answered from the store");
         }
         Ok(ticket)
     }
@@ -535,13 +546,26 @@ impl WeChatClient {
         let token = self.token(deadline).await?;
         match self.create_qrcode_with(request, &token, deadline).await {
             Err(e) if e.is_token_rejected() => {
-                tracing::warn!(error = %e, "access_token rejected; refetching once");
-                self.tokens.reject(&token).await;
-                let token = self.token(deadline).await?;
-                self.create_qrcode_with(request, &token, deadline).await
+                // Rare, so boxed: its futures would otherwise double the size of every
+                // call's future (and the bytes copied to start it).
+                Box::pin(self.create_qrcode_with_new_token(request, &token, e, deadline)).await
             }
             result => result,
         }
+    }
+
+    /// The retry of [`Self::create_qrcode`] after WeChat rejected `token`.
+    async fn create_qrcode_with_new_token(
+        &self,
+        request: &QrCodeRequest,
+        token: &AccessToken,
+        error: WeChatError,
+        deadline: Instant,
+    ) -> Result<QrTicket, WeChatError> {
+        tracing::warn!(error = %error, "access_token rejected; refetching once");
+        self.tokens.reject(token).await;
+        let token = self.token(deadline).await?;
+        self.create_qrcode_with(request, &token, deadline).await
     }
 
     async fn create_qrcode_with(
@@ -583,14 +607,16 @@ impl WeChatClient {
         if ttl.is_zero() {
             return Err(WeChatError::TicketNotFound);
         }
-        let download = with_retries(
-            &self.api.metrics,
-            "showqrcode",
-            current.policy,
-            deadline,
-            true,
-            |left| current.showqrcode(ticket, left),
-        );
+        let download = || {
+            with_retries(
+                &self.api.metrics,
+                "showqrcode",
+                current.policy,
+                deadline,
+                true,
+                |left| current.showqrcode(ticket, left),
+            )
+        };
         tokio::time::timeout_at(deadline, self.images.get_or_download(ticket, ttl, download))
             .await
             .map_err(|_| WeChatError::DeadlineExceeded {

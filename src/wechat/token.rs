@@ -171,6 +171,14 @@ impl<F: TokenFetcher> TokenCache<F> {
             }
             return Ok(token);
         }
+        // The miss path's future (moka's shared initialisation and the fetch) is many
+        // kilobytes; boxed, it is built only on a miss instead of being copied whole
+        // through every caller's future on every hit.
+        Box::pin(self.fetch_shared()).await
+    }
+
+    /// The miss path of [`Self::get`]: one fetch shared by every caller waiting for it.
+    async fn fetch_shared(self: &Arc<Self>) -> Result<Arc<AccessToken>, WeChatError> {
         self.tokens
             .try_get_with_by_ref(&self.account, self.fetch_counted())
             .await
