@@ -210,6 +210,15 @@ pub struct ServeConfig {
     /// machine's physical memory).
     #[arg(long, env = "WECHAT_QR_MAX_SUBSCRIPTION_BYTES")]
     pub max_subscription_bytes: Option<u64>,
+    /// Most consumer groups one account may have (on Redis: in the whole deployment);
+    /// past it CreateGroup is RESOURCE_EXHAUSTED before anything is stored. Groups kept
+    /// from before a lowered cap stay.
+    #[arg(
+        long,
+        env = "WECHAT_QR_MAX_GROUPS_PER_ACCOUNT",
+        default_value_t = crate::events::groups::DEFAULT_MAX_PER_ACCOUNT
+    )]
+    pub max_groups_per_account: usize,
     /// Most values in each StreamEvents filter (`tickets`, `scenes`).
     #[arg(long, env = "WECHAT_QR_MAX_FILTER_ENTRIES", default_value_t = 1_000)]
     pub max_filter_entries: usize,
@@ -721,6 +730,8 @@ pub struct Settings {
     pub limits: SubscriptionLimits,
     /// Caps on gRPC message sizes.
     pub messages: MessageLimits,
+    /// Consumer groups one account may have.
+    pub max_groups_per_account: usize,
     /// gRPC over TLS (and mTLS); `None`: plaintext.
     pub tls: Option<TlsSettings>,
     /// The callers allowed on the gRPC API; empty: open.
@@ -895,6 +906,7 @@ impl ServeConfig {
                     .max(1)
                     .saturating_add(RESPONSE_HEADROOM_BYTES),
             },
+            max_groups_per_account: self.max_groups_per_account.max(1),
             tls,
             clients: self.clients.clone(),
         })

@@ -1142,3 +1142,160 @@ async fn two_workers_handle_each_scan_once(
     assert_eq!(got, want, "each scan handled exactly once");
     drop(workers);
 }
+
+/// A replica on the shared Redis with `env` added.
+async fn start_replica_with(
+    redis: &common::redis_server::RedisServer,
+    dir: &Path,
+    env: &[(&str, &str)],
+) -> Binary {
+    let mut command = Binary::command();
+    command
+        .current_dir(dir)
+        .env("WECHAT_QR_GRPC_ADDR", "127.0.0.1:0")
+        .env("WECHAT_QR_HTTP_ADDR", "127.0.0.1:0")
+        .env("WECHAT_QR_ADMIN_ADDR", "127.0.0.1:0")
+        .env("WECHAT_QR_SIMULATOR_ADDR", "127.0.0.1:0")
+        .env("WECHAT_QR_DATA_DIR", dir.join("data"))
+        .env("WECHAT_QR_REDIS_URL", redis.url())
+        .envs(env.iter().copied());
+    Binary::spawn(command).await
+}
+
+/// CreateGroup of `name` with every other setting at its default.
+async fn create_named(
+    client: &mut ConsumerGroupServiceClient<Channel>,
+    name: &str,
+) -> Result<pb::CreateGroupResponse, tonic::Status> {
+    client
+        .create_group(pb::CreateGroupRequest {
+            name: name.into(),
+            ..Default::default()
+        })
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+/// The names of the groups `binary` lists, sorted.
+async fn group_names(binary: &Binary) -> Vec<String> {
+    let mut names: Vec<String> = groups_client(binary)
+        .await
+        .list_groups(pb::ListGroupsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .groups
+        .into_iter()
+        .map(|g| g.group.unwrap().name)
+        .collect();
+    names.sort();
+    names
+}
+
+/// A refusal for the cap: RESOURCE_EXHAUSTED naming the limit and its setting.
+fn assert_cap_refusal(refused: &tonic::Status, limit: usize) {
+    assert_eq!(
+        refused.code(),
+        tonic::Code::ResourceExhausted,
+        "{refused:?}"
+    );
+    assert!(
+        refused
+            .message()
+            .contains(&format!("{limit} consumer groups"))
+            && refused
+                .message()
+                .contains("WECHAT_QR_MAX_GROUPS_PER_ACCOUNT"),
+        "names the limit and its setting: {}",
+        refused.message()
+    );
+}
+
+/// The default cap, 100 groups per account, on the embedded engine: the 101st is refused
+/// before anything is stored (it is not there after a restart either), a deletion frees a
+/// place, and `check-config` shows the setting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_account_has_at_most_its_cap_of_groups_and_a_deletion_frees_a_place() {
+    const CAP: usize = 100;
+    let data = tempfile::tempdir().unwrap();
+    let binary = start(data.path()).await;
+    let mut client = groups_client(&binary).await;
+    let name = |i: usize| format!("g-{i:03}");
+    for i in 0..CAP {
+        create_named(&mut client, &name(i)).await.unwrap();
+    }
+    let refused = create_named(&mut client, &name(CAP)).await.unwrap_err();
+    assert_cap_refusal(&refused, CAP);
+    assert_eq!(group_names(&binary).await.len(), CAP);
+
+    client
+        .delete_group(pb::DeleteGroupRequest {
+            name: name(0),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    create_named(&mut client, &name(CAP)).await.unwrap();
+    let again = create_named(&mut client, &name(CAP + 1)).await.unwrap_err();
+    assert_cap_refusal(&again, CAP);
+
+    // What the data directory holds: the hundred, none of the refused.
+    binary.stop().await;
+    let binary = start(data.path()).await;
+    let names = group_names(&binary).await;
+    assert_eq!(names, (1..=CAP).map(name).collect::<Vec<_>>());
+    binary.stop().await;
+
+    let config = tempfile::NamedTempFile::new().unwrap();
+    let output = Binary::command()
+        .env("WECHAT_QR_MAX_GROUPS_PER_ACCOUNT", "7")
+        .arg("check-config")
+        .arg(config.path())
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{shown}");
+    assert!(
+        shown.contains("max_groups_per_account = \"7\"  # environment"),
+        "{shown}"
+    );
+}
+
+/// On Redis the cap counts the deployment's groups: creations at once on two replicas
+/// stop at the cap together, and a deletion on one frees a place on the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn on_redis_the_cap_of_groups_holds_for_the_whole_deployment() {
+    const CAP: usize = 3;
+    let redis = common::redis_server::RedisServer::start();
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let env = [("WECHAT_QR_MAX_GROUPS_PER_ACCOUNT", "3")];
+    let a = start_replica_with(&redis, dir_a.path(), &env).await;
+    let b = start_replica_with(&redis, dir_b.path(), &env).await;
+    let clients = [groups_client(&a).await, groups_client(&b).await];
+    let calls = (0..8usize).map(|i| {
+        let mut client = clients[i % 2].clone();
+        tokio::spawn(async move { create_named(&mut client, &format!("r-{i}")).await })
+    });
+    let mut created = 0;
+    for call in futures_util::future::join_all(calls).await {
+        match call.unwrap() {
+            Ok(_) => created += 1,
+            Err(refused) => assert_cap_refusal(&refused, CAP),
+        }
+    }
+    assert_eq!(created, CAP);
+    let names = group_names(&a).await;
+    assert_eq!(names.len(), CAP);
+    assert_eq!(group_names(&b).await, names);
+
+    let mut on_b = clients[1].clone();
+    on_b.delete_group(pb::DeleteGroupRequest {
+        name: names[0].clone(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut on_a = clients[0].clone();
+    create_named(&mut on_a, "r-after").await.unwrap();
+    assert_cap_refusal(&create_named(&mut on_a, "r-more").await.unwrap_err(), CAP);
+}
