@@ -20,7 +20,7 @@ use bytes::Bytes;
 use common::{
     TOKEN, TestService, config, exactly, now, scan_xml, signed_query, subscribe, wechat_signature,
 };
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
 use hyper::{Request, Response, body::Incoming, header::CONTENT_TYPE};
 use tokio_util::sync::CancellationToken;
 use wechat_qr::{
@@ -43,6 +43,9 @@ enum Behaviour {
     Slow(Duration),
     /// Answer with this status at once.
     Status(u16),
+    /// Answer 200 with a body of this many bytes: with a `Content-Length`, or chunked in
+    /// 16 KiB pieces without one.
+    Sized { bytes: usize, chunked: bool },
 }
 
 /// One request as the handler received it.
@@ -167,15 +170,35 @@ fn field(xml: &str, name: &str) -> String {
         .to_owned()
 }
 
-fn response(status: u16, content_type: &str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+/// The handler's answers: whole (with a `Content-Length`) or streamed.
+type AnswerBody = BoxBody<Bytes, std::convert::Infallible>;
+
+fn response(status: u16, content_type: &str, body: impl Into<Bytes>) -> Response<AnswerBody> {
     Response::builder()
         .status(status)
         .header(CONTENT_TYPE, content_type)
-        .body(Full::new(body.into()))
+        .body(Full::new(body.into()).boxed())
         .unwrap()
 }
 
-async fn handle(state: Arc<HandlerState>, request: Request<Incoming>) -> Response<Full<Bytes>> {
+/// A 200 answer of `bytes` bytes, chunked (no `Content-Length`) or whole.
+fn sized(bytes: usize, chunked: bool) -> Response<AnswerBody> {
+    let body = vec![b'a'; bytes];
+    if !chunked {
+        return response(200, "text/plain", body);
+    }
+    let pieces: Vec<Result<hyper::body::Frame<Bytes>, std::convert::Infallible>> = body
+        .chunks(16 * 1024)
+        .map(|piece| Ok(hyper::body::Frame::data(Bytes::copy_from_slice(piece))))
+        .collect();
+    Response::builder()
+        .status(200)
+        .header(CONTENT_TYPE, "text/plain")
+        .body(StreamBody::new(futures_util::stream::iter(pieces)).boxed())
+        .unwrap()
+}
+
+async fn handle(state: Arc<HandlerState>, request: Request<Incoming>) -> Response<AnswerBody> {
     let received = Received {
         method: request.method().to_string(),
         path: request.uri().path().to_owned(),
@@ -197,6 +220,7 @@ async fn handle(state: Arc<HandlerState>, request: Request<Incoming>) -> Respons
     match behaviour {
         Behaviour::Slow(pause) => tokio::time::sleep(pause).await,
         Behaviour::Status(status) => return response(status, "text/plain", "handler failure"),
+        Behaviour::Sized { bytes, chunked } => return sized(bytes, chunked),
         Behaviour::Reply | Behaviour::Silent => {}
     }
     // The handler's own checks, as WeChat's SDKs do them.
@@ -557,6 +581,36 @@ async fn a_failing_handler_gets_the_documented_answers_and_no_scan_is_lost() {
         assert_eq!(scenes, ["s0", "s1", "s2"], "{failure:?}: every scan once");
         assert_eq!(forwards(&service, "relayed").await, 3);
     }
+}
+
+/// The handler's answer is relayed up to 256 KiB, with a `Content-Length` or chunked; one
+/// byte more is a failed forward (WeChat is answered as `forward_failure` says).
+#[tokio::test]
+async fn an_answer_over_256_kib_is_a_failed_forward() {
+    const LIMIT: usize = 256 * 1024;
+    let handler = Handler::start().await;
+    let service = TestService::start_with(forwarding_to(&handler)).await;
+    for chunked in [false, true] {
+        handler.behave(Behaviour::Sized {
+            bytes: LIMIT,
+            chunked,
+        });
+        let at = post(&service, &fresh_query(), &text_xml("o-big", "hi")).await;
+        assert_eq!(at.status, 200, "chunked: {chunked}");
+        assert_eq!(at.body.len(), LIMIT, "relayed whole, chunked: {chunked}");
+        handler.behave(Behaviour::Sized {
+            bytes: LIMIT + 1,
+            chunked,
+        });
+        let over = post(&service, &fresh_query(), &text_xml("o-big", "hi")).await;
+        assert_eq!(
+            (over.status, &over.body[..]),
+            (502, &b"the existing handler failed; WeChat will retry"[..]),
+            "chunked: {chunked}"
+        );
+    }
+    assert_eq!(forwards(&service, "relayed").await, 2);
+    assert_eq!(forwards(&service, "oversized").await, 2);
 }
 
 /// A service configured by a real configuration file with one account and `replies`.
