@@ -613,6 +613,67 @@ async fn an_answer_over_256_kib_is_a_failed_forward() {
     assert_eq!(forwards(&service, "oversized").await, 2);
 }
 
+/// Failed forwards are logged at most 5 a second, the rest counted: 200 pushes to a
+/// handler that is down (the real binary, its log read) give a bounded number of lines,
+/// every failure in `webhook_forwards_total`, and a summary naming the lines not written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn failed_forwards_are_logged_at_most_five_a_second_and_all_counted() {
+    const PUSHES: usize = 200;
+    // A port nothing listens on: each forward fails at once, unreachable.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let nowhere = format!("http://{}/wx/handler", closed.local_addr().unwrap());
+    drop(closed);
+    let data = tempfile::tempdir().unwrap();
+    let binary = common::binary::Binary::spawn(common::data_dir::command(
+        data.path(),
+        &[("WECHAT_QR_FORWARD_URL", nowhere.as_str())],
+    ))
+    .await;
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let started = std::time::Instant::now();
+    for _ in 0..PUSHES {
+        let answer = http
+            .post(format!("{}?{}", binary.webhook_url, fresh_query()))
+            .header(CONTENT_TYPE, "text/xml")
+            .body(text_xml("o-down", "hi"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 502);
+    }
+    let windows = started.elapsed().as_secs() + 1;
+    // The summary comes at the end of the second the failures ended in.
+    binary
+        .logged("log lines suppressed by the rate limit")
+        .await;
+    let lines = binary.log_lines();
+    let written = lines
+        .iter()
+        .filter(|l| l.contains("push forward failed") && !l.contains("suppressed"))
+        .count();
+    let summaries: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains("suppressed") && l.contains("push forward failed"))
+        .collect();
+    let suppressed: usize = summaries
+        .iter()
+        .map(|l| {
+            let count = l.split("suppressed=").nth(1).unwrap();
+            count.split(' ').next().unwrap().parse::<usize>().unwrap()
+        })
+        .sum();
+    assert_eq!(written + suppressed, PUSHES, "{summaries:?}");
+    assert!(
+        (1..=5 * windows as usize).contains(&written),
+        "{written} lines for {PUSHES} failures over {windows} s"
+    );
+    let counted = binary
+        .metric_total("wechat_qr_webhook_forwards_total")
+        .await;
+    assert_eq!(counted as usize, PUSHES, "every failure is counted");
+    binary.stop().await;
+}
+
 /// A service configured by a real configuration file with one account and `replies`.
 async fn with_replies(safe: bool, extra: &str) -> (TestService, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
