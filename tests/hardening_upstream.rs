@@ -385,6 +385,54 @@ async fn a_gigabyte_image_is_refused_past_the_image_limit_and_the_largest_allowe
         .expect("and tickets are still minted");
 }
 
+/// Images kept in memory stay under `WECHAT_QR_IMAGE_CACHE_BYTES`: 40 images of 100 KiB
+/// (4 MB downloaded) through a cache of 1 MiB leave at most 1 MiB cached, and what is
+/// cached is served without a download.
+#[tokio::test]
+async fn images_kept_in_memory_stay_under_the_cache_bytes() {
+    const CACHE: u64 = 1024 * 1024;
+    const IMAGE: usize = 100 * 1024;
+    let upstream = good_upstream().await;
+    upstream.set(IMAGE_PATH, Reply::Image(jpeg(IMAGE)));
+    let service = service_on(&upstream, |cfg| cfg.image_cache_bytes = CACHE).await;
+    let mut client = service.service.client().await;
+    let cached = || async {
+        let text = service
+            .service
+            .http
+            .get(format!("{}/metrics", service.service.admin_url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find(|l| l.starts_with("wechat_qr_image_cache_bytes{"))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .expect("the image cache gauge")
+    };
+    client.get_image(image("first")).await.unwrap();
+    client.get_image(image("first")).await.unwrap();
+    assert_eq!(
+        upstream.requests(IMAGE_PATH),
+        1,
+        "a cached image is not fetched again"
+    );
+    for n in 0..40 {
+        let served = client
+            .get_image(image(&format!("ticket-{n}")))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(served.image.len(), IMAGE);
+        let held = cached().await;
+        assert!(held <= CACHE, "{held} bytes cached after image {n}");
+    }
+    assert_eq!(upstream.requests(IMAGE_PATH), 41);
+    assert!(cached().await > 0, "the cache still holds images");
+}
+
 #[tokio::test]
 async fn a_long_errmsg_is_cut_on_a_char_boundary_and_the_real_error_reaches_the_caller() {
     let upstream = good_upstream().await;
