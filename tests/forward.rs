@@ -4,7 +4,8 @@
 //! real HTTP clients, and wechatpy to encrypt pushes and to read and decrypt replies.
 //! Pushes that are not QR scans reach the handler verbatim and its answer comes back
 //! byte for byte; scans are stored and streamed first; a failing handler gets the
-//! documented answers and loses no scan; reply rules answer scans.
+//! documented answers and loses no scan, an answer over 256 KiB is a failed forward, and
+//! failures are logged at a bounded pace; reply rules answer scans.
 
 mod common;
 

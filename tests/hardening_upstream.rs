@@ -1,10 +1,11 @@
 //! Issue 12, the upstream and the gRPC port under attack (items 2 and 4): a WeChat (or a
 //! central token service) that answers a gigabyte, a megabyte `errmsg`, or an
-//! `expires_in` of 0 or of centuries; a gRPC client sending megabyte requests; an operator
-//! whose credentials are half-set or whose simulator would face the network. Each test
-//! performs the attack against a fake upstream on loopback — a raw `TcpListener` answering
-//! canned HTTP, so nothing in between can soften the attack — shows it refused or clamped,
-//! and shows real calls still succeeding afterwards.
+//! `expires_in` of 0 or of centuries; more images than the image cache may hold; a gRPC
+//! client sending megabyte requests; an operator whose credentials are half-set or whose
+//! simulator would face the network. Each test performs the attack against a fake
+//! upstream on loopback — a raw `TcpListener` answering canned HTTP, so nothing in between
+//! can soften the attack — shows it refused or clamped, and shows real calls still
+//! succeeding afterwards.
 
 mod common;
 
