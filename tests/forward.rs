@@ -643,27 +643,43 @@ async fn failed_forwards_are_logged_at_most_five_a_second_and_all_counted() {
         assert_eq!(answer.status(), 502);
     }
     let windows = started.elapsed().as_secs() + 1;
-    // The summary comes at the end of the second the failures ended in.
-    binary
-        .logged("log lines suppressed by the rate limit")
-        .await;
-    let lines = binary.log_lines();
-    let written = lines
-        .iter()
-        .filter(|l| l.contains("push forward failed") && !l.contains("suppressed"))
-        .count();
-    let summaries: Vec<&String> = lines
-        .iter()
-        .filter(|l| l.contains("suppressed") && l.contains("push forward failed"))
-        .collect();
-    let suppressed: usize = summaries
-        .iter()
-        .map(|l| {
-            let count = l.split("suppressed=").nth(1).unwrap();
-            count.split(' ').next().unwrap().parse::<usize>().unwrap()
-        })
-        .sum();
-    assert_eq!(written + suppressed, PUSHES, "{summaries:?}");
+    // Each second's summary comes at its end: wait until the lines written and the ones
+    // summarised account for every failure.
+    let tally = || {
+        let lines = binary.log_lines();
+        let about = |l: &&String| l.contains("push forward failed");
+        let written = lines
+            .iter()
+            .filter(about)
+            .filter(|l| !l.contains("suppressed"))
+            .count();
+        let suppressed: usize = lines
+            .iter()
+            .filter(about)
+            .filter_map(|l| {
+                l.split("suppressed=")
+                    .nth(1)?
+                    .split(' ')
+                    .next()?
+                    .parse::<usize>()
+                    .ok()
+            })
+            .sum();
+        (written, suppressed)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let (written, suppressed) = loop {
+        let (written, suppressed) = tally();
+        if written + suppressed >= PUSHES || std::time::Instant::now() > deadline {
+            break (written, suppressed);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        written + suppressed,
+        PUSHES,
+        "every failure is written or summarised"
+    );
     assert!(
         (1..=5 * windows as usize).contains(&written),
         "{written} lines for {PUSHES} failures over {windows} s"
