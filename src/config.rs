@@ -29,6 +29,13 @@ pub const WECHAT_MP_BASE: &str = "https://mp.weixin.qq.com";
 /// `WECHAT_QR_REPLAY_GUARD_SEALS` by default (why this many: `events::DEFAULT_MAX_SEALS`).
 pub const DEFAULT_REPLAY_GUARD_SEALS: usize = 1_800_000;
 
+/// `WECHAT_QR_MAX_GROUPS_PER_ACCOUNT` by default. Every consumer group costs on every
+/// event: its own read of the log (embedded) or its own consumer group on the stream
+/// (Redis), a reaper waking ten times a second, and Redis round trips in every ListGroups.
+/// A deployment uses one group per kind of back end, so a hundred is room for any real use
+/// while a loop of CreateGroup stops long before it costs the other groups their pace.
+pub const DEFAULT_MAX_GROUPS_PER_ACCOUNT: usize = 100;
+
 /// Documented development defaults, used by the simulator when no credentials are set.
 pub mod dev {
     /// The simulator's AppID (override with `WECHAT_APP_ID`).
@@ -216,7 +223,7 @@ pub struct ServeConfig {
     #[arg(
         long,
         env = "WECHAT_QR_MAX_GROUPS_PER_ACCOUNT",
-        default_value_t = crate::events::groups::DEFAULT_MAX_PER_ACCOUNT
+        default_value_t = DEFAULT_MAX_GROUPS_PER_ACCOUNT
     )]
     pub max_groups_per_account: usize,
     /// Most values in each StreamEvents filter (`tickets`, `scenes`).

@@ -56,12 +56,6 @@ pub const DEFAULT_DEADLINE_SECONDS: u32 = 30;
 pub const DEFAULT_MAX_UNACKED: u32 = 1_000;
 /// Largest cap on unacknowledged events per member.
 pub const MAX_UNACKED: u32 = 10_000;
-/// Default cap on groups per account. Every group costs on every event: its own read of
-/// the log (embedded) or its own entry in the stream's consumer groups (Redis), a reaper
-/// waking ten times a second, and Redis round trips in every ListGroups; a deployment
-/// uses one group per kind of back end, so a hundred is room for any real use while a
-/// loop of CreateGroup stops long before it costs the other groups their pace.
-pub const DEFAULT_MAX_PER_ACCOUNT: usize = 100;
 
 /// A group's settings, fixed at creation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
