@@ -101,6 +101,7 @@ pub(super) struct RedisGroups {
     replica: String,
     /// Groups one account may have, counted in the registry.
     max_per_account: usize,
+    /// [`REGISTER`]: the cap's check and the new group's entry in one step.
     register: Script,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
