@@ -514,6 +514,7 @@ pub async fn start(
             Storage::Memory | Storage::Redis { .. } => None,
         },
         backend.redis.clone(),
+        settings.max_groups_per_account,
         metrics.clone(),
         streams_shutdown.clone(),
     )

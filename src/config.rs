@@ -29,6 +29,13 @@ pub const WECHAT_MP_BASE: &str = "https://mp.weixin.qq.com";
 /// `WECHAT_QR_REPLAY_GUARD_SEALS` by default (why this many: `events::DEFAULT_MAX_SEALS`).
 pub const DEFAULT_REPLAY_GUARD_SEALS: usize = 1_800_000;
 
+/// `WECHAT_QR_MAX_GROUPS_PER_ACCOUNT` by default. Every consumer group costs on every
+/// event: its own read of the log (embedded) or its own consumer group on the stream
+/// (Redis), a reaper waking ten times a second, and Redis round trips in every ListGroups.
+/// A deployment uses one group per kind of back end, so a hundred is room for any real use
+/// while a loop of CreateGroup stops long before it costs the other groups their pace.
+pub const DEFAULT_MAX_GROUPS_PER_ACCOUNT: usize = 100;
+
 /// Documented development defaults, used by the simulator when no credentials are set.
 pub mod dev {
     /// The simulator's AppID (override with `WECHAT_APP_ID`).
@@ -210,6 +217,15 @@ pub struct ServeConfig {
     /// machine's physical memory).
     #[arg(long, env = "WECHAT_QR_MAX_SUBSCRIPTION_BYTES")]
     pub max_subscription_bytes: Option<u64>,
+    /// Most consumer groups one account may have (on Redis: in the whole deployment);
+    /// past it CreateGroup is RESOURCE_EXHAUSTED before anything is stored. Groups kept
+    /// from before a lowered cap stay.
+    #[arg(
+        long,
+        env = "WECHAT_QR_MAX_GROUPS_PER_ACCOUNT",
+        default_value_t = DEFAULT_MAX_GROUPS_PER_ACCOUNT
+    )]
+    pub max_groups_per_account: usize,
     /// Most values in each StreamEvents filter (`tickets`, `scenes`).
     #[arg(long, env = "WECHAT_QR_MAX_FILTER_ENTRIES", default_value_t = 1_000)]
     pub max_filter_entries: usize,
@@ -721,6 +737,8 @@ pub struct Settings {
     pub limits: SubscriptionLimits,
     /// Caps on gRPC message sizes.
     pub messages: MessageLimits,
+    /// Consumer groups one account may have.
+    pub max_groups_per_account: usize,
     /// gRPC over TLS (and mTLS); `None`: plaintext.
     pub tls: Option<TlsSettings>,
     /// The callers allowed on the gRPC API; empty: open.
@@ -895,6 +913,7 @@ impl ServeConfig {
                     .max(1)
                     .saturating_add(RESPONSE_HEADROOM_BYTES),
             },
+            max_groups_per_account: self.max_groups_per_account.max(1),
             tls,
             clients: self.clients.clone(),
         })

@@ -3,7 +3,8 @@
 //! limit, connections that never finish their handshake or never call, thousands of
 //! trickling or idle webhook connections from one address while genuine pushes come from
 //! another (127.0.0.2), the admin listener held by idle connections, a trusted proxy, an
-//! explicit cap that does not fit the limit, and the console's and `/metrics`' rules with
+//! explicit cap that does not fit the limit, heads trickling past the header deadline, TLS
+//! handshakes that never finish, and the console's and `/metrics`' rules with
 //! `[[clients]]`. Counts are bounded for CI; every wait polls with a deadline.
 
 mod common;
@@ -462,6 +463,100 @@ async fn trickling_and_idle_connections_from_one_address_do_not_delay_genuine_pu
         ),
         "refusals past the per-address limit are counted"
     );
+    binary.stop().await;
+}
+
+/// How long `to` keeps a connection that sends `first` and then, with `trickle`, one more
+/// header byte every 100 ms: from the first write until the service closes it (reading
+/// whatever it answers meanwhile); `None` if it is still open after 20 s.
+async fn kept_for(to: SocketAddr, first: &[u8], trickle: bool) -> Option<Duration> {
+    let mut stream = connect_from(ATTACKER, to).await.unwrap();
+    let started = Instant::now();
+    stream.write_all(first).await.unwrap();
+    let mut buf = [0u8; 4096];
+    tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            tokio::select! {
+                read = stream.read(&mut buf) => if matches!(read, Ok(0) | Err(_)) {
+                    return started.elapsed();
+                },
+                () = tokio::time::sleep(Duration::from_millis(100)), if trickle => {
+                    if stream.write_all(b"X").await.is_err() {
+                        return started.elapsed();
+                    }
+                }
+            }
+        }
+    })
+    .await
+    .ok()
+}
+
+/// `WECHAT_QR_HEADER_READ_TIMEOUT_MS` set to 500: a head trickling in a byte at a time is
+/// cut off at the deadline on the webhook and the admin listener alike, and so is a
+/// keep-alive connection that sends nothing after its answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_trickling_head_and_an_idle_keep_alive_are_closed_at_the_header_deadline() {
+    const DEADLINE: Duration = Duration::from_millis(500);
+    let _one = ONE_AT_A_TIME.lock().await;
+    let (binary, _data) = start(&["--header-read-timeout-ms=500"], None).await;
+    let within = |what: &str, kept: Option<Duration>| {
+        let kept = kept.unwrap_or_else(|| panic!("{what}: still open after 20 s"));
+        eprintln!("{what}: closed after {kept:?}");
+        assert!(
+            kept >= DEADLINE - Duration::from_millis(50) && kept < DEADLINE * 4,
+            "{what}: closed after {kept:?}, the deadline is {DEADLINE:?}"
+        );
+    };
+    let webhook = addr_of(&binary.webhook_url);
+    let admin = addr_of(&binary.admin_url);
+    within(
+        "trickling webhook head",
+        kept_for(webhook, b"POST /wechat HTTP/1.1\r\n", true).await,
+    );
+    within(
+        "trickling admin head",
+        kept_for(admin, b"GET /metrics HTTP/1.1\r\n", true).await,
+    );
+    // A whole request, answered, then silence on the kept-alive connection.
+    within(
+        "idle keep-alive after an answer",
+        kept_for(
+            webhook,
+            b"GET /wechat HTTP/1.1\r\nHost: localhost\r\n\r\n",
+            false,
+        )
+        .await,
+    );
+    binary.stop().await;
+}
+
+/// gRPC over TLS: a connection that stays silent, and one that sends only the start of a
+/// ClientHello, are closed at the TLS handshake deadline (10 s), long before the idle time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tls_handshakes_that_never_finish_are_closed_at_ten_seconds() {
+    const DEADLINE: Duration = Duration::from_secs(10);
+    let _one = ONE_AT_A_TIME.lock().await;
+    let certs = tempfile::tempdir().unwrap();
+    common::certificates(certs.path(), "client", "client.internal");
+    let cert = format!("--tls-cert={}", certs.path().join("server.pem").display());
+    let key = format!("--tls-key={}", certs.path().join("server.key").display());
+    let (binary, _data) = start(&[&cert, &key], None).await;
+    let grpc: SocketAddr = binary.grpc_addr.parse().unwrap();
+    // A TLS record header announcing a 255-byte handshake message, then nothing.
+    let (silent, partial) = tokio::join!(
+        kept_for(grpc, b"", false),
+        kept_for(grpc, b"\x16\x03\x01\x00\xff\x01", false)
+    );
+    for (what, kept) in [("silent", silent), ("partial ClientHello", partial)] {
+        let kept = kept.unwrap_or_else(|| panic!("{what}: still open after 20 s"));
+        eprintln!("{what}: closed after {kept:?}");
+        assert!(
+            kept >= DEADLINE - Duration::from_millis(200)
+                && kept < DEADLINE + Duration::from_secs(3),
+            "{what}: closed after {kept:?}"
+        );
+    }
     binary.stop().await;
 }
 

@@ -193,6 +193,37 @@ async fn invalid_requests_name_the_field_and_never_reach_wechat() {
     assert!(status.message().starts_with("ticket:"), "{status:?}");
 }
 
+/// A GetImage ticket is at most 1,024 bytes: one byte more is INVALID_ARGUMENT without
+/// a call to WeChat (nor for a token); a ticket of exactly 1,024 bytes is asked for.
+#[tokio::test]
+async fn a_ticket_over_1024_bytes_is_refused_without_calling_wechat() {
+    let service = TestService::start().await;
+    let mut client = service.client().await;
+    let image = |len: usize| pb::GetImageRequest {
+        ticket: "t".repeat(len),
+        ..Default::default()
+    };
+    let refused = client.get_image(image(1_025)).await.unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    assert!(
+        refused.message().starts_with("ticket:") && refused.message().contains("1024"),
+        "{refused:?}"
+    );
+    let stats = service.simulator().stats();
+    assert_eq!(
+        (stats.image_requests, stats.token_requests),
+        (0, 0),
+        "WeChat was not called"
+    );
+    let asked = client.get_image(image(1_024)).await;
+    assert_ne!(
+        asked.as_ref().err().map(tonic::Status::code),
+        Some(Code::InvalidArgument),
+        "{asked:?}"
+    );
+    assert_eq!(service.simulator().stats().image_requests, 1);
+}
+
 #[tokio::test]
 async fn images_are_real_qr_codes_of_the_ticket_url() {
     let service = TestService::start().await;

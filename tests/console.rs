@@ -310,6 +310,38 @@ async fn grpc_web_create_ticket_and_stream_events_with_a_plain_http_client() {
     service.stop().await;
 }
 
+/// A simulate-scan body is read up to 4 KiB: a scan padded to exactly 4,096 bytes is
+/// pushed, one byte more is refused unread and pushes nothing.
+#[tokio::test]
+async fn a_simulate_scan_body_over_4_kib_is_refused_and_pushes_nothing() {
+    const LIMIT: usize = 4 * 1024;
+    let service = TestService::start().await;
+    let ticket = mint(&service, "padded").await.ticket;
+    let padded = |len: usize| {
+        let scan = format!(r#"{{"ticket": "{ticket}", "openid": "oPadded"}}"#);
+        format!("{scan}{}", " ".repeat(len - scan.len()))
+    };
+    let post = |body: String| {
+        http()
+            .post(format!("{}/console/simulate-scan", service.admin_url))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let over = post(padded(LIMIT + 1)).await.unwrap();
+    assert_eq!(over.status(), 400);
+    assert!(
+        over.text().await.unwrap().contains("too large"),
+        "refused for its size"
+    );
+    assert_eq!(service.simulator().stats().pushes, 0, "nothing was pushed");
+    let at = post(padded(LIMIT)).await.unwrap();
+    assert_eq!(at.status(), 200, "{:?}", at.text().await);
+    assert_eq!(service.simulator().stats().pushes, 1);
+    assert_eq!(service.retained().await, 1);
+    service.stop().await;
+}
+
 #[tokio::test]
 async fn without_the_simulator_there_is_no_simulate_scan() {
     let mut cfg = common::config();

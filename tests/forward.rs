@@ -4,7 +4,8 @@
 //! real HTTP clients, and wechatpy to encrypt pushes and to read and decrypt replies.
 //! Pushes that are not QR scans reach the handler verbatim and its answer comes back
 //! byte for byte; scans are stored and streamed first; a failing handler gets the
-//! documented answers and loses no scan; reply rules answer scans.
+//! documented answers and loses no scan, an answer over 256 KiB is a failed forward, and
+//! failures are logged at a bounded pace; reply rules answer scans.
 
 mod common;
 
@@ -20,7 +21,7 @@ use bytes::Bytes;
 use common::{
     TOKEN, TestService, config, exactly, now, scan_xml, signed_query, subscribe, wechat_signature,
 };
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
 use hyper::{Request, Response, body::Incoming, header::CONTENT_TYPE};
 use tokio_util::sync::CancellationToken;
 use wechat_qr::{
@@ -43,6 +44,9 @@ enum Behaviour {
     Slow(Duration),
     /// Answer with this status at once.
     Status(u16),
+    /// Answer 200 with a body of this many bytes: with a `Content-Length`, or chunked in
+    /// 16 KiB pieces without one.
+    Sized { bytes: usize, chunked: bool },
 }
 
 /// One request as the handler received it.
@@ -167,15 +171,35 @@ fn field(xml: &str, name: &str) -> String {
         .to_owned()
 }
 
-fn response(status: u16, content_type: &str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+/// The handler's answers: whole (with a `Content-Length`) or streamed.
+type AnswerBody = BoxBody<Bytes, std::convert::Infallible>;
+
+fn response(status: u16, content_type: &str, body: impl Into<Bytes>) -> Response<AnswerBody> {
     Response::builder()
         .status(status)
         .header(CONTENT_TYPE, content_type)
-        .body(Full::new(body.into()))
+        .body(Full::new(body.into()).boxed())
         .unwrap()
 }
 
-async fn handle(state: Arc<HandlerState>, request: Request<Incoming>) -> Response<Full<Bytes>> {
+/// A 200 answer of `bytes` bytes, chunked (no `Content-Length`) or whole.
+fn sized(bytes: usize, chunked: bool) -> Response<AnswerBody> {
+    let body = vec![b'a'; bytes];
+    if !chunked {
+        return response(200, "text/plain", body);
+    }
+    let pieces: Vec<Result<hyper::body::Frame<Bytes>, std::convert::Infallible>> = body
+        .chunks(16 * 1024)
+        .map(|piece| Ok(hyper::body::Frame::data(Bytes::copy_from_slice(piece))))
+        .collect();
+    Response::builder()
+        .status(200)
+        .header(CONTENT_TYPE, "text/plain")
+        .body(StreamBody::new(futures_util::stream::iter(pieces)).boxed())
+        .unwrap()
+}
+
+async fn handle(state: Arc<HandlerState>, request: Request<Incoming>) -> Response<AnswerBody> {
     let received = Received {
         method: request.method().to_string(),
         path: request.uri().path().to_owned(),
@@ -197,6 +221,7 @@ async fn handle(state: Arc<HandlerState>, request: Request<Incoming>) -> Respons
     match behaviour {
         Behaviour::Slow(pause) => tokio::time::sleep(pause).await,
         Behaviour::Status(status) => return response(status, "text/plain", "handler failure"),
+        Behaviour::Sized { bytes, chunked } => return sized(bytes, chunked),
         Behaviour::Reply | Behaviour::Silent => {}
     }
     // The handler's own checks, as WeChat's SDKs do them.
@@ -557,6 +582,113 @@ async fn a_failing_handler_gets_the_documented_answers_and_no_scan_is_lost() {
         assert_eq!(scenes, ["s0", "s1", "s2"], "{failure:?}: every scan once");
         assert_eq!(forwards(&service, "relayed").await, 3);
     }
+}
+
+/// The handler's answer is relayed up to 256 KiB, with a `Content-Length` or chunked; one
+/// byte more is a failed forward (WeChat is answered as `forward_failure` says).
+#[tokio::test]
+async fn an_answer_over_256_kib_is_a_failed_forward() {
+    const LIMIT: usize = 256 * 1024;
+    let handler = Handler::start().await;
+    let service = TestService::start_with(forwarding_to(&handler)).await;
+    for chunked in [false, true] {
+        handler.behave(Behaviour::Sized {
+            bytes: LIMIT,
+            chunked,
+        });
+        let at = post(&service, &fresh_query(), &text_xml("o-big", "hi")).await;
+        assert_eq!(at.status, 200, "chunked: {chunked}");
+        assert_eq!(at.body.len(), LIMIT, "relayed whole, chunked: {chunked}");
+        handler.behave(Behaviour::Sized {
+            bytes: LIMIT + 1,
+            chunked,
+        });
+        let over = post(&service, &fresh_query(), &text_xml("o-big", "hi")).await;
+        assert_eq!(
+            (over.status, &over.body[..]),
+            (502, &b"the existing handler failed; WeChat will retry"[..]),
+            "chunked: {chunked}"
+        );
+    }
+    assert_eq!(forwards(&service, "relayed").await, 2);
+    assert_eq!(forwards(&service, "oversized").await, 2);
+}
+
+/// Failed forwards are logged at most 5 a second, the rest counted: 200 pushes to a
+/// handler that is down (the real binary, its log read) give a bounded number of lines,
+/// every failure in `webhook_forwards_total`, and a summary naming the lines not written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn failed_forwards_are_logged_at_most_five_a_second_and_all_counted() {
+    const PUSHES: usize = 200;
+    // A port nothing listens on: each forward fails at once, unreachable.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let nowhere = format!("http://{}/wx/handler", closed.local_addr().unwrap());
+    drop(closed);
+    let data = tempfile::tempdir().unwrap();
+    let binary = common::binary::Binary::spawn(common::data_dir::command(
+        data.path(),
+        &[("WECHAT_QR_FORWARD_URL", nowhere.as_str())],
+    ))
+    .await;
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let started = std::time::Instant::now();
+    for _ in 0..PUSHES {
+        let answer = http
+            .post(format!("{}?{}", binary.webhook_url, fresh_query()))
+            .header(CONTENT_TYPE, "text/xml")
+            .body(text_xml("o-down", "hi"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 502);
+    }
+    let windows = started.elapsed().as_secs() + 1;
+    // Each second's summary comes at its end: wait until the lines written and the ones
+    // summarised account for every failure.
+    let tally = || {
+        let lines = binary.log_lines();
+        let about = |l: &&String| l.contains("push forward failed");
+        let written = lines
+            .iter()
+            .filter(about)
+            .filter(|l| !l.contains("suppressed"))
+            .count();
+        let suppressed: usize = lines
+            .iter()
+            .filter(about)
+            .filter_map(|l| {
+                l.split("suppressed=")
+                    .nth(1)?
+                    .split(' ')
+                    .next()?
+                    .parse::<usize>()
+                    .ok()
+            })
+            .sum();
+        (written, suppressed)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let (written, suppressed) = loop {
+        let (written, suppressed) = tally();
+        if written + suppressed >= PUSHES || std::time::Instant::now() > deadline {
+            break (written, suppressed);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        written + suppressed,
+        PUSHES,
+        "every failure is written or summarised"
+    );
+    assert!(
+        (1..=5 * windows as usize).contains(&written),
+        "{written} lines for {PUSHES} failures over {windows} s"
+    );
+    let counted = binary
+        .metric_total("wechat_qr_webhook_forwards_total")
+        .await;
+    assert_eq!(counted as usize, PUSHES, "every failure is counted");
+    binary.stop().await;
 }
 
 /// A service configured by a real configuration file with one account and `replies`.

@@ -4,7 +4,9 @@
 //! none goes to two healthy members; a member killed holding events has them redelivered
 //! to the others in time; the service killed with `kill -9` halfway delivers no confirmed
 //! acknowledgement again and every unacknowledged event again; a poison event becomes a
-//! dead letter after its deliveries and can be replayed.
+//! dead letter after its deliveries and can be replayed. The bounds hold at their edges:
+//! an account's cap of groups (on Redis for the whole deployment), each setting and the
+//! ids of one acknowledgement one past their limit, 500 events per response.
 
 mod common;
 
@@ -1141,4 +1143,287 @@ async fn two_workers_handle_each_scan_once(
     want.sort();
     assert_eq!(got, want, "each scan handled exactly once");
     drop(workers);
+}
+
+/// A replica on the shared Redis with `env` added.
+async fn start_replica_with(
+    redis: &common::redis_server::RedisServer,
+    dir: &Path,
+    env: &[(&str, &str)],
+) -> Binary {
+    let mut command = Binary::command();
+    command
+        .current_dir(dir)
+        .env("WECHAT_QR_GRPC_ADDR", "127.0.0.1:0")
+        .env("WECHAT_QR_HTTP_ADDR", "127.0.0.1:0")
+        .env("WECHAT_QR_ADMIN_ADDR", "127.0.0.1:0")
+        .env("WECHAT_QR_SIMULATOR_ADDR", "127.0.0.1:0")
+        .env("WECHAT_QR_DATA_DIR", dir.join("data"))
+        .env("WECHAT_QR_REDIS_URL", redis.url())
+        .envs(env.iter().copied());
+    Binary::spawn(command).await
+}
+
+/// CreateGroup of `name` with every other setting at its default.
+async fn create_named(
+    client: &mut ConsumerGroupServiceClient<Channel>,
+    name: &str,
+) -> Result<pb::CreateGroupResponse, tonic::Status> {
+    client
+        .create_group(pb::CreateGroupRequest {
+            name: name.into(),
+            ..Default::default()
+        })
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+/// The names of the groups `binary` lists, sorted.
+async fn group_names(binary: &Binary) -> Vec<String> {
+    let mut names: Vec<String> = groups_client(binary)
+        .await
+        .list_groups(pb::ListGroupsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .groups
+        .into_iter()
+        .map(|g| g.group.unwrap().name)
+        .collect();
+    names.sort();
+    names
+}
+
+/// A refusal for the cap: RESOURCE_EXHAUSTED naming the limit and its setting.
+fn assert_cap_refusal(refused: &tonic::Status, limit: usize) {
+    assert_eq!(
+        refused.code(),
+        tonic::Code::ResourceExhausted,
+        "{refused:?}"
+    );
+    assert!(
+        refused
+            .message()
+            .contains(&format!("{limit} consumer groups"))
+            && refused
+                .message()
+                .contains("WECHAT_QR_MAX_GROUPS_PER_ACCOUNT"),
+        "names the limit and its setting: {}",
+        refused.message()
+    );
+}
+
+/// The default cap, 100 groups per account, on the embedded engine: the 101st is refused
+/// before anything is stored (it is not there after a restart either), a deletion frees a
+/// place, and `check-config` shows the setting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_account_has_at_most_its_cap_of_groups_and_a_deletion_frees_a_place() {
+    const CAP: usize = 100;
+    let data = tempfile::tempdir().unwrap();
+    let binary = start(data.path()).await;
+    let mut client = groups_client(&binary).await;
+    let name = |i: usize| format!("g-{i:03}");
+    for i in 0..CAP {
+        create_named(&mut client, &name(i)).await.unwrap();
+    }
+    let refused = create_named(&mut client, &name(CAP)).await.unwrap_err();
+    assert_cap_refusal(&refused, CAP);
+    assert_eq!(group_names(&binary).await.len(), CAP);
+
+    client
+        .delete_group(pb::DeleteGroupRequest {
+            name: name(0),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    create_named(&mut client, &name(CAP)).await.unwrap();
+    let again = create_named(&mut client, &name(CAP + 1)).await.unwrap_err();
+    assert_cap_refusal(&again, CAP);
+
+    // What the data directory holds: the hundred, none of the refused.
+    binary.stop().await;
+    let binary = start(data.path()).await;
+    let names = group_names(&binary).await;
+    assert_eq!(names, (1..=CAP).map(name).collect::<Vec<_>>());
+    binary.stop().await;
+
+    let config = tempfile::NamedTempFile::new().unwrap();
+    let output = Binary::command()
+        .env("WECHAT_QR_MAX_GROUPS_PER_ACCOUNT", "7")
+        .arg("check-config")
+        .arg(config.path())
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{shown}");
+    assert!(
+        shown.contains("max_groups_per_account = \"7\"  # environment"),
+        "{shown}"
+    );
+}
+
+/// On Redis the cap counts the deployment's groups: creations at once on two replicas
+/// stop at the cap together, and a deletion on one frees a place on the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn on_redis_the_cap_of_groups_holds_for_the_whole_deployment() {
+    const CAP: usize = 3;
+    let redis = common::redis_server::RedisServer::start();
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let env = [("WECHAT_QR_MAX_GROUPS_PER_ACCOUNT", "3")];
+    let a = start_replica_with(&redis, dir_a.path(), &env).await;
+    let b = start_replica_with(&redis, dir_b.path(), &env).await;
+    let clients = [groups_client(&a).await, groups_client(&b).await];
+    let calls = (0..8usize).map(|i| {
+        let mut client = clients[i % 2].clone();
+        tokio::spawn(async move { create_named(&mut client, &format!("r-{i}")).await })
+    });
+    let mut created = 0;
+    for call in futures_util::future::join_all(calls).await {
+        match call.unwrap() {
+            Ok(_) => created += 1,
+            Err(refused) => assert_cap_refusal(&refused, CAP),
+        }
+    }
+    assert_eq!(created, CAP);
+    let names = group_names(&a).await;
+    assert_eq!(names.len(), CAP);
+    assert_eq!(group_names(&b).await, names);
+
+    let mut on_b = clients[1].clone();
+    on_b.delete_group(pb::DeleteGroupRequest {
+        name: names[0].clone(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut on_a = clients[0].clone();
+    create_named(&mut on_a, "r-after").await.unwrap();
+    assert_cap_refusal(&create_named(&mut on_a, "r-more").await.unwrap_err(), CAP);
+}
+
+/// Each bound of CreateGroup and AckGroupEvents at its edge: one past it is
+/// INVALID_ARGUMENT naming the field, the bound itself is accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn group_settings_and_acknowledgements_are_bounded_naming_the_field() {
+    let data = tempfile::tempdir().unwrap();
+    let binary = start(data.path()).await;
+    let mut client = groups_client(&binary).await;
+    let refused = |status: tonic::Status, field: &str| {
+        assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+        assert!(
+            status.message().starts_with(&format!("{field}:")),
+            "names {field}: {}",
+            status.message()
+        );
+    };
+    let creator = client.clone();
+    let create = |request: pb::CreateGroupRequest| {
+        let mut client = creator.clone();
+        async move {
+            client
+                .create_group(request)
+                .await
+                .map(tonic::Response::into_inner)
+        }
+    };
+    let deadline = |seconds: u32| pb::CreateGroupRequest {
+        name: format!("deadline-{seconds}"),
+        ack_deadline_seconds: seconds,
+        ..Default::default()
+    };
+    refused(
+        create(deadline(601)).await.unwrap_err(),
+        "ack_deadline_seconds",
+    );
+    let longest = create(deadline(600)).await.unwrap();
+    assert_eq!(longest.group.unwrap().ack_deadline_seconds, 600);
+
+    let unacked = |n: u32| pb::CreateGroupRequest {
+        name: format!("unacked-{n}"),
+        max_unacked_per_member: n,
+        ..Default::default()
+    };
+    refused(
+        create(unacked(10_001)).await.unwrap_err(),
+        "max_unacked_per_member",
+    );
+    let largest = create(unacked(10_000)).await.unwrap();
+    assert_eq!(largest.group.unwrap().max_unacked_per_member, 10_000);
+
+    // Names count bytes: 65 refused, none refused, 64 accepted.
+    refused(
+        create_named(&mut client, &"n".repeat(65))
+            .await
+            .unwrap_err(),
+        "name",
+    );
+    refused(create_named(&mut client, "").await.unwrap_err(), "name");
+    create_named(&mut client, &"n".repeat(64)).await.unwrap();
+
+    let mut names = group_names(&binary).await;
+    names.sort();
+    let mut expected = vec![
+        "deadline-600".to_owned(),
+        "n".repeat(64),
+        "unacked-10000".to_owned(),
+    ];
+    expected.sort();
+    assert_eq!(names, expected, "only the accepted groups exist");
+
+    // Ids in one acknowledgement: 10,001 refused, 10,000 taken (none of them pending).
+    let epoch = "00000001";
+    let ids = |n: usize| -> Vec<String> { (1..=n).map(|i| format!("{epoch}{i:016x}")).collect() };
+    let ack = |n: usize| pb::AckGroupEventsRequest {
+        group: "deadline-600".into(),
+        ack_ids: ids(n),
+        ..Default::default()
+    };
+    refused(
+        client.ack_group_events(ack(10_001)).await.unwrap_err(),
+        "ack_ids",
+    );
+    let taken = client.ack_group_events(ack(10_000)).await.unwrap();
+    assert_eq!(taken.into_inner().acked, 0);
+}
+
+/// One response of a member carries at most 500 events: 600 events handed back at once
+/// (nacked together) go out as 500 and 100.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_group_response_carries_at_most_500_events() {
+    const EVENTS: usize = 600;
+    let data = tempfile::tempdir().unwrap();
+    let binary = start(data.path()).await;
+    let mut client = groups_client(&binary).await;
+    client
+        .create_group(pb::CreateGroupRequest {
+            name: "bulk".into(),
+            max_unacked_per_member: 1_000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut stream = receive(&mut client, "bulk").await;
+    let pushed = push_all(&binary.webhook_url, openids("bulk", EVENTS), 8).await;
+    assert_eq!(pushed.len(), EVENTS);
+    let first = take(&mut stream, EVENTS).await;
+    client
+        .ack_group_events(pb::AckGroupEventsRequest {
+            group: "bulk".into(),
+            nack_ids: first.iter().map(|d| d.ack_id.clone()).collect(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut sizes = Vec::new();
+    while sizes.iter().sum::<usize>() < EVENTS {
+        let response = tokio::time::timeout(Duration::from_secs(10), stream.message())
+            .await
+            .expect("the redeliveries in time")
+            .unwrap()
+            .unwrap();
+        assert!(response.deliveries.iter().all(|d| d.delivery_count == 2));
+        sizes.push(response.deliveries.len());
+    }
+    assert_eq!(sizes, [500, 100]);
 }

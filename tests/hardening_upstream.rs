@@ -1,10 +1,11 @@
 //! Issue 12, the upstream and the gRPC port under attack (items 2 and 4): a WeChat (or a
 //! central token service) that answers a gigabyte, a megabyte `errmsg`, or an
-//! `expires_in` of 0 or of centuries; a gRPC client sending megabyte requests; an operator
-//! whose credentials are half-set or whose simulator would face the network. Each test
-//! performs the attack against a fake upstream on loopback — a raw `TcpListener` answering
-//! canned HTTP, so nothing in between can soften the attack — shows it refused or clamped,
-//! and shows real calls still succeeding afterwards.
+//! `expires_in` of 0 or of centuries; more images than the image cache may hold; a gRPC
+//! client sending megabyte requests; an operator whose credentials are half-set or whose
+//! simulator would face the network. Each test performs the attack against a fake
+//! upstream on loopback — a raw `TcpListener` answering canned HTTP, so nothing in between
+//! can soften the attack — shows it refused or clamped, and shows real calls still
+//! succeeding afterwards.
 
 mod common;
 
@@ -383,6 +384,54 @@ async fn a_gigabyte_image_is_refused_past_the_image_limit_and_the_largest_allowe
         .create_ticket(temporary(1))
         .await
         .expect("and tickets are still minted");
+}
+
+/// Images kept in memory stay under `WECHAT_QR_IMAGE_CACHE_BYTES`: 40 images of 100 KiB
+/// (4 MB downloaded) through a cache of 1 MiB leave at most 1 MiB cached, and what is
+/// cached is served without a download.
+#[tokio::test]
+async fn images_kept_in_memory_stay_under_the_cache_bytes() {
+    const CACHE: u64 = 1024 * 1024;
+    const IMAGE: usize = 100 * 1024;
+    let upstream = good_upstream().await;
+    upstream.set(IMAGE_PATH, Reply::Image(jpeg(IMAGE)));
+    let service = service_on(&upstream, |cfg| cfg.image_cache_bytes = CACHE).await;
+    let mut client = service.service.client().await;
+    let cached = || async {
+        let text = service
+            .service
+            .http
+            .get(format!("{}/metrics", service.service.admin_url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find(|l| l.starts_with("wechat_qr_image_cache_bytes{"))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .expect("the image cache gauge")
+    };
+    client.get_image(image("first")).await.unwrap();
+    client.get_image(image("first")).await.unwrap();
+    assert_eq!(
+        upstream.requests(IMAGE_PATH),
+        1,
+        "a cached image is not fetched again"
+    );
+    for n in 0..40 {
+        let served = client
+            .get_image(image(&format!("ticket-{n}")))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(served.image.len(), IMAGE);
+        let held = cached().await;
+        assert!(held <= CACHE, "{held} bytes cached after image {n}");
+    }
+    assert_eq!(upstream.requests(IMAGE_PATH), 41);
+    assert!(cached().await > 0, "the cache still holds images");
 }
 
 #[tokio::test]

@@ -3,8 +3,9 @@
 //! acknowledged push exactly once; a torn tail, cut at every byte of the newest records,
 //! is dropped with one log line and nothing acknowledged goes with it; a flipped byte in
 //! an older segment refuses the start naming segment and offset, and is never served; a
-//! data directory of the previous release (a fixture its binary wrote) is migrated once,
-//! its cursors still valid.
+//! well-formed record over 16 MiB is damage, never served; a data directory of the
+//! previous release (a fixture its binary wrote) is migrated once, its cursors still
+//! valid.
 
 mod common;
 
@@ -372,6 +373,107 @@ async fn a_flipped_byte_in_an_older_segment_is_never_served_and_refuses_the_star
             && message.contains("checksum"),
         "{message}"
     );
+}
+
+/// A record longer than 16 MiB is damage, not data: a well-formed event record (its
+/// checksum right, its sequence number the next) with a 16 MiB OpenID, written after the
+/// newest record of a stopped service, is cut off as a damaged tail at the next start —
+/// never decoded nor served — and the service starts and serves what was before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_record_over_16_mib_is_damage_and_never_served() {
+    const PUSHES: u64 = 3;
+    let data = tempfile::tempdir().unwrap();
+    let binary = start(data.path(), &[]).await;
+    let http = http();
+    let mut acked = Vec::new();
+    for n in 0..PUSHES {
+        let openid = format!("before-huge-{n}");
+        let (query, body) = push(&openid, n);
+        assert_eq!(
+            post(&http, &binary.webhook_url, &query, &body).await,
+            Some((200, "success".to_owned()))
+        );
+        acked.push(openid);
+    }
+    binary.stop().await;
+
+    let segment = segments(data.path()).pop().unwrap();
+    let spans = records(&segment);
+    let first_seq: u64 = segment
+        .file_stem()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let next_seq = first_seq + spans.iter().filter(|r| r.2).count() as u64;
+    let end = spans.last().unwrap().1;
+    // The frame as the log writes one (src/events/segment.rs): len, crc32(len ++ payload),
+    // payload = tag 1, seq, received ms, kind, new follower, CreateTime, six strings
+    // (key, openid, scene, ticket, account, AppID), no seals.
+    let huge = "o".repeat(16 * 1024 * 1024);
+    let mut payload = vec![1u8];
+    payload.extend_from_slice(&next_seq.to_le_bytes());
+    payload.extend_from_slice(&(now() * 1000).to_le_bytes());
+    payload.extend_from_slice(&[2, 0]);
+    payload.extend_from_slice(&now().to_le_bytes());
+    for text in [
+        "huge-key",
+        &huge,
+        "7",
+        "log-store-ticket",
+        "gh_test",
+        dev::APP_ID,
+    ] {
+        payload.extend_from_slice(&(text.len() as u32).to_le_bytes());
+        payload.extend_from_slice(text.as_bytes());
+    }
+    payload.extend_from_slice(&0u32.to_le_bytes());
+    assert!(payload.len() > 16 * 1024 * 1024);
+    let len = (payload.len() as u32).to_le_bytes();
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&len);
+    crc.update(&payload);
+    let mut frame = len.to_vec();
+    frame.extend_from_slice(&crc.finalize().to_le_bytes());
+    frame.extend_from_slice(&payload);
+    {
+        use std::os::unix::fs::FileExt;
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&segment)
+            .unwrap();
+        file.write_all_at(&frame, end as u64).unwrap();
+        file.write_all_at(&[0; 8], (end + frame.len()) as u64)
+            .unwrap();
+    }
+    drop(frame);
+
+    let binary = start(data.path(), &[]).await;
+    let lines: Vec<String> = binary
+        .log_lines()
+        .into_iter()
+        .filter(|l| l.contains("torn tail"))
+        .collect();
+    assert_eq!(lines.len(), 1, "one line about the damage: {lines:?}");
+    assert!(
+        lines[0].contains("impossible record length")
+            && lines[0].contains(&format!("offset={end}")),
+        "{}",
+        lines[0]
+    );
+    let epoch = {
+        let (query, body) = push("after-huge", PUSHES);
+        epoch_by_push(&binary, &query, &body).await
+    };
+    let all: Vec<String> = whole_log(&binary, &epoch)
+        .await
+        .into_iter()
+        .map(|(openid, _)| openid)
+        .collect();
+    acked.push("after-huge".to_owned());
+    assert_eq!(all, acked, "the huge record is not served");
+    binary.stop().await;
 }
 
 /// Flips one bit of the byte at `offset`, in place.

@@ -285,6 +285,14 @@ impl From<ApiError> for Status {
                         "GROUP_ALREADY_EXISTS",
                         group_metadata(account, name),
                     ),
+                    GroupError::TooMany { account, limit } => (
+                        Code::ResourceExhausted,
+                        "TOO_MANY_GROUPS",
+                        HashMap::from([
+                            ("account".to_owned(), account.clone()),
+                            ("limit".to_owned(), limit.to_string()),
+                        ]),
+                    ),
                     GroupError::Store(_) | GroupError::Log(_) => {
                         (Code::Unavailable, "GROUP_STATE_UNAVAILABLE", HashMap::new())
                     }

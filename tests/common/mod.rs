@@ -68,6 +68,7 @@ pub fn config() -> ServeConfig {
         max_subscriptions: 200_000,
         max_subscription_bytes: None,
         max_streams_per_connection: 20_000,
+        max_groups_per_account: wechat_qr::config::DEFAULT_MAX_GROUPS_PER_ACCOUNT,
         max_filter_entries: 1_000,
         max_filter_entry_bytes: 512,
         token_source: wechat_qr::config::TokenSourceKind::Stable,

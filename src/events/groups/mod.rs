@@ -12,6 +12,10 @@
 //! engine also in `groups.jsonl` beside the log ([`store`]); with the in-memory log it
 //! lives as long as the process.
 //!
+//! An account has at most `max_per_account` groups (`WECHAT_QR_MAX_GROUPS_PER_ACCOUNT`),
+//! counted where the groups are kept — this process's map, or the deployment's registry
+//! in Redis — and checked before a new group is stored.
+//!
 //! Per group: `position` is the cursor the group has read through; every matching event
 //! after reading is *pending* until acknowledged. A pending event is either held by a
 //! member (with a deadline) or *ready* to be handed out; members take ready events oldest
@@ -163,6 +167,16 @@ pub enum GroupError {
     /// The groups file cannot be written.
     #[error("consumer group state not saved: {0}")]
     Store(String),
+    /// The account has as many groups as it may.
+    #[error(
+        "account {account} already has {limit} consumer groups, its limit (WECHAT_QR_MAX_GROUPS_PER_ACCOUNT); delete one first"
+    )]
+    TooMany {
+        /// The AppID.
+        account: String,
+        /// The cap.
+        limit: usize,
+    },
     /// The operation is not available on this engine.
     #[error("{0} is not available with the Redis event log yet")]
     Unsupported(&'static str),
@@ -291,6 +305,11 @@ struct Inner {
     /// Numbers this process's members.
     members: std::sync::atomic::AtomicU64,
     groups: Mutex<BTreeMap<String, Arc<Group>>>,
+    /// Groups one account may have.
+    max_per_account: usize,
+    /// Held from a creation's checks until its group is installed, so two creations
+    /// cannot both pass the cap or both take one name while the first is being stored.
+    creating: tokio::sync::Mutex<()>,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 }
@@ -312,11 +331,13 @@ fn parse_cursor(text: &str) -> Option<Cursor> {
 impl Groups {
     /// Groups over `log`: on Redis (`redis`: the log and its URL) as Redis consumer
     /// groups; else remembered in `dir` when given (the embedded engine), only in memory
-    /// otherwise. Reaper tasks and members stop with `shutdown`.
+    /// otherwise. An account may create up to `max_per_account` of them (groups restored
+    /// past a lowered cap stay). Reaper tasks and members stop with `shutdown`.
     pub async fn open(
         log: Arc<dyn EventLog>,
         dir: Option<&Path>,
         redis: Option<(Arc<RedisLog>, crate::secret::Secret)>,
+        max_per_account: usize,
         metrics: Arc<Metrics>,
         shutdown: CancellationToken,
     ) -> Result<Self, StoreError> {
@@ -331,6 +352,7 @@ impl Groups {
             Arc::new(RedisGroups::new(
                 log,
                 url,
+                max_per_account,
                 metrics.clone(),
                 shutdown.clone(),
             ))
@@ -342,6 +364,8 @@ impl Groups {
                 redis,
                 members: std::sync::atomic::AtomicU64::new(0),
                 groups: Mutex::new(BTreeMap::new()),
+                max_per_account,
+                creating: tokio::sync::Mutex::new(()),
                 metrics,
                 shutdown,
             }),
@@ -510,7 +534,8 @@ impl Groups {
         }
     }
 
-    /// Creates a group starting at `start`; returns its position.
+    /// Creates a group starting at `start`; returns its position. An account that has
+    /// its cap of groups gets [`GroupError::TooMany`] before anything is stored.
     pub async fn create(&self, mut spec: GroupSpec, start: Start) -> Result<Cursor, GroupError> {
         if let Some(redis) = &self.inner.redis {
             spec.create_ms = now_ms();
@@ -526,17 +551,25 @@ impl Groups {
         };
         spec.create_ms = now_ms();
         let key = spec.key();
-        if self
-            .inner
-            .groups
-            .lock()
-            .expect("groups lock")
-            .contains_key(&key)
+        let _creating = self.inner.creating.lock().await;
         {
-            return Err(GroupError::AlreadyExists {
-                account: spec.account,
-                name: spec.name,
-            });
+            let groups = self.inner.groups.lock().expect("groups lock");
+            if groups.contains_key(&key) {
+                return Err(GroupError::AlreadyExists {
+                    account: spec.account,
+                    name: spec.name,
+                });
+            }
+            let held = groups
+                .values()
+                .filter(|g| g.spec.account == spec.account)
+                .count();
+            if held >= self.inner.max_per_account {
+                return Err(GroupError::TooMany {
+                    account: spec.account,
+                    limit: self.inner.max_per_account,
+                });
+            }
         }
         self.persist(Record::Create {
             spec: spec.clone(),

@@ -15,7 +15,9 @@
 //! list with `XCLAIM ... RETRYCOUNT 0 FORCE`, idle past the deadline, so the next
 //! `XAUTOCLAIM` of any member delivers it afresh (the entry must still be retained).
 //!
-//! Beside the stream (same hash tag): `:groups`, a hash of each group's settings,
+//! Beside the stream (same hash tag): `:groups`, a hash of each group's settings (the
+//! registry: a group is created by one script that counts the account's entries against
+//! the cap and adds the new one, so the cap holds for the whole deployment),
 //! `:redeliveries`, a hash of each group's redelivery count (`XAUTOCLAIM`s of entries
 //! delivered before, counted by every replica), and `:dead:<account>/<name>`, a hash of
 //! its dead letters (entry id → deliveries and time).
@@ -27,7 +29,7 @@ use std::{
 };
 
 use redis::{
-    Value,
+    Script, Value,
     aio::ConnectionManager,
     streams::{
         StreamAutoClaimReply, StreamInfoConsumersReply, StreamInfoGroupsReply,
@@ -55,6 +57,25 @@ const MEMBER_IDLE: Duration = Duration::from_secs(10);
 /// member's name (those are `<replica>.<n>.<name>`), so never listed.
 const REPLAY_CONSUMER: &str = "replayed";
 
+/// KEYS: the registry. ARGV: the group's key (`<account>/<name>`), its settings, the
+/// account's key prefix (`<account>/`), the cap. Returns 0 if the group exists, -1 if the
+/// account has its cap of groups, else adds it and returns 1: one step, so replicas
+/// creating at once cannot pass the cap together. Names hold no `/`, so a key with one
+/// past the prefix belongs to another account.
+const REGISTER: &str = r"
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 0 end
+local prefix = ARGV[3]
+local held = 0
+for _, key in ipairs(redis.call('HKEYS', KEYS[1])) do
+  if string.sub(key, 1, #prefix) == prefix and not string.find(key, '/', #prefix + 1, true) then
+    held = held + 1
+  end
+end
+if held >= tonumber(ARGV[4]) then return -1 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1
+";
+
 fn failed(e: redis::RedisError) -> GroupError {
     GroupError::Log(LogError::Unavailable(format!("redis: {e}")))
 }
@@ -78,6 +99,10 @@ pub(super) struct RedisGroups {
     dead_prefix: String,
     /// Names this replica's consumers, so two replicas' members never share a name.
     replica: String,
+    /// Groups one account may have, counted in the registry.
+    max_per_account: usize,
+    /// [`REGISTER`]: the cap's check and the new group's entry in one step.
+    register: Script,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 }
@@ -86,6 +111,7 @@ impl RedisGroups {
     pub(super) fn new(
         log: Arc<RedisLog>,
         url: crate::secret::Secret,
+        max_per_account: usize,
         metrics: Arc<Metrics>,
         shutdown: CancellationToken,
     ) -> Self {
@@ -97,6 +123,8 @@ impl RedisGroups {
             redeliveries: format!("{tag}:redeliveries"),
             dead_prefix: format!("{tag}:dead:"),
             replica: format!("{:08x}", rand::random::<u32>()),
+            max_per_account,
+            register: Script::new(REGISTER),
             log,
             url,
             metrics,
@@ -141,18 +169,30 @@ impl RedisGroups {
         };
         let key = spec.key();
         let mut conn = self.conn.clone();
-        let added: bool = redis::cmd("HSETNX")
-            .arg(&self.registry)
+        let registered: i64 = self
+            .register
+            .key(&self.registry)
             .arg(&key)
             .arg(serde_json::to_string(&spec).expect("specs encode"))
-            .query_async(&mut conn)
+            .arg(format!("{}/", spec.account))
+            .arg(self.max_per_account)
+            .invoke_async(&mut conn)
             .await
             .map_err(failed)?;
-        if !added {
-            return Err(GroupError::AlreadyExists {
-                account: spec.account,
-                name: spec.name,
-            });
+        match registered {
+            0 => {
+                return Err(GroupError::AlreadyExists {
+                    account: spec.account,
+                    name: spec.name,
+                });
+            }
+            -1 => {
+                return Err(GroupError::TooMany {
+                    account: spec.account,
+                    limit: self.max_per_account,
+                });
+            }
+            _ => {}
         }
         let created: Result<(), _> = redis::cmd("XGROUP")
             .arg("CREATE")

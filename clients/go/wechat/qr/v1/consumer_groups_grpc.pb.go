@@ -18,7 +18,10 @@ const _ = grpc.SupportPackageIsVersion7
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 type ConsumerGroupServiceClient interface {
 	// Creates a group. Its filter, ack deadline, dead-letter threshold and flow
-	// control are fixed at creation.
+	// control are fixed at creation. An account has at most the service's
+	// WECHAT_QR_MAX_GROUPS_PER_ACCOUNT groups (100 by default; with Redis, in the
+	// whole deployment): one more is RESOURCE_EXHAUSTED (reason TOO_MANY_GROUPS)
+	// and nothing is stored, until a group is deleted.
 	CreateGroup(ctx context.Context, in *CreateGroupRequest, opts ...grpc.CallOption) (*CreateGroupResponse, error)
 	// Lists the groups of the accounts the caller may see, with lag, pending
 	// count and members.
@@ -191,7 +194,10 @@ func (c *consumerGroupServiceClient) ReplayDeadLetters(ctx context.Context, in *
 // for forward compatibility
 type ConsumerGroupServiceServer interface {
 	// Creates a group. Its filter, ack deadline, dead-letter threshold and flow
-	// control are fixed at creation.
+	// control are fixed at creation. An account has at most the service's
+	// WECHAT_QR_MAX_GROUPS_PER_ACCOUNT groups (100 by default; with Redis, in the
+	// whole deployment): one more is RESOURCE_EXHAUSTED (reason TOO_MANY_GROUPS)
+	// and nothing is stored, until a group is deleted.
 	CreateGroup(context.Context, *CreateGroupRequest) (*CreateGroupResponse, error)
 	// Lists the groups of the accounts the caller may see, with lag, pending
 	// count and members.

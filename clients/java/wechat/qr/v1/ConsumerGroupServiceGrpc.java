@@ -361,7 +361,10 @@ public final class ConsumerGroupServiceGrpc {
     /**
      * <pre>
      * Creates a group. Its filter, ack deadline, dead-letter threshold and flow
-     * control are fixed at creation.
+     * control are fixed at creation. An account has at most the service's
+     * WECHAT_QR_MAX_GROUPS_PER_ACCOUNT groups (100 by default; with Redis, in the
+     * whole deployment): one more is RESOURCE_EXHAUSTED (reason TOO_MANY_GROUPS)
+     * and nothing is stored, until a group is deleted.
      * </pre>
      */
     public void createGroup(wechat.qr.v1.ConsumerGroups.CreateGroupRequest request,
@@ -557,7 +560,10 @@ public final class ConsumerGroupServiceGrpc {
     /**
      * <pre>
      * Creates a group. Its filter, ack deadline, dead-letter threshold and flow
-     * control are fixed at creation.
+     * control are fixed at creation. An account has at most the service's
+     * WECHAT_QR_MAX_GROUPS_PER_ACCOUNT groups (100 by default; with Redis, in the
+     * whole deployment): one more is RESOURCE_EXHAUSTED (reason TOO_MANY_GROUPS)
+     * and nothing is stored, until a group is deleted.
      * </pre>
      */
     public void createGroup(wechat.qr.v1.ConsumerGroups.CreateGroupRequest request,
@@ -694,7 +700,10 @@ public final class ConsumerGroupServiceGrpc {
     /**
      * <pre>
      * Creates a group. Its filter, ack deadline, dead-letter threshold and flow
-     * control are fixed at creation.
+     * control are fixed at creation. An account has at most the service's
+     * WECHAT_QR_MAX_GROUPS_PER_ACCOUNT groups (100 by default; with Redis, in the
+     * whole deployment): one more is RESOURCE_EXHAUSTED (reason TOO_MANY_GROUPS)
+     * and nothing is stored, until a group is deleted.
      * </pre>
      */
     public wechat.qr.v1.ConsumerGroups.CreateGroupResponse createGroup(wechat.qr.v1.ConsumerGroups.CreateGroupRequest request) {
@@ -808,7 +817,10 @@ public final class ConsumerGroupServiceGrpc {
     /**
      * <pre>
      * Creates a group. Its filter, ack deadline, dead-letter threshold and flow
-     * control are fixed at creation.
+     * control are fixed at creation. An account has at most the service's
+     * WECHAT_QR_MAX_GROUPS_PER_ACCOUNT groups (100 by default; with Redis, in the
+     * whole deployment): one more is RESOURCE_EXHAUSTED (reason TOO_MANY_GROUPS)
+     * and nothing is stored, until a group is deleted.
      * </pre>
      */
     public com.google.common.util.concurrent.ListenableFuture<wechat.qr.v1.ConsumerGroups.CreateGroupResponse> createGroup(

@@ -100,7 +100,10 @@ class ConsumerGroupServiceServicer:
 
     def CreateGroup(self, request, context):
         """Creates a group. Its filter, ack deadline, dead-letter threshold and flow
-        control are fixed at creation.
+        control are fixed at creation. An account has at most the service's
+        WECHAT_QR_MAX_GROUPS_PER_ACCOUNT groups (100 by default; with Redis, in the
+        whole deployment): one more is RESOURCE_EXHAUSTED (reason TOO_MANY_GROUPS)
+        and nothing is stored, until a group is deleted.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -927,7 +927,10 @@ export declare const GroupStartSchema: GenEnum<GroupStart>;
 export declare const ConsumerGroupService: GenService<{
   /**
    * Creates a group. Its filter, ack deadline, dead-letter threshold and flow
-   * control are fixed at creation.
+   * control are fixed at creation. An account has at most the service's
+   * WECHAT_QR_MAX_GROUPS_PER_ACCOUNT groups (100 by default; with Redis, in the
+   * whole deployment): one more is RESOURCE_EXHAUSTED (reason TOO_MANY_GROUPS)
+   * and nothing is stored, until a group is deleted.
    *
    * @generated from rpc wechat.qr.v1.ConsumerGroupService.CreateGroup
    */
