@@ -291,6 +291,12 @@ struct Inner {
     /// Numbers this process's members.
     members: std::sync::atomic::AtomicU64,
     groups: Mutex<BTreeMap<String, Arc<Group>>>,
+    /// Held by a creation from its check that the name is free until the group is
+    /// installed. Without it two concurrent CreateGroup calls of one name (replicas
+    /// starting together) both pass the check while the first waits for its record to
+    /// be durable, and the second's group replaces the first's, orphaning any member
+    /// that joined it; and a caller told ALREADY_EXISTS must be able to join at once.
+    creating: tokio::sync::Mutex<()>,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 }
@@ -342,6 +348,7 @@ impl Groups {
                 redis,
                 members: std::sync::atomic::AtomicU64::new(0),
                 groups: Mutex::new(BTreeMap::new()),
+                creating: tokio::sync::Mutex::new(()),
                 metrics,
                 shutdown,
             }),
@@ -516,6 +523,7 @@ impl Groups {
             spec.create_ms = now_ms();
             return redis.create(spec, start, self.oldest().await?).await;
         }
+        let _creating = self.inner.creating.lock().await;
         let position = match start {
             Start::Now => self.inner.log.head().await?,
             Start::Oldest => self.oldest().await?,
