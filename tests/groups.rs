@@ -1,6 +1,6 @@
 //! Consumer groups with real parts: the real binary on its durable data directory, group
 //! members as separate processes (tests/group_member.py on the generated Python stubs, and
-//! the Python worker example), pushes through the real webhook. Every event is
+//! the Python and Go worker examples), pushes through the real webhook. Every event is
 //! acknowledged once across the group and none goes to two healthy members; replicas
 //! creating one group at once all join that one group; a member killed holding events has
 //! them redelivered to the others in time; the service killed with `kill -9` halfway
@@ -1055,6 +1055,41 @@ async fn the_python_group_worker_example_handles_each_scan_once_across_two_worke
             .arg(repo.join("examples/python/group_worker.py"))
             .args(["--addr", addr, "--group", "coupons"])
             .args(["--name", &format!("worker-{n}")]);
+        command
+    })
+    .await;
+}
+
+/// The Go example, `examples/go/group_worker`, built as its doc says (`examples/go/build`)
+/// and run as two replicas started together. Go starts in milliseconds, so both workers
+/// call CreateGroup at once: this is the test that caught creation racing with itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_go_group_worker_example_handles_each_scan_once_across_two_workers() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let scratch = tempfile::tempdir().unwrap();
+    let worker = scratch.path().join("group_worker");
+    let built = tokio::time::timeout(
+        Duration::from_secs(600),
+        tokio::process::Command::new(repo.join("examples/go/build"))
+            .arg(&worker)
+            .arg("group_worker")
+            .current_dir(repo)
+            .output(),
+    )
+    .await
+    .expect("the Go example builds within 10 minutes")
+    .expect("examples/go/build runs (it needs go: ./scripts/setup-clients installs it)");
+    assert!(
+        built.status.success(),
+        "examples/go/build failed (./scripts/setup-clients installs what it needs): {}{}",
+        String::from_utf8_lossy(&built.stdout),
+        String::from_utf8_lossy(&built.stderr)
+    );
+    two_workers_handle_each_scan_once(|addr, n| {
+        let mut command = tokio::process::Command::new(&worker);
+        command
+            .args(["-addr", addr, "-group", "coupons"])
+            .args(["-name", &format!("worker-{n}")]);
         command
     })
     .await;
