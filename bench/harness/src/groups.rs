@@ -16,7 +16,9 @@
 //! `max_unacked_per_member` events). The service's CPU time (`/proc/PID/stat`) over the
 //! drains of all rounds, divided by their events, gives the CPU per event of either path;
 //! their difference is the overhead of a group with acknowledgements. That CPU time counts
-//! in clock ticks (10 ms), which is why the full run drains 100,000 events per round.
+//! in clock ticks (10 ms), which is why the full run drains 100,000 events per round. The
+//! harness's own CPU over each drain is noted too: service and members share the cores,
+//! and a harness near a whole core would be bounding the figure it reports.
 //!
 //! Redelivery: a group with a 2 s ack deadline; one member joins and receives the next
 //! pushes without acknowledging them, two more join, and the first is dropped (its task
@@ -56,6 +58,8 @@ use crate::{
 
 /// Members of the measured group, as issue 24 sets it.
 const MEMBERS: usize = 3;
+/// The redelivery measurement's member that is dropped; the others survive it.
+const DOOMED: usize = 0;
 /// The least ratio of the group's rate to the plain subscriber's.
 const TARGET_RATIO: f64 = 0.8;
 /// The drained groups' ack deadline: long enough that nothing is redelivered while
@@ -148,10 +152,20 @@ pub(crate) async fn run(scale: &Scale) -> Result<Outcome> {
     })
 }
 
+/// Each drain's wall time, with how busy the service and the harness were over it (in
+/// cores: on two cores shared by both, a side near 1 may be what bounds the other).
 fn list(drains: &[Drained]) -> String {
     drains
         .iter()
-        .map(|d| report::duration(d.elapsed))
+        .map(|d| {
+            let busy = |cpu: Duration| cpu.as_secs_f64() / d.elapsed.as_secs_f64().max(1e-9);
+            format!(
+                "{} (service {:.2} cores, harness {:.2})",
+                report::duration(d.elapsed),
+                busy(d.cpu),
+                busy(d.client_cpu)
+            )
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -195,16 +209,35 @@ async fn fill(
     })
 }
 
-/// One drain: its wall time and the service's CPU time over it.
+/// One drain: its wall time, and the CPU time of the service and of this process (the
+/// subscriber or the members) over it.
 struct Drained {
     elapsed: Duration,
     cpu: Duration,
+    client_cpu: Duration,
+}
+
+/// CPU time this process has used, user and system, to the microsecond.
+fn own_cpu() -> Duration {
+    // SAFETY: getrusage only writes the struct it is given, which is plain data that
+    // zeroes are a valid value of.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let time = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec.try_into().unwrap_or(0))
+            + Duration::from_micros(t.tv_usec.try_into().unwrap_or(0))
+    };
+    time(usage.ru_utime) + time(usage.ru_stime)
 }
 
 /// One `StreamEvents` replaying the `count` events after `after`.
 async fn plain_replay(service: &Service, after: Cursor, count: u64) -> Result<Drained> {
     let mut client = grpc::connect(service.grpc_addr).await?;
     let cpu_before = service.process.cpu_time()?;
+    let client_cpu_before = own_cpu();
     let start = Instant::now();
     let mut replay = client
         .stream_events(pb::StreamEventsRequest {
@@ -230,6 +263,7 @@ async fn plain_replay(service: &Service, after: Cursor, count: u64) -> Result<Dr
     Ok(Drained {
         elapsed,
         cpu: service.process.cpu_time()?.saturating_sub(cpu_before),
+        client_cpu: own_cpu().saturating_sub(client_cpu_before),
     })
 }
 
@@ -248,20 +282,16 @@ async fn group_drain(service: &Service, after: Cursor, count: u64, name: &str) -
         .await?;
     let ledger = Arc::new(Ledger::default());
     let cpu_before = service.process.cpu_time()?;
+    let client_cpu_before = own_cpu();
     let start = Instant::now();
     let mut members = JoinSet::new();
     for i in 0..MEMBERS {
-        members.spawn(member(
-            addr,
-            name.to_owned(),
-            format!("member-{i}"),
-            ledger.clone(),
-            true,
-        ));
+        members.spawn(member(addr, name.to_owned(), i, ledger.clone(), true));
     }
     let waited = ledger.wait_for_confirmed(count, &mut members).await;
     let elapsed = start.elapsed();
     let cpu = service.process.cpu_time()?.saturating_sub(cpu_before);
+    let client_cpu = own_cpu().saturating_sub(client_cpu_before);
     members.abort_all();
     waited?;
     let redelivered = ledger.redelivered();
@@ -271,7 +301,11 @@ async fn group_drain(service: &Service, after: Cursor, count: u64, name: &str) -
         )
         .into());
     }
-    Ok(Drained { elapsed, cpu })
+    Ok(Drained {
+        elapsed,
+        cpu,
+        client_cpu,
+    })
 }
 
 /// What the redelivery measurement saw.
@@ -303,13 +337,7 @@ async fn redelivery_after_drop(
         .await?;
     let ledger = Arc::new(Ledger::default());
     let mut victim = JoinSet::new();
-    victim.spawn(member(
-        addr,
-        GROUP.into(),
-        "doomed".into(),
-        ledger.clone(),
-        false,
-    ));
+    victim.spawn(member(addr, GROUP.into(), DOOMED, ledger.clone(), false));
     wait_for_members(&mut admin, GROUP, 1).await?;
     let pushed = http_load::closed_loop(
         service.webhook_addr,
@@ -322,14 +350,14 @@ async fn redelivery_after_drop(
         return Err(format!("only {} of {held} pushes were sent", pushed.pushes).into());
     }
     let deadline = Instant::now() + STALL;
-    while ledger.delivered_to("doomed") < held {
+    while ledger.delivered_to(DOOMED) < held {
         if let Some(ended) = victim.try_join_next() {
             return Err(format!("the member to drop ended early: {:?}", ended?).into());
         }
         if Instant::now() > deadline {
             return Err(format!(
                 "the member to drop received {} of {held} events",
-                ledger.delivered_to("doomed")
+                ledger.delivered_to(DOOMED)
             )
             .into());
         }
@@ -337,14 +365,8 @@ async fn redelivery_after_drop(
     }
     let held_since = ledger.first_delivery_time().ok_or("no delivery")?;
     let mut survivors = JoinSet::new();
-    for i in 0..2 {
-        survivors.spawn(member(
-            addr,
-            GROUP.into(),
-            format!("survivor-{i}"),
-            ledger.clone(),
-            true,
-        ));
+    for i in 1..MEMBERS {
+        survivors.spawn(member(addr, GROUP.into(), i, ledger.clone(), true));
     }
     wait_for_members(&mut admin, GROUP, 3).await?;
     let dropped = Instant::now();
@@ -352,7 +374,7 @@ async fn redelivery_after_drop(
     let waited = ledger.wait_for_confirmed(held, &mut survivors).await;
     survivors.abort_all();
     waited?;
-    let mut latencies = ledger.redelivery_latencies("doomed", dropped)?;
+    let mut latencies = ledger.redelivery_latencies(DOOMED, dropped)?;
     if latencies.len() as u64 != held {
         return Err(format!(
             "{} of the {held} events the dropped member held reached a survivor",
@@ -403,13 +425,13 @@ async fn wait_for_members(
     }
 }
 
-/// One member on its own connection: joins `group` as `name`, records every delivery in
+/// Member `index` on its own connection: joins `group`, records every delivery in
 /// `ledger` and, if `acks`, acknowledges each response's deliveries in one request.
 /// Runs until aborted; returns only on an error or the stream ending.
 async fn member(
     addr: SocketAddr,
     group: String,
-    name: String,
+    index: usize,
     ledger: Arc<Ledger>,
     acks: bool,
 ) -> Result<()> {
@@ -417,7 +439,7 @@ async fn member(
     let (requests, outgoing) = mpsc::unbounded_channel();
     requests.send(pb::ConsumeGroupRequest {
         group,
-        member: name.clone(),
+        member: format!("member-{index}"),
         ..Default::default()
     })?;
     let mut responses = client
@@ -426,7 +448,7 @@ async fn member(
         .into_inner();
     while let Some(response) = responses.message().await? {
         ledger.confirm(&response.acked_ids);
-        let ids = ledger.deliver(&name, &response.deliveries);
+        let ids = ledger.deliver(index, &response.deliveries);
         if acks && !ids.is_empty() {
             requests.send(pb::ConsumeGroupRequest {
                 ack_ids: ids,
@@ -434,7 +456,7 @@ async fn member(
             })?;
         }
     }
-    Err(format!("member {name}'s stream ended").into())
+    Err(format!("member-{index}'s stream ended").into())
 }
 
 /// Every delivery and confirmed acknowledgement of one group, checked as they come.
@@ -447,43 +469,72 @@ struct Ledger {
 
 #[derive(Default)]
 struct LedgerState {
-    /// Per ack id, each delivery: to whom, which delivery it was, when it arrived.
-    deliveries: HashMap<String, Vec<(String, u32, Instant)>>,
+    /// Per ack id, its deliveries.
+    deliveries: HashMap<String, Deliveries>,
     confirmed: HashSet<String>,
     failure: Option<String>,
 }
 
+/// The deliveries of one event: nearly always one, so the rest allocate only if needed.
+struct Deliveries {
+    first: Delivery,
+    again: Vec<Delivery>,
+}
+
+impl Deliveries {
+    fn all(&self) -> impl Iterator<Item = &Delivery> {
+        std::iter::once(&self.first).chain(&self.again)
+    }
+}
+
+/// One delivery: to which member, which delivery of the event it was, when it arrived.
+#[derive(Clone, Copy)]
+struct Delivery {
+    member: usize,
+    count: u32,
+    at: Instant,
+}
+
 impl Ledger {
-    /// Records `deliveries` to `member`; returns their ack ids.
-    fn deliver(&self, member: &str, deliveries: &[pb::GroupDelivery]) -> Vec<String> {
-        let now = Instant::now();
+    /// Records `deliveries` to member `member`; returns their ack ids.
+    fn deliver(&self, member: usize, deliveries: &[pb::GroupDelivery]) -> Vec<String> {
+        let at = Instant::now();
         let mut state = self.state.lock().expect("ledger lock");
-        let mut ids = Vec::with_capacity(deliveries.len());
+        let state = &mut *state;
         for d in deliveries {
+            let delivery = Delivery {
+                member,
+                count: d.delivery_count,
+                at,
+            };
             let broken = if state.confirmed.contains(&d.ack_id) {
-                Some(format!(
-                    "{} delivered to {member} after its acknowledgement was confirmed",
-                    d.ack_id
-                ))
-            } else if d.delivery_count == 1 && state.deliveries.contains_key(&d.ack_id) {
-                Some(format!(
-                    "{} delivered twice as a first delivery (again to {member})",
-                    d.ack_id
-                ))
+                Some("delivered after its acknowledgement was confirmed")
             } else {
-                None
+                match state.deliveries.get_mut(&d.ack_id) {
+                    Some(_) if d.delivery_count == 1 => Some("delivered twice as a first delivery"),
+                    Some(earlier) => {
+                        earlier.again.push(delivery);
+                        None
+                    }
+                    None => {
+                        state.deliveries.insert(
+                            d.ack_id.clone(),
+                            Deliveries {
+                                first: delivery,
+                                again: Vec::new(),
+                            },
+                        );
+                        None
+                    }
+                }
             };
             if let Some(why) = broken {
-                state.failure.get_or_insert(why);
+                state
+                    .failure
+                    .get_or_insert(format!("{} {why} (to member-{member})", d.ack_id));
             }
-            state.deliveries.entry(d.ack_id.clone()).or_default().push((
-                member.to_owned(),
-                d.delivery_count,
-                now,
-            ));
-            ids.push(d.ack_id.clone());
         }
-        ids
+        deliveries.iter().map(|d| d.ack_id.clone()).collect()
     }
 
     /// Records acknowledgements the service confirmed.
@@ -539,50 +590,45 @@ impl Ledger {
     }
 
     /// Events delivered to `member`.
-    fn delivered_to(&self, member: &str) -> u64 {
+    fn delivered_to(&self, member: usize) -> u64 {
         let state = self.state.lock().expect("ledger lock");
         state
             .deliveries
             .values()
-            .filter(|d| d.iter().any(|(m, _, _)| m == member))
+            .filter(|d| d.all().any(|d| d.member == member))
             .count() as u64
     }
 
     /// When the first delivery arrived.
     fn first_delivery_time(&self) -> Option<Instant> {
         let state = self.state.lock().expect("ledger lock");
-        state
-            .deliveries
-            .values()
-            .flatten()
-            .map(|(_, _, at)| *at)
-            .min()
+        state.deliveries.values().map(|d| d.first.at).min()
     }
 
     /// Deliveries after the first.
     fn redelivered(&self) -> usize {
         let state = self.state.lock().expect("ledger lock");
-        state.deliveries.values().map(|d| d.len() - 1).sum()
+        state.deliveries.values().map(|d| d.again.len()).sum()
     }
 
     /// For each event `dropped` held, the time from `since` until it first reached
     /// another member; an event that went out again before `since` is a measurement
     /// gone wrong (the drop came after its deadline).
-    fn redelivery_latencies(&self, dropped: &str, since: Instant) -> Result<Vec<Duration>> {
+    fn redelivery_latencies(&self, dropped: usize, since: Instant) -> Result<Vec<Duration>> {
         let state = self.state.lock().expect("ledger lock");
         let mut latencies = Vec::new();
         for (id, deliveries) in &state.deliveries {
-            if !deliveries.iter().any(|(m, _, _)| m == dropped) {
+            if !deliveries.all().any(|d| d.member == dropped) {
                 continue;
             }
-            if deliveries.iter().any(|(_, n, at)| *n > 1 && *at < since) {
+            if deliveries.all().any(|d| d.count > 1 && d.at < since) {
                 return Err(format!(
                     "{id} went out again before the member holding it was dropped: the harness took longer than the {SHORT_DEADLINE_SECONDS} s ack deadline to drop it"
                 )
                 .into());
             }
-            if let Some((_, _, at)) = deliveries.iter().find(|(m, _, _)| m != dropped) {
-                latencies.push(at.duration_since(since));
+            if let Some(survivor) = deliveries.all().find(|d| d.member != dropped) {
+                latencies.push(survivor.at.duration_since(since));
             }
         }
         Ok(latencies)
