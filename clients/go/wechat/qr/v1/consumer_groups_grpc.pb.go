@@ -18,7 +18,9 @@ const _ = grpc.SupportPackageIsVersion7
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 type ConsumerGroupServiceClient interface {
 	// Creates a group. Its filter, ack deadline, dead-letter threshold and flow
-	// control are fixed at creation.
+	// control are fixed at creation. Replicas may all call it as they start:
+	// one creates the group, the others get ALREADY_EXISTS, which is answered
+	// only once that group can be joined.
 	CreateGroup(ctx context.Context, in *CreateGroupRequest, opts ...grpc.CallOption) (*CreateGroupResponse, error)
 	// Lists the groups of the accounts the caller may see, with lag, pending
 	// count and members.
@@ -191,7 +193,9 @@ func (c *consumerGroupServiceClient) ReplayDeadLetters(ctx context.Context, in *
 // for forward compatibility
 type ConsumerGroupServiceServer interface {
 	// Creates a group. Its filter, ack deadline, dead-letter threshold and flow
-	// control are fixed at creation.
+	// control are fixed at creation. Replicas may all call it as they start:
+	// one creates the group, the others get ALREADY_EXISTS, which is answered
+	// only once that group can be joined.
 	CreateGroup(context.Context, *CreateGroupRequest) (*CreateGroupResponse, error)
 	// Lists the groups of the accounts the caller may see, with lag, pending
 	// count and members.

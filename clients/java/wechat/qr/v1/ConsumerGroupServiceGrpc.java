@@ -361,7 +361,9 @@ public final class ConsumerGroupServiceGrpc {
     /**
      * <pre>
      * Creates a group. Its filter, ack deadline, dead-letter threshold and flow
-     * control are fixed at creation.
+     * control are fixed at creation. Replicas may all call it as they start:
+     * one creates the group, the others get ALREADY_EXISTS, which is answered
+     * only once that group can be joined.
      * </pre>
      */
     public void createGroup(wechat.qr.v1.ConsumerGroups.CreateGroupRequest request,
@@ -557,7 +559,9 @@ public final class ConsumerGroupServiceGrpc {
     /**
      * <pre>
      * Creates a group. Its filter, ack deadline, dead-letter threshold and flow
-     * control are fixed at creation.
+     * control are fixed at creation. Replicas may all call it as they start:
+     * one creates the group, the others get ALREADY_EXISTS, which is answered
+     * only once that group can be joined.
      * </pre>
      */
     public void createGroup(wechat.qr.v1.ConsumerGroups.CreateGroupRequest request,
@@ -694,7 +698,9 @@ public final class ConsumerGroupServiceGrpc {
     /**
      * <pre>
      * Creates a group. Its filter, ack deadline, dead-letter threshold and flow
-     * control are fixed at creation.
+     * control are fixed at creation. Replicas may all call it as they start:
+     * one creates the group, the others get ALREADY_EXISTS, which is answered
+     * only once that group can be joined.
      * </pre>
      */
     public wechat.qr.v1.ConsumerGroups.CreateGroupResponse createGroup(wechat.qr.v1.ConsumerGroups.CreateGroupRequest request) {
@@ -808,7 +814,9 @@ public final class ConsumerGroupServiceGrpc {
     /**
      * <pre>
      * Creates a group. Its filter, ack deadline, dead-letter threshold and flow
-     * control are fixed at creation.
+     * control are fixed at creation. Replicas may all call it as they start:
+     * one creates the group, the others get ALREADY_EXISTS, which is answered
+     * only once that group can be joined.
      * </pre>
      */
     public com.google.common.util.concurrent.ListenableFuture<wechat.qr.v1.ConsumerGroups.CreateGroupResponse> createGroup(

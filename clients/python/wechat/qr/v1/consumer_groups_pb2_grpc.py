@@ -100,7 +100,9 @@ class ConsumerGroupServiceServicer:
 
     def CreateGroup(self, request, context):
         """Creates a group. Its filter, ack deadline, dead-letter threshold and flow
-        control are fixed at creation.
+        control are fixed at creation. Replicas may all call it as they start:
+        one creates the group, the others get ALREADY_EXISTS, which is answered
+        only once that group can be joined.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

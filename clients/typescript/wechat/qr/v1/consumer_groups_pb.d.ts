@@ -927,7 +927,9 @@ export declare const GroupStartSchema: GenEnum<GroupStart>;
 export declare const ConsumerGroupService: GenService<{
   /**
    * Creates a group. Its filter, ack deadline, dead-letter threshold and flow
-   * control are fixed at creation.
+   * control are fixed at creation. Replicas may all call it as they start:
+   * one creates the group, the others get ALREADY_EXISTS, which is answered
+   * only once that group can be joined.
    *
    * @generated from rpc wechat.qr.v1.ConsumerGroupService.CreateGroup
    */
