@@ -139,8 +139,8 @@ pub(crate) async fn run(scale: &Scale) -> Result<Outcome> {
             format!(
                 "groups: plain replays of {} events took {}; group drains (to the last confirmed acknowledgement) {}",
                 report::thousands(count),
-                list(&plain),
-                list(&group)
+                drain_times(&plain),
+                drain_times(&group)
             ),
             format!(
                 "groups: the dropped member held its events {} before it was dropped; they reached the survivors {} (p50) to {} (max) after the drop",
@@ -154,7 +154,7 @@ pub(crate) async fn run(scale: &Scale) -> Result<Outcome> {
 
 /// Each drain's wall time, with how busy the service and the harness were over it (in
 /// cores: on two cores shared by both, a side near 1 may be what bounds the other).
-fn list(drains: &[Drained]) -> String {
+fn drain_times(drains: &[Drained]) -> String {
     drains
         .iter()
         .map(|d| {
