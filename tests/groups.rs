@@ -1,12 +1,14 @@
 //! Consumer groups with real parts: the real binary on its durable data directory, group
-//! members as separate Python processes on the generated stubs (tests/group_member.py),
-//! pushes through the real webhook. Every event is acknowledged once across the group and
-//! none goes to two healthy members; a member killed holding events has them redelivered
-//! to the others in time; the service killed with `kill -9` halfway delivers no confirmed
-//! acknowledgement again and every unacknowledged event again; a poison event becomes a
-//! dead letter after its deliveries and can be replayed. The bounds hold at their edges:
-//! an account's cap of groups (on Redis for the whole deployment), each setting and the
-//! ids of one acknowledgement one past their limit, 500 events per response.
+//! members as separate processes (tests/group_member.py on the generated Python stubs, and
+//! the Python and Go worker examples), pushes through the real webhook. Every event is
+//! acknowledged once across the group and none goes to two healthy members; replicas
+//! creating one group at once all join that one group; a member killed holding events has
+//! them redelivered to the others in time; the service killed with `kill -9` halfway
+//! delivers no confirmed acknowledgement again and every unacknowledged event again; a
+//! poison event becomes a dead letter after its deliveries and can be replayed. The bounds
+//! hold at their edges: an account's cap of groups (on Redis for the whole deployment),
+//! each setting and the ids of one acknowledgement one past their limit, 500 events per
+//! response.
 
 mod common;
 
@@ -1059,6 +1061,93 @@ async fn the_python_group_worker_example_handles_each_scan_once_across_two_worke
         command
     })
     .await;
+}
+
+/// The Go example, `examples/go/group_worker`, built as its doc says (`examples/go/build`)
+/// and run as two replicas started together. Go starts in milliseconds, so both workers
+/// call CreateGroup at once: this is the test that caught creation racing with itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_go_group_worker_example_handles_each_scan_once_across_two_workers() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let scratch = tempfile::tempdir().unwrap();
+    let worker = scratch.path().join("group_worker");
+    let built = tokio::time::timeout(
+        Duration::from_secs(600),
+        tokio::process::Command::new(repo.join("examples/go/build"))
+            .arg(&worker)
+            .arg("group_worker")
+            .current_dir(repo)
+            .output(),
+    )
+    .await
+    .expect("the Go example builds within 10 minutes")
+    .expect("examples/go/build runs (it needs go: ./scripts/setup-clients installs it)");
+    assert!(
+        built.status.success(),
+        "examples/go/build failed (./scripts/setup-clients installs what it needs): {}{}",
+        String::from_utf8_lossy(&built.stdout),
+        String::from_utf8_lossy(&built.stderr)
+    );
+    two_workers_handle_each_scan_once(|addr, n| {
+        let mut command = tokio::process::Command::new(&worker);
+        command
+            .args(["-addr", addr, "-group", "coupons"])
+            .args(["-name", &format!("worker-{n}")]);
+        command
+    })
+    .await;
+}
+
+/// Replicas starting together all create one group: exactly one creation succeeds, the
+/// others are told ALREADY_EXISTS only once the group can be joined, and every replica
+/// joins that one group. (A second creation used to pass the name check while the first
+/// waited for its record to be durable, then replaced the first group, orphaning whoever
+/// had joined it.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_creating_one_group_at_once_all_join_the_same_group() {
+    const REPLICAS: usize = 8;
+    let data = tempfile::tempdir().unwrap();
+    let binary = start(data.path()).await;
+    let together = Arc::new(tokio::sync::Barrier::new(REPLICAS));
+    let mut replicas = Vec::new();
+    for n in 0..REPLICAS {
+        let mut client = groups_client(&binary).await;
+        let together = together.clone();
+        replicas.push(tokio::spawn(async move {
+            together.wait().await;
+            let created = match client
+                .create_group(pb::CreateGroupRequest {
+                    name: "replicas".into(),
+                    ..Default::default()
+                })
+                .await
+            {
+                Ok(_) => true,
+                Err(status) if status.code() == tonic::Code::AlreadyExists => false,
+                Err(status) => panic!("replica {n}: CreateGroup: {status}"),
+            };
+            let stream = client
+                .receive_group(pb::ReceiveGroupRequest {
+                    group: "replicas".into(),
+                    member: format!("replica-{n}"),
+                    ..Default::default()
+                })
+                .await
+                .unwrap_or_else(|s| panic!("replica {n} (created: {created}) cannot join: {s}"))
+                .into_inner();
+            (created, stream)
+        }));
+    }
+    let mut joined = Vec::new();
+    for replica in replicas {
+        joined.push(replica.await.unwrap());
+    }
+    let created = joined.iter().filter(|(created, _)| *created).count();
+    assert_eq!(created, 1, "one CreateGroup succeeds");
+    let listed = status(&binary, "replicas").await;
+    assert_eq!(listed.members.len(), REPLICAS, "{listed:?}");
+    let records = std::fs::read_to_string(data.path().join("groups.jsonl")).unwrap();
+    assert_eq!(records.matches(r#""op":"create""#).count(), 1, "{records}");
 }
 
 /// Two workers made by `worker(grpc address, n)` join the "coupons" group; 40 scans are

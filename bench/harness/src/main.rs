@@ -17,6 +17,7 @@ mod baselines;
 mod create_ticket;
 mod device;
 mod get_image;
+mod groups;
 mod grpc;
 mod histogram;
 mod http_load;
@@ -94,6 +95,10 @@ enum Scenario {
     Memory,
     /// Replay of retained events to a resuming subscriber.
     Resume,
+    /// Consumer groups (issue 24): a group of three acknowledging members draining the
+    /// log vs one plain subscriber, CPU per acknowledged event, redelivery after a member
+    /// is dropped.
+    Groups,
     /// CPU per push and bytes per stream with up to 100,000 idle ticket-filtered
     /// waiters; latency to the one a scan matches.
     Waiters,
@@ -109,7 +114,7 @@ enum Scenario {
 }
 
 impl Scenario {
-    const EACH: [Self; 13] = [
+    const EACH: [Self; 14] = [
         Self::Ingest,
         Self::Reply,
         Self::Latency,
@@ -118,6 +123,7 @@ impl Scenario {
         Self::GetImage,
         Self::Memory,
         Self::Resume,
+        Self::Groups,
         Self::Recovery,
         Self::Waiters,
         Self::Stats,
@@ -136,6 +142,7 @@ impl Scenario {
             Self::GetImage => "get-image",
             Self::Memory => "memory",
             Self::Resume => "resume",
+            Self::Groups => "groups",
             Self::Waiters => "waiters",
             Self::Recovery => "recovery",
             Self::Stats => "stats",
@@ -174,6 +181,10 @@ struct Scale {
     recovery_events: u64,
     /// Events counted into the statistics before the stats scenario's queries.
     stats_events: u64,
+    /// Events in the log that the groups scenario drains.
+    group_events: u64,
+    /// Events the groups scenario's dropped member holds.
+    group_held: u64,
 }
 
 impl Scale {
@@ -192,6 +203,8 @@ impl Scale {
             resume_events: 100_000,
             recovery_events: 1_000_000,
             stats_events: 1_000_000,
+            group_events: 100_000,
+            group_held: 100,
         }
     }
 
@@ -210,6 +223,8 @@ impl Scale {
             resume_events: 1_000,
             recovery_events: 1_000,
             stats_events: 20_000,
+            group_events: 300,
+            group_held: 10,
         }
     }
 }
@@ -277,6 +292,7 @@ async fn run(cli: Cli) -> ExitCode {
             Scenario::GetImage => get_image::run(&scale).await,
             Scenario::Memory => memory::run(&scale).await,
             Scenario::Resume => resume::run(&scale).await,
+            Scenario::Groups => groups::run(&scale).await,
             Scenario::Waiters => waiters::run(&scale).await,
             Scenario::Recovery => recovery::run(&scale).await,
             Scenario::Stats => stats::run(&scale).await,

@@ -307,8 +307,12 @@ struct Inner {
     groups: Mutex<BTreeMap<String, Arc<Group>>>,
     /// Groups one account may have.
     max_per_account: usize,
-    /// Held from a creation's checks until its group is installed, so two creations
-    /// cannot both pass the cap or both take one name while the first is being stored.
+    /// Held by a creation from its checks (the cap, the name free) until the group is
+    /// installed. Without it two concurrent CreateGroup calls of one name (replicas
+    /// starting together) both pass the check while the first waits for its record to
+    /// be durable, and the second's group replaces the first's, orphaning any member
+    /// that joined it; two creations could also both pass the cap. A caller told
+    /// ALREADY_EXISTS can therefore join at once.
     creating: tokio::sync::Mutex<()>,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
@@ -541,6 +545,7 @@ impl Groups {
             spec.create_ms = now_ms();
             return redis.create(spec, start, self.oldest().await?).await;
         }
+        let _creating = self.inner.creating.lock().await;
         let position = match start {
             Start::Now => self.inner.log.head().await?,
             Start::Oldest => self.oldest().await?,
@@ -551,7 +556,6 @@ impl Groups {
         };
         spec.create_ms = now_ms();
         let key = spec.key();
-        let _creating = self.inner.creating.lock().await;
         {
             let groups = self.inner.groups.lock().expect("groups lock");
             if groups.contains_key(&key) {

@@ -22,6 +22,8 @@ type ConsumerGroupServiceClient interface {
 	// WECHAT_QR_MAX_GROUPS_PER_ACCOUNT groups (100 by default; with Redis, in the
 	// whole deployment): one more is RESOURCE_EXHAUSTED (reason TOO_MANY_GROUPS)
 	// and nothing is stored, until a group is deleted.
+	// Replicas may all call it as they start: one creates the group, the others
+	// get ALREADY_EXISTS, which is answered only once that group can be joined.
 	CreateGroup(ctx context.Context, in *CreateGroupRequest, opts ...grpc.CallOption) (*CreateGroupResponse, error)
 	// Lists the groups of the accounts the caller may see, with lag, pending
 	// count and members.
@@ -198,6 +200,8 @@ type ConsumerGroupServiceServer interface {
 	// WECHAT_QR_MAX_GROUPS_PER_ACCOUNT groups (100 by default; with Redis, in the
 	// whole deployment): one more is RESOURCE_EXHAUSTED (reason TOO_MANY_GROUPS)
 	// and nothing is stored, until a group is deleted.
+	// Replicas may all call it as they start: one creates the group, the others
+	// get ALREADY_EXISTS, which is answered only once that group can be joined.
 	CreateGroup(context.Context, *CreateGroupRequest) (*CreateGroupResponse, error)
 	// Lists the groups of the accounts the caller may see, with lag, pending
 	// count and members.

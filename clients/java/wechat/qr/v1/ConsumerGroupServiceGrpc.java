@@ -365,6 +365,8 @@ public final class ConsumerGroupServiceGrpc {
      * WECHAT_QR_MAX_GROUPS_PER_ACCOUNT groups (100 by default; with Redis, in the
      * whole deployment): one more is RESOURCE_EXHAUSTED (reason TOO_MANY_GROUPS)
      * and nothing is stored, until a group is deleted.
+     * Replicas may all call it as they start: one creates the group, the others
+     * get ALREADY_EXISTS, which is answered only once that group can be joined.
      * </pre>
      */
     public void createGroup(wechat.qr.v1.ConsumerGroups.CreateGroupRequest request,
@@ -564,6 +566,8 @@ public final class ConsumerGroupServiceGrpc {
      * WECHAT_QR_MAX_GROUPS_PER_ACCOUNT groups (100 by default; with Redis, in the
      * whole deployment): one more is RESOURCE_EXHAUSTED (reason TOO_MANY_GROUPS)
      * and nothing is stored, until a group is deleted.
+     * Replicas may all call it as they start: one creates the group, the others
+     * get ALREADY_EXISTS, which is answered only once that group can be joined.
      * </pre>
      */
     public void createGroup(wechat.qr.v1.ConsumerGroups.CreateGroupRequest request,
@@ -704,6 +708,8 @@ public final class ConsumerGroupServiceGrpc {
      * WECHAT_QR_MAX_GROUPS_PER_ACCOUNT groups (100 by default; with Redis, in the
      * whole deployment): one more is RESOURCE_EXHAUSTED (reason TOO_MANY_GROUPS)
      * and nothing is stored, until a group is deleted.
+     * Replicas may all call it as they start: one creates the group, the others
+     * get ALREADY_EXISTS, which is answered only once that group can be joined.
      * </pre>
      */
     public wechat.qr.v1.ConsumerGroups.CreateGroupResponse createGroup(wechat.qr.v1.ConsumerGroups.CreateGroupRequest request) {
@@ -821,6 +827,8 @@ public final class ConsumerGroupServiceGrpc {
      * WECHAT_QR_MAX_GROUPS_PER_ACCOUNT groups (100 by default; with Redis, in the
      * whole deployment): one more is RESOURCE_EXHAUSTED (reason TOO_MANY_GROUPS)
      * and nothing is stored, until a group is deleted.
+     * Replicas may all call it as they start: one creates the group, the others
+     * get ALREADY_EXISTS, which is answered only once that group can be joined.
      * </pre>
      */
     public com.google.common.util.concurrent.ListenableFuture<wechat.qr.v1.ConsumerGroups.CreateGroupResponse> createGroup(

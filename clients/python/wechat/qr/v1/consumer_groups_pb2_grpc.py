@@ -104,6 +104,8 @@ class ConsumerGroupServiceServicer:
         WECHAT_QR_MAX_GROUPS_PER_ACCOUNT groups (100 by default; with Redis, in the
         whole deployment): one more is RESOURCE_EXHAUSTED (reason TOO_MANY_GROUPS)
         and nothing is stored, until a group is deleted.
+        Replicas may all call it as they start: one creates the group, the others
+        get ALREADY_EXISTS, which is answered only once that group can be joined.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
