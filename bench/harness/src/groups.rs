@@ -49,8 +49,7 @@ use wechat_qr::{
 };
 
 use crate::{
-    Outcome, Result, Scale, grpc,
-    http_load::{self, Connection},
+    Outcome, Result, Scale, grpc, http_load,
     processes::Service,
     pushes::PushFactory,
     report::{self, Row},
@@ -77,7 +76,19 @@ pub(crate) async fn run(scale: &Scale) -> Result<Outcome> {
     let retain = (2 * count).max(100_000).to_string();
     let service = Service::start(&[("WECHAT_QR_RETAIN_EVENTS", &retain)]).await?;
     let factory = PushFactory::plaintext();
-    let before_first = fill(&service, &factory, count, scale.connections).await?;
+    let first = grpc::fill_log(
+        &service,
+        &factory,
+        count,
+        scale.connections,
+        Duration::from_secs(10),
+    )
+    .await?;
+    // The cursor just before the first event: a replay or a group from it gets them all.
+    let before_first = Cursor {
+        seq: first.seq - 1,
+        ..first
+    };
 
     let mut plain = Vec::new();
     let mut group = Vec::new();
@@ -168,45 +179,6 @@ fn drain_times(drains: &[Drained]) -> String {
         })
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// Pushes `count` events; returns the cursor just before the first of them, which a live
-/// subscriber learns from the first event.
-async fn fill(
-    service: &Service,
-    factory: &PushFactory,
-    count: u64,
-    connections: usize,
-) -> Result<Cursor> {
-    let mut client = grpc::connect(service.grpc_addr).await?;
-    let mut live = client
-        .stream_events(pb::StreamEventsRequest::default())
-        .await?
-        .into_inner();
-    Connection::open(service.webhook_addr)
-        .await?
-        .post(&factory.push(0))
-        .await?;
-    let first = tokio::time::timeout(Duration::from_secs(10), live.message())
-        .await
-        .map_err(|_| "the first event did not arrive")??
-        .ok_or("the live stream ended")?;
-    drop(live);
-    let first: Cursor = first.cursor.parse()?;
-    let filled = http_load::closed_loop(
-        service.webhook_addr,
-        factory.pool(1, count - 1),
-        connections,
-        Duration::from_secs(600),
-    )
-    .await?;
-    if filled.pushes != count - 1 {
-        return Err(format!("only {} of {} pushes were sent", filled.pushes, count - 1).into());
-    }
-    Ok(Cursor {
-        seq: first.seq - 1,
-        ..first
-    })
 }
 
 /// One drain: its wall time, and the CPU time of the service and of this process (the

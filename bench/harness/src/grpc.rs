@@ -1,7 +1,8 @@
 //! The gRPC side of the load client: connections to a QrService (ours or the echo
 //! baseline), subscribers spread over several HTTP/2 connections, and the readers that
 //! drain their streams, count deliveries and check the stream contract (cursors strictly
-//! increase: no duplicate, no reordering).
+//! increase: no duplicate, no reordering); and the filling of a log whose first cursor a
+//! scenario needs.
 
 use std::{
     net::SocketAddr,
@@ -14,9 +15,17 @@ use std::{
 
 use tokio::task::JoinSet;
 use tonic::{Streaming, transport::Channel};
-use wechat_qr::pb::{self, qr_service_client::QrServiceClient};
+use wechat_qr::{
+    events::Cursor,
+    pb::{self, qr_service_client::QrServiceClient},
+};
 
-use crate::Result;
+use crate::{
+    Result,
+    http_load::{self, Connection},
+    processes::Service,
+    pushes::PushFactory,
+};
 
 /// Streams opened per HTTP/2 connection. The server's default limit of concurrent streams
 /// (hyper's 200) would make the client queue the rest; 100 stays well under it.
@@ -28,6 +37,45 @@ pub(crate) async fn connect(addr: SocketAddr) -> Result<QrServiceClient<Channel>
         .connect()
         .await?;
     Ok(QrServiceClient::new(channel).max_decoding_message_size(16 << 20))
+}
+
+/// Fills `service`'s log with `count` fresh pushes of `factory` and returns the first
+/// one's cursor, which names the log's epoch and the first sequence number. The first
+/// push goes alone, its cursor read from a live subscriber (waiting at most
+/// `first_within`); the rest go over `connections` keep-alive connections.
+pub(crate) async fn fill_log(
+    service: &Service,
+    factory: &PushFactory,
+    count: u64,
+    connections: usize,
+    first_within: Duration,
+) -> Result<Cursor> {
+    let mut live = connect(service.grpc_addr)
+        .await?
+        .stream_events(pb::StreamEventsRequest::default())
+        .await?
+        .into_inner();
+    Connection::open(service.webhook_addr)
+        .await?
+        .post(&factory.push(0))
+        .await?;
+    let first = tokio::time::timeout(first_within, live.message())
+        .await
+        .map_err(|_| "the first event did not arrive")??
+        .ok_or("the live stream ended")?;
+    drop(live);
+    let first: Cursor = first.cursor.parse()?;
+    let filled = http_load::closed_loop(
+        service.webhook_addr,
+        factory.pool(1, count - 1),
+        connections,
+        Duration::from_secs(600),
+    )
+    .await?;
+    if filled.pushes != count - 1 {
+        return Err(format!("only {} of {} pushes were sent", filled.pushes, count - 1).into());
+    }
+    Ok(first)
 }
 
 /// `count` live subscriptions to every event, `STREAMS_PER_CONNECTION` per connection.

@@ -29,7 +29,7 @@ use wechat_qr::{events::Cursor, pb};
 
 use crate::{
     Outcome, Result, Scale, grpc,
-    http_load::{self, Connection},
+    http_load::Connection,
     processes::{DataDir, Service},
     pushes::{self, PushFactory},
     report::{self, Row},
@@ -77,33 +77,8 @@ pub(crate) async fn run(scale: &Scale) -> Result<Outcome> {
     let factory = PushFactory::plaintext();
 
     // The first event's cursor gives the epoch and the first sequence number.
-    let mut client = grpc::connect(service.grpc_addr).await?;
-    let mut live = client
-        .stream_events(pb::StreamEventsRequest::default())
-        .await?
-        .into_inner();
-    Connection::open(service.webhook_addr)
-        .await?
-        .post(&factory.push(0))
-        .await?;
-    let first = tokio::time::timeout(STEP_TIMEOUT, live.message())
-        .await
-        .map_err(|_| "the first event did not arrive")??
-        .ok_or("the live stream ended")?;
-    drop(live);
-    let first: Cursor = first.cursor.parse()?;
-
     let fill_started = Instant::now();
-    let filled = http_load::closed_loop(
-        service.webhook_addr,
-        factory.pool(1, pushed - 1),
-        scale.connections,
-        Duration::from_secs(600),
-    )
-    .await?;
-    if filled.pushes != pushed - 1 {
-        return Err(format!("only {} of {} pushes were sent", filled.pushes, pushed - 1).into());
-    }
+    let first = grpc::fill_log(&service, &factory, pushed, scale.connections, STEP_TIMEOUT).await?;
     let fill_time = fill_started.elapsed();
     let newest = first.seq + pushed - 1;
     // The cursor a client holds for the oldest event still retained.
@@ -112,6 +87,7 @@ pub(crate) async fn run(scale: &Scale) -> Result<Outcome> {
         ..first
     };
     let expected_count = newest - old.seq;
+    let mut client = grpc::connect(service.grpc_addr).await?;
     let expected = read_resume(&mut client, old, expected_count).await?;
     if expected.last().map(|(c, _)| c.as_str())
         != Some(

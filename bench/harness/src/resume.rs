@@ -9,7 +9,6 @@ use wechat_qr::{events::Cursor, pb};
 
 use crate::{
     Outcome, Result, Scale, grpc,
-    http_load::{self, Connection},
     processes::Service,
     pushes::PushFactory,
     report::{self, Row},
@@ -26,36 +25,19 @@ pub(crate) async fn run(scale: &Scale) -> Result<Outcome> {
     let mut client = grpc::connect(service.grpc_addr).await?;
     let factory = PushFactory::plaintext();
 
-    // The first event's cursor, from a live subscriber, says where the replay starts.
-    let mut live = client
-        .stream_events(pb::StreamEventsRequest::default())
-        .await?
-        .into_inner();
-    Connection::open(service.webhook_addr)
-        .await?
-        .post(&factory.push(0))
-        .await?;
-    let first = tokio::time::timeout(Duration::from_secs(10), live.message())
-        .await
-        .map_err(|_| "the first event did not arrive")??
-        .ok_or("the live stream ended")?;
-    drop(live);
-    let first: Cursor = first.cursor.parse()?;
+    // The replay starts just before the first event.
+    let first = grpc::fill_log(
+        &service,
+        &factory,
+        count,
+        scale.connections,
+        Duration::from_secs(10),
+    )
+    .await?;
     let before_first = Cursor {
         seq: first.seq - 1,
         ..first
     };
-
-    let filled = http_load::closed_loop(
-        service.webhook_addr,
-        factory.pool(1, count - 1),
-        scale.connections,
-        Duration::from_secs(600),
-    )
-    .await?;
-    if filled.pushes != count - 1 {
-        return Err(format!("only {} of {} pushes were sent", filled.pushes, count - 1).into());
-    }
 
     let start = Instant::now();
     let mut replay = client
