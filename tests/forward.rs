@@ -373,15 +373,7 @@ fn forwarding_to(handler: &Handler) -> ServeConfig {
 
 /// `wechat_qr_webhook_forwards_total{app_id,outcome}` of the simulator account from /metrics.
 async fn forwards(service: &TestService, outcome: &str) -> u64 {
-    let text = service
-        .http
-        .get(format!("{}/metrics", service.admin_url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = service.metrics().await;
     let needle = format!(
         "wechat_qr_webhook_forwards_total{{app_id=\"wx0000000000devsim\",outcome=\"{outcome}\"}} "
     );

@@ -20,7 +20,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{TestService, config};
+use common::{TestService, binary, config};
 use tokio::{
     io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
     net::{TcpListener, TcpStream},
@@ -398,20 +398,12 @@ async fn images_kept_in_memory_stay_under_the_cache_bytes() {
     let service = service_on(&upstream, |cfg| cfg.image_cache_bytes = CACHE).await;
     let mut client = service.service.client().await;
     let cached = || async {
-        let text = service
-            .service
-            .http
-            .get(format!("{}/metrics", service.service.admin_url))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        text.lines()
-            .find(|l| l.starts_with("wechat_qr_image_cache_bytes{"))
-            .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-            .expect("the image cache gauge")
+        let metrics = service.service.metrics().await;
+        assert!(
+            metrics.contains("wechat_qr_image_cache_bytes{"),
+            "the image cache gauge"
+        );
+        binary::metric_total(&metrics, "wechat_qr_image_cache_bytes") as u64
     };
     client.get_image(image("first")).await.unwrap();
     client.get_image(image("first")).await.unwrap();

@@ -478,14 +478,7 @@ async fn a_flood_of_bad_signatures_is_logged_at_a_bounded_pace_and_counted() {
     let took = started.elapsed();
     // The last summary is written at the end of the second the flood ended in.
     tokio::time::sleep(Duration::from_millis(1_500)).await;
-    let metrics = http
-        .get(format!("{}/metrics", binary.admin_url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = binary.metrics().await;
     assert!(
         metrics.contains(&format!(
             "wechat_qr_webhook_pushes_total{{app_id=\"wx0000000000devsim\",outcome=\"bad_signature\"}} {BAD}"

@@ -191,15 +191,7 @@ impl Binary {
     /// The sum of every series of metric `name`, whatever its labels (for one account's
     /// series: the per-account metrics carry `app_id`).
     pub async fn metric_total(&self, name: &str) -> f64 {
-        self.metrics()
-            .await
-            .lines()
-            .filter(|l| {
-                l.strip_prefix(name)
-                    .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
-            })
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
+        metric_total(&self.metrics().await, name)
     }
 
     /// The webhook listener's base URL (`http://host:port`).
@@ -296,4 +288,16 @@ impl Binary {
         let exit = self.wait_exit(Duration::from_secs(15)).await;
         assert!(exit.success(), "{exit:?}\n{}", self.log.lock().unwrap());
     }
+}
+
+/// The sum of every series of metric `name` in a `/metrics` answer, whatever its labels.
+pub fn metric_total(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }

@@ -149,6 +149,23 @@ impl TestService {
         self.running.as_ref().expect("still running")
     }
 
+    /// The admin listener's `/metrics` answer.
+    pub async fn metrics(&self) -> String {
+        self.http
+            .get(format!("{}/metrics", self.admin_url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// The sum of every series of metric `name`, whatever its labels.
+    pub async fn metric_total(&self, name: &str) -> f64 {
+        binary::metric_total(&self.metrics().await, name)
+    }
+
     pub fn simulator(&self) -> &Simulator {
         &self
             .running()
