@@ -47,6 +47,27 @@ fn http() -> reqwest::Client {
     reqwest::Client::builder().no_proxy().build().unwrap()
 }
 
+/// Pushes `count` scans from openids `{prefix}-0`, `{prefix}-1`, … one at a time, each
+/// answered `success`; returns the openids in order.
+async fn push_acknowledged(
+    http: &reqwest::Client,
+    webhook_url: &str,
+    prefix: &str,
+    count: u64,
+) -> Vec<String> {
+    let mut acked = Vec::new();
+    for n in 0..count {
+        let openid = format!("{prefix}-{n}");
+        let (query, body) = push(&openid, n);
+        assert_eq!(
+            post(http, webhook_url, &query, &body).await,
+            Some((200, "success".to_owned()))
+        );
+        acked.push(openid);
+    }
+    acked
+}
+
 /// The segment files of `data`, oldest first.
 fn segments(data: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(data.join(LOG_DIR))
@@ -213,16 +234,7 @@ async fn a_torn_tail_is_cut_with_one_log_line_and_nothing_acknowledged_goes() {
     let env = [("WECHAT_QR_RETAIN_BYTES", "524288")];
     let binary = start(data.path(), &env).await;
     let http = http();
-    let mut acked = Vec::new();
-    for n in 0..PUSHES {
-        let openid = format!("torn-{n}");
-        let (query, body) = push(&openid, n);
-        assert_eq!(
-            post(&http, &binary.webhook_url, &query, &body).await,
-            Some((200, "success".to_owned()))
-        );
-        acked.push(openid);
-    }
+    let acked = push_acknowledged(&http, &binary.webhook_url, "torn", PUSHES).await;
     binary.kill9().await;
     let segment = segments(data.path()).pop().unwrap();
     let spans = records(&segment);
@@ -385,16 +397,7 @@ async fn a_record_over_16_mib_is_damage_and_never_served() {
     let data = tempfile::tempdir().unwrap();
     let binary = start(data.path(), &[]).await;
     let http = http();
-    let mut acked = Vec::new();
-    for n in 0..PUSHES {
-        let openid = format!("before-huge-{n}");
-        let (query, body) = push(&openid, n);
-        assert_eq!(
-            post(&http, &binary.webhook_url, &query, &body).await,
-            Some((200, "success".to_owned()))
-        );
-        acked.push(openid);
-    }
+    let mut acked = push_acknowledged(&http, &binary.webhook_url, "before-huge", PUSHES).await;
     binary.stop().await;
 
     let segment = segments(data.path()).pop().unwrap();
