@@ -300,22 +300,7 @@ async fn go_scan_to_login_prints_the_openid_of_the_scan() {
     let service = TestService::start().await;
     let scratch = Scratch::new();
     let binary = scratch.0.join("scan_to_login");
-    let built = tokio::time::timeout(
-        Duration::from_secs(600),
-        Command::new(repo().join("examples/go/build"))
-            .arg(&binary)
-            .current_dir(repo())
-            .output(),
-    )
-    .await
-    .expect("the Go example builds within 10 minutes")
-    .unwrap();
-    assert!(
-        built.status.success(),
-        "examples/go/build failed (./scripts/setup-clients installs what it needs): {}{}",
-        String::from_utf8_lossy(&built.stdout),
-        String::from_utf8_lossy(&built.stderr)
-    );
+    common::go::build_example("scan_to_login", &binary).await;
     let image = scratch.0.join("login.jpg");
     let mut command = Command::new(&binary);
     command

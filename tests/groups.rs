@@ -608,16 +608,7 @@ async fn poison_dead_letter_replay(binary: &Binary) {
 
 /// A replica on the shared Redis: the real binary with its own simulator and data dir.
 async fn start_replica(redis: &common::redis_server::RedisServer, dir: &Path) -> Binary {
-    let mut command = Binary::command();
-    command
-        .current_dir(dir)
-        .env("WECHAT_QR_GRPC_ADDR", "127.0.0.1:0")
-        .env("WECHAT_QR_HTTP_ADDR", "127.0.0.1:0")
-        .env("WECHAT_QR_ADMIN_ADDR", "127.0.0.1:0")
-        .env("WECHAT_QR_SIMULATOR_ADDR", "127.0.0.1:0")
-        .env("WECHAT_QR_DATA_DIR", dir.join("data"))
-        .env("WECHAT_QR_REDIS_URL", redis.url());
-    Binary::spawn(command).await
+    start_replica_with(redis, dir, &[]).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -1068,26 +1059,9 @@ async fn the_python_group_worker_example_handles_each_scan_once_across_two_worke
 /// call CreateGroup at once: this is the test that caught creation racing with itself.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_go_group_worker_example_handles_each_scan_once_across_two_workers() {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     let scratch = tempfile::tempdir().unwrap();
     let worker = scratch.path().join("group_worker");
-    let built = tokio::time::timeout(
-        Duration::from_secs(600),
-        tokio::process::Command::new(repo.join("examples/go/build"))
-            .arg(&worker)
-            .arg("group_worker")
-            .current_dir(repo)
-            .output(),
-    )
-    .await
-    .expect("the Go example builds within 10 minutes")
-    .expect("examples/go/build runs (it needs go: ./scripts/setup-clients installs it)");
-    assert!(
-        built.status.success(),
-        "examples/go/build failed (./scripts/setup-clients installs what it needs): {}{}",
-        String::from_utf8_lossy(&built.stdout),
-        String::from_utf8_lossy(&built.stderr)
-    );
+    common::go::build_example("group_worker", &worker).await;
     two_workers_handle_each_scan_once(|addr, n| {
         let mut command = tokio::process::Command::new(&worker);
         command

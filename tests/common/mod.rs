@@ -6,6 +6,7 @@
 
 pub mod browser;
 pub mod data_dir;
+pub mod go;
 pub mod wechatpy;
 
 // Each test file uses some of these; the rest would warn.
